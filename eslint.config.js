@@ -18,7 +18,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['daemon/test/**', 'daemon/src/**/*.test.ts', 'daemon/bin/**', 'daemon/src/cli/**'],
+    files: ['daemon/test/**', 'daemon/src/**/*.test.ts', 'daemon/bin/**', 'daemon/src/cli/**', 'daemon/scripts/**'],
     rules: { 'no-console': 'off' },
   },
 );

@@ -1,0 +1,203 @@
+/**
+ * Loading the configuration: YAML file (optional) → environment overrides
+ * (`SEALDROP_<SECTION>__<KEY>`, secrets from `..._FILE`) → schema validation → resolved paths.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, SECRET_KEYS, type Config } from './schema.ts';
+
+/** Thrown when the configuration is invalid; `problems` holds one line per problem, each naming its key. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Absolute paths derived from the configuration. */
+export interface ResolvedPaths {
+  dataDir: string;
+  blobDir: string;
+  sqlitePath: string;
+  mailDir: string;
+  kekFile: string;
+}
+
+/** A validated configuration plus its resolved paths and where it came from. */
+export interface LoadedConfig {
+  config: Config;
+  paths: ResolvedPaths;
+  /** The config file read, if any. */
+  file: string | undefined;
+}
+
+/** Options of loadConfig. */
+export interface LoadConfigOptions {
+  /** Path of a YAML config file; none means defaults plus environment. */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Base for relative paths (default: process.cwd()). */
+  cwd?: string;
+}
+
+const ENV_PREFIX = 'SEALDROP_';
+
+type Shape = Record<string, z.ZodType>;
+
+/** The object shape behind wrappers (default, prefault, optional, pipe), or undefined for a leaf. */
+function objectShape(schema: z.ZodType): Shape | undefined {
+  let def = (schema as unknown as { _zod: { def: Record<string, unknown> } })._zod.def;
+  for (let i = 0; i < 10; i++) {
+    if (def.type === 'object') return def.shape as Shape;
+    const inner = (def.innerType ?? def.out) as z.ZodType | undefined;
+    if (!inner) return undefined;
+    def = (inner as unknown as { _zod: { def: Record<string, unknown> } })._zod.def;
+  }
+  return undefined;
+}
+
+const normalizeKey = (k: string) => k.replace(/_/g, '').toLowerCase();
+
+/**
+ * Applies `SEALDROP_<SECTION>__<KEY>[__<SUBKEY>]` variables onto `raw`. Segments are matched
+ * against the schema's keys case-insensitively, ignoring underscores (`PUBLIC_BASE_URL` →
+ * `publicBaseUrl`). A `_FILE` suffix reads the value from that file (trailing newline removed).
+ */
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || !name.includes('__') || value === undefined) continue;
+    let segments = name.slice(ENV_PREFIX.length).split('__');
+    let fromFile = false;
+    const last = segments[segments.length - 1] ?? '';
+    if (last.endsWith('_FILE')) {
+      fromFile = true;
+      segments = [...segments.slice(0, -1), last.slice(0, -'_FILE'.length)];
+    }
+    let shape: Shape | undefined = objectShape(configSchema);
+    let target: Record<string, unknown> = raw;
+    const keys: string[] = [];
+    let ok = true;
+    for (let i = 0; i < segments.length; i++) {
+      const seg = normalizeKey(segments[i] ?? '');
+      const key = shape ? Object.keys(shape).find((k) => normalizeKey(k) === seg) : undefined;
+      if (!key || !shape) {
+        problems.push(`${name}: unknown configuration key "${[...keys, segments[i]?.toLowerCase()].join('.')}"`);
+        ok = false;
+        break;
+      }
+      keys.push(key);
+      if (i < segments.length - 1) {
+        const child = shape[key];
+        shape = child ? objectShape(child) : undefined;
+        const next = target[key];
+        if (next === undefined || next === null || typeof next !== 'object' || Array.isArray(next)) target[key] = {};
+        target = target[key] as Record<string, unknown>;
+      } else {
+        let v: string = value;
+        if (fromFile) {
+          try {
+            v = readFileSync(value, 'utf8').replace(/\r?\n$/, '');
+          } catch (err) {
+            problems.push(`${keys.join('.')}: cannot read secret file ${value} (from ${name}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+            ok = false;
+            break;
+          }
+        }
+        target[key] = v;
+      }
+    }
+    if (!ok) continue;
+  }
+}
+
+/** Formats a zod issue as one line naming the key. */
+function issueLine(issue: z.core.$ZodIssue): string {
+  const key = issue.path.map(String).join('.') || '(root)';
+  if (issue.code === 'unrecognized_keys') {
+    const prefix = issue.path.length ? `${issue.path.join('.')}.` : '';
+    return issue.keys.map((k) => `${prefix}${k}: unknown configuration key`).join('\n');
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type') message = `expected ${issue.expected}`;
+  return `${key}: ${message}`;
+}
+
+/** Reads, merges, validates and resolves the configuration; throws ConfigError listing every problem. */
+export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const problems: string[] = [];
+  let raw: Record<string, unknown> = {};
+  const file = options.file ? path.resolve(cwd, options.file) : undefined;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`--config: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
+    }
+    try {
+      const parsed: unknown = parseYaml(text, { uniqueKeys: true });
+      if (parsed !== null && parsed !== undefined) {
+        if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError([`${file}: the top level must be a mapping`]);
+        raw = parsed as Record<string, unknown>;
+      }
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      const where = err instanceof YAMLParseError && err.linePos ? `:${err.linePos[0].line}` : '';
+      throw new ConfigError([`${file}${where}: not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+    }
+  }
+  applyEnv(raw, env, problems);
+  const result = configSchema.safeParse(raw);
+  if (!result.success) problems.push(...result.error.issues.flatMap((i) => issueLine(i).split('\n')));
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  const config = result.data;
+  problems.push(...crossChecks(config));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { config, paths: resolvePaths(config, cwd), file };
+}
+
+function crossChecks(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.deliveries.defaultExpiryDays > config.deliveries.maxExpiryDays) {
+    problems.push('deliveries.defaultExpiryDays: must not exceed deliveries.maxExpiryDays');
+  }
+  const seen = new Set<string>();
+  config.dropFolders.forEach((f, i) => {
+    const key = f.name.toLowerCase();
+    if (seen.has(key)) problems.push(`dropFolders.${i}.name: duplicate drop folder name "${f.name}"`);
+    seen.add(key);
+    if (f.expiresInDays !== undefined && f.expiresInDays > config.deliveries.maxExpiryDays) {
+      problems.push(`dropFolders.${i}.expiresInDays: must not exceed deliveries.maxExpiryDays`);
+    }
+  });
+  if (config.mail.retryBaseMs > config.mail.retryMaxMs) problems.push('mail.retryBaseMs: must not exceed mail.retryMaxMs');
+  return problems;
+}
+
+function resolvePaths(config: Config, cwd: string): ResolvedPaths {
+  const dataDir = path.resolve(cwd, config.storage.dataDir);
+  return {
+    dataDir,
+    blobDir: path.resolve(cwd, config.storage.blobDir ?? path.join(dataDir, 'blobs')),
+    sqlitePath: path.resolve(cwd, config.database.sqlitePath ?? path.join(dataDir, 'sealdrop.db')),
+    mailDir: path.resolve(cwd, config.mail.fileDir ?? path.join(dataDir, 'mail')),
+    kekFile: path.resolve(cwd, config.crypto.kekFile),
+  };
+}
+
+/** A copy of the configuration with every secret replaced by "[redacted]", for `config show` and support dumps. */
+export function redactConfig(config: Config): Config {
+  const copy = structuredClone(config) as unknown as Record<string, unknown>;
+  for (const dotted of SECRET_KEYS) {
+    const parts = dotted.split('.');
+    let node: Record<string, unknown> | undefined = copy;
+    for (const p of parts.slice(0, -1)) node = node?.[p] as Record<string, unknown> | undefined;
+    const leaf = parts[parts.length - 1] ?? '';
+    if (node && node[leaf] !== undefined) node[leaf] = '[redacted]';
+  }
+  return copy as unknown as Config;
+}

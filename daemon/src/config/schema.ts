@@ -1,0 +1,178 @@
+/**
+ * The sealdrop configuration schema: one section per subsystem, every key with a default so
+ * that the daemon starts with no config file at all. Values may come from YAML (typed) or from
+ * environment variables (strings), so numbers, booleans and lists accept their string forms.
+ */
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+
+const fromString = (parse: (s: string) => unknown) => (v: unknown) => {
+  if (typeof v !== 'string') return v;
+  const s = v.trim();
+  return s === '' ? v : parse(s);
+};
+
+/** An integer that also accepts its decimal string form (environment overrides). */
+const int = (min: number, max: number) =>
+  z.preprocess(fromString((s) => (/^-?\d+$/.test(s) ? Number(s) : s)), z.number().int().min(min).max(max));
+
+/** A boolean that also accepts true/false/1/0/yes/no. */
+const bool = () =>
+  z.preprocess(
+    fromString((s) => {
+      const l = s.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(l)) return true;
+      if (['false', '0', 'no', 'off'].includes(l)) return false;
+      return s;
+    }),
+    z.boolean(),
+  );
+
+/** A list that also accepts a YAML/JSON flow sequence or a comma-separated string. */
+const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess(
+    fromString((s) => (s.startsWith('[') ? parseYaml(s) : s.split(',').map((x) => x.trim()).filter(Boolean))),
+    z.array(item),
+  );
+
+const email = () => z.string().trim().toLowerCase().pipe(z.email({ message: 'must be an e-mail address' }));
+
+const dropFolder = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, ".", "_" or "-", not starting with a symbol')
+    .refine((n) => !['outbox', 'inbox'].includes(n.toLowerCase()), 'is reserved (outbox, inbox)'),
+  owner: email(),
+  recipients: list(email()).refine((r) => r.length > 0, 'needs at least one recipient'),
+  level: int(1, 4),
+  subject: z.string().min(1).max(200).default('{folder} {date}'),
+  expiresInDays: int(1, 3650).optional(),
+  writers: list(email()).default([]),
+});
+
+/** Configuration of one drop folder (a configured upload target with fixed owner and recipients). */
+export type DropFolderConfig = z.infer<typeof dropFolder>;
+
+const argon2Params = z.strictObject({
+  passes: int(1, 64).default(3),
+  parallelism: int(1, 64).default(4),
+  memoryExponent: int(10, 22).default(16),
+});
+
+/** The whole configuration schema. */
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      /** Base URL used in links in e-mails. */
+      publicBaseUrl: z.url().default('http://127.0.0.1:8080'),
+      /** Seconds to wait for running transfers on shutdown. */
+      shutdownTimeoutSeconds: int(0, 3600).default(30),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      enabled: bool().default(true),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: int(0, 65535).default(8080),
+      maxJsonBytes: int(1024, 16 * 1024 * 1024).default(1024 * 1024),
+      trustProxy: bool().default(false),
+    })
+    .prefault({}),
+  storage: z
+    .strictObject({
+      dataDir: z.string().min(1).default('./data'),
+      /** Defaults to `<dataDir>/blobs`. */
+      blobDir: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      driver: z.enum(['sqlite']).default('sqlite'),
+      /** Defaults to `<dataDir>/sealdrop.db`. */
+      sqlitePath: z.string().min(1).optional(),
+      /** Apply pending migrations at start-up (`sealdrop migrate` does it explicitly). */
+      autoMigrate: bool().default(true),
+    })
+    .prefault({}),
+  mail: z
+    .strictObject({
+      transport: z.enum(['file', 'smtp']).default('file'),
+      /** Defaults to `<dataDir>/mail` (file transport). */
+      fileDir: z.string().min(1).optional(),
+      from: z.string().min(3).default('sealdrop <sealdrop@localhost>'),
+      smtp: z
+        .strictObject({
+          host: z.string().min(1).default('127.0.0.1'),
+          port: int(1, 65535).default(25),
+          secure: bool().default(false),
+          requireTLS: bool().default(false),
+          ignoreTLS: bool().default(false),
+          user: z.string().optional(),
+          password: z.string().optional(),
+        })
+        .prefault({}),
+      pollIntervalMs: int(50, 600_000).default(1000),
+      maxAttempts: int(1, 100).default(12),
+      retryBaseMs: int(10, 3_600_000).default(2000),
+      retryMaxMs: int(10, 86_400_000).default(3_600_000),
+    })
+    .prefault({}),
+  crypto: z
+    .strictObject({
+      /** Key-encryption key for levels 1/2 and the mail outbox; keep it outside the data folder. */
+      kekFile: z.string().min(1).default('./secrets/sealdrop.kek'),
+      /** Argon2 S2K settings protecting private keys (server-side key generation). */
+      s2kArgon2: argon2Params.prefault({}),
+      /** Allow the convenience routes that send a SecuPass to the server. */
+      serverSideSecupass: bool().default(true),
+    })
+    .prefault({}),
+  accounts: z
+    .strictObject({
+      passwordMinLength: int(8, 1024).default(12),
+      secupassMinLength: int(8, 1024).default(12),
+      /** argon2id parameters for login passwords (memory in KiB). */
+      passwordHash: z
+        .strictObject({
+          memoryCost: int(8, 4 * 1024 * 1024).default(19456),
+          timeCost: int(1, 100).default(2),
+          parallelism: int(1, 16).default(1),
+        })
+        .prefault({}),
+      invitationTtlHours: int(1, 24 * 90).default(24 * 14),
+      passwordResetTtlMinutes: int(5, 24 * 60).default(60),
+      sessionTtlMinutes: int(5, 24 * 60 * 30).default(8 * 60),
+      apiTokenMaxDays: int(1, 3650).default(365),
+      loginMaxFailures: int(1, 1000).default(10),
+      loginWindowSeconds: int(10, 86_400).default(900),
+      /** Server-side releases (SecuPass sent to the server) per account and window. */
+      releaseMaxAttempts: int(1, 1000).default(10),
+      releaseWindowSeconds: int(10, 86_400).default(900),
+    })
+    .prefault({}),
+  deliveries: z
+    .strictObject({
+      defaultExpiryDays: int(1, 3650).default(90),
+      maxExpiryDays: int(1, 3650).default(365),
+      maxFileBytes: int(0, Number.MAX_SAFE_INTEGER).default(20 * 1024 * 1024 * 1024),
+      maxFilesPerDelivery: int(1, 100_000).default(1000),
+      maxRecipients: int(1, 1000).default(50),
+      maxSubjectLength: int(1, 1000).default(200),
+      maxMessageBytes: int(0, 10 * 1024 * 1024).default(64 * 1024),
+      /** Seconds between expiry sweeps. */
+      expirySweepSeconds: int(1, 86_400).default(300),
+    })
+    .prefault({}),
+  dropFolders: list(dropFolder).default([]),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+});
+
+/** The validated configuration, with every default filled in. */
+export type Config = z.infer<typeof configSchema>;
+
+/** Dotted paths of keys whose values are secrets (redacted in dumps, may come from `_FILE`). */
+export const SECRET_KEYS = ['mail.smtp.password'] as const;

@@ -1,0 +1,488 @@
+/**
+ * AccountService: accounts and authentication — invitations and registration, login sessions,
+ * password policy and password reset by e-mail (which keeps SecuPass data), API tokens with
+ * scopes and expiry, admin account management.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  AccountSchema,
+  AccountTokenSchema,
+  ApiTokenSchema,
+  DeliveryRecipientSchema,
+  DeliverySchema,
+  SessionSchema,
+  type Account,
+  type AccountTokenPurpose,
+  type Role,
+  ROLES,
+} from '../store/entities.ts';
+import { audit } from './audit.ts';
+import { actorOf, inTx, readEm, requireScope, ROLE_SCOPES, SCOPES, type Actor, type CoreDeps, type Em, type Principal, type Scope, type Via } from './context.ts';
+import { fail } from './errors.ts';
+import { publicLink } from './links.ts';
+import { enqueueMail } from './outbox.ts';
+import { burnVerification, hashPassword, verifyPassword } from './passwords.ts';
+import { clearHits, countHit, currentCount, retryAfterSeconds } from './rate-limit.ts';
+import { hashToken, looksLikeToken, newToken, safeEqual } from './tokens.ts';
+import { checkPasswordPolicy, normalizeEmail } from './validation.ts';
+
+const DAY = 86_400_000;
+
+/** Public view of an account. */
+export interface AccountView {
+  id: string;
+  email: string;
+  role: Role;
+  state: string;
+  owner: string | null;
+  createdAt: string;
+  registeredAt: string | null;
+  secupassActive?: boolean;
+}
+
+/** Public view of an API token (never the token itself). */
+export interface ApiTokenView {
+  id: string;
+  name: string;
+  scopes: string[];
+  createdAt: string;
+  expiresAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/** Accounts, authentication, tokens. */
+export class AccountService {
+  constructor(private readonly deps: CoreDeps) {}
+
+  private now(): Date {
+    return this.deps.clock.now();
+  }
+
+  private get cfg() {
+    return this.deps.config.accounts;
+  }
+
+  private async hash(password: string): Promise<string> {
+    return hashPassword(password, this.cfg.passwordHash);
+  }
+
+  /** Looks up an account by e-mail (normalized) or returns null. */
+  async findByEmail(em: Em, email: string): Promise<Account | null> {
+    return em.findOne(AccountSchema, { email });
+  }
+
+  /**
+   * Creates an account (admin or server CLI). With a password it is active at once; without,
+   * it is invited: an invitation mail with a single-use link goes out.
+   */
+  async createAccount(
+    by: Actor,
+    input: { email: unknown; role: unknown; owner?: unknown; password?: unknown },
+  ): Promise<{ account: AccountView; invited: boolean }> {
+    const email = normalizeEmail(input.email);
+    if (typeof input.role !== 'string' || !(ROLES as readonly string[]).includes(input.role)) {
+      throw fail('SEALDROP_E_VALIDATION', `role must be one of ${ROLES.join(', ')}`);
+    }
+    const role = input.role as Role;
+    const password = input.password === undefined || input.password === null ? undefined : checkPasswordPolicy(input.password, { minLength: this.cfg.passwordMinLength, email });
+    if (role === 'service' && input.owner === undefined) throw fail('SEALDROP_E_VALIDATION', 'a service account needs an owner (a member who releases its uploads)');
+    if (role !== 'service' && input.owner !== undefined && input.owner !== null) throw fail('SEALDROP_E_VALIDATION', 'only service accounts have an owner');
+    const ownerEmail = input.owner === undefined || input.owner === null ? undefined : normalizeEmail(input.owner, 'owner');
+    const passwordHash = password ? await this.hash(password) : null;
+    const now = this.now();
+    const result = await inTx(this.deps, async (em) => {
+      if (await this.findByEmail(em, email)) throw fail('SEALDROP_E_CONFLICT', `an account for ${email} exists already`);
+      let ownerId: string | null = null;
+      if (ownerEmail) {
+        const owner = await this.findByEmail(em, ownerEmail);
+        if (!owner || owner.state !== 'active' || !['member', 'admin'].includes(owner.role)) throw fail('SEALDROP_E_VALIDATION', `owner ${ownerEmail} must be an active member or admin`);
+        ownerId = owner.id;
+      }
+      const account = em.create(AccountSchema, {
+        id: randomUUID(),
+        email,
+        role,
+        state: passwordHash ? 'active' : 'invited',
+        passwordHash,
+        ownerId,
+        createdAt: now,
+        registeredAt: passwordHash ? now : null,
+        passwordChangedAt: passwordHash ? now : null,
+      });
+      await audit(em, { action: 'account.created', actor: by, targetType: 'account', targetId: account.id, data: { email, role, owner: ownerEmail ?? null, invited: !passwordHash } }, now);
+      if (!passwordHash) await this.issueInvitation(em, account, by, 0);
+      return account;
+    });
+    return { account: this.view(result), invited: !passwordHash };
+  }
+
+  /** Creates an invited guest account inside a delivery transaction (recipient without an account). */
+  async inviteRecipient(em: Em, email: string, by: Actor): Promise<Account> {
+    const now = this.now();
+    const account = em.create(AccountSchema, {
+      id: randomUUID(),
+      email,
+      role: 'guest',
+      state: 'invited',
+      passwordHash: null,
+      ownerId: null,
+      createdAt: now,
+    });
+    await audit(em, { action: 'account.invited', actor: by, targetType: 'account', targetId: account.id, data: { email } }, now);
+    return account;
+  }
+
+  /** Creates an invitation token and queues the invitation mail (inside the caller's transaction). */
+  async issueInvitation(em: Em, account: Account, by: Actor, deliveries: number): Promise<void> {
+    const now = this.now();
+    const token = newToken('invitation');
+    const expiresAt = new Date(now.getTime() + this.cfg.invitationTtlHours * 3_600_000);
+    em.create(AccountTokenSchema, { id: randomUUID(), accountId: account.id, purpose: 'invitation', tokenHash: hashToken(token), createdAt: now, expiresAt });
+    enqueueMail(em, this.deps.kek, now, 'invitation', account.email, {
+      link: publicLink(this.deps.config.server.publicBaseUrl, '/register', { token }),
+      inviter: by.email,
+      expiresAt: expiresAt.toISOString(),
+      deliveries,
+    });
+    await audit(em, { action: 'invitation.sent', actor: by, targetType: 'account', targetId: account.id, data: { email: account.email, expiresAt: expiresAt.toISOString() } }, now);
+  }
+
+  /**
+   * Sends a fresh invitation to an account that has not registered yet. Allowed for admins and
+   * for senders of a delivery to that account. Earlier links stay valid until they expire.
+   */
+  async resendInvitation(p: Principal, emailInput: unknown): Promise<void> {
+    const email = normalizeEmail(emailInput);
+    await inTx(this.deps, async (em) => {
+      const account = await this.findByEmail(em, email);
+      const isAdmin = p.scopes.has('admin');
+      if (!account) throw fail('SEALDROP_E_NOT_FOUND', `no invitation for ${email}`);
+      if (!isAdmin) {
+        const deliveries = await em.find(DeliverySchema, { $or: [{ senderId: p.accountId }, { ownerId: p.accountId }] }, { fields: ['id'] });
+        const link = deliveries.length
+          ? await em.count(DeliveryRecipientSchema, { accountId: account.id, deliveryId: { $in: deliveries.map((d) => d.id) } })
+          : 0;
+        if (link === 0) throw fail('SEALDROP_E_NOT_FOUND', `no invitation for ${email}`);
+      }
+      if (account.state !== 'invited') throw fail('SEALDROP_E_WRONG_STATE', `${email} has registered already`);
+      const pending = await em.count(DeliveryRecipientSchema, { accountId: account.id, state: 'awaiting_registration' });
+      await this.issueInvitation(em, account, actorOf(p), pending);
+    });
+  }
+
+  /** Consumes a single-use token of `purpose`; throws SEALDROP_E_TOKEN_INVALID if unknown, used or expired. */
+  private async consumeToken(em: Em, token: unknown, purpose: AccountTokenPurpose): Promise<Account> {
+    const kind = purpose === 'invitation' ? 'invitation' : 'password_reset';
+    if (!looksLikeToken(token, kind)) throw fail('SEALDROP_E_TOKEN_INVALID');
+    const row = await em.findOne(AccountTokenSchema, { tokenHash: hashToken(token), purpose });
+    const now = this.now();
+    if (!row || row.usedAt || row.expiresAt.getTime() <= now.getTime()) throw fail('SEALDROP_E_TOKEN_INVALID');
+    row.usedAt = now;
+    const account = await em.findOneOrFail(AccountSchema, { id: row.accountId });
+    if (account.state === 'disabled') throw fail('SEALDROP_E_ACCOUNT_DISABLED');
+    return account;
+  }
+
+  /**
+   * Registration from the invitation link: sets the login password, activates the account and
+   * moves its waiting deliveries on (level 2 becomes available, level 3/4 awaits the SecuPass).
+   */
+  async register(input: { token: unknown; password: unknown }, ip: string | undefined, onRegistered: (em: Em, account: Account, actor: Actor) => Promise<void>): Promise<AccountView> {
+    if (!looksLikeToken(input.token, 'invitation')) throw fail('SEALDROP_E_TOKEN_INVALID');
+    const preview = await readEm(this.deps).findOne(AccountTokenSchema, { tokenHash: hashToken(input.token), purpose: 'invitation' });
+    const previewAccount = preview ? await readEm(this.deps).findOne(AccountSchema, { id: preview.accountId }) : null;
+    const password = checkPasswordPolicy(input.password, { minLength: this.cfg.passwordMinLength, email: previewAccount?.email });
+    const passwordHash = await this.hash(password);
+    const now = this.now();
+    const account = await inTx(this.deps, async (em) => {
+      const account = await this.consumeToken(em, input.token, 'invitation');
+      if (account.state !== 'invited') throw fail('SEALDROP_E_TOKEN_INVALID', 'this account has registered already; log in instead');
+      account.state = 'active';
+      account.passwordHash = passwordHash;
+      account.registeredAt = now;
+      account.registeredFrom = ip ?? null;
+      account.passwordChangedAt = now;
+      await em.nativeUpdate(AccountTokenSchema, { accountId: account.id, purpose: 'invitation', usedAt: null }, { usedAt: now });
+      const actor: Actor = { accountId: account.id, email: account.email, ip };
+      await audit(em, { action: 'account.registered', actor, targetType: 'account', targetId: account.id, data: { ip: ip ?? null } }, now);
+      await onRegistered(em, account, actor);
+      return account;
+    });
+    return this.view(account);
+  }
+
+  /** Logs in with e-mail and password; returns a session bearer token. Failures are counted per address. */
+  async login(input: { email: unknown; password: unknown }, ip: string | undefined, via: Via): Promise<{ token: string; expiresAt: string; account: AccountView }> {
+    const { account } = await this.verifyCredentials(input, ip, via);
+    const token = newToken('session');
+    const now = this.now();
+    const expiresAt = new Date(now.getTime() + this.cfg.sessionTtlMinutes * 60_000);
+    await inTx(this.deps, async (em) => {
+      em.create(SessionSchema, { id: randomUUID(), accountId: account.id, tokenHash: hashToken(token), createdAt: now, expiresAt, lastSeenAt: now, ip: ip ?? null });
+      await audit(em, { action: 'session.created', actor: { accountId: account.id, email: account.email, ip }, targetType: 'account', targetId: account.id, data: { via } }, now);
+    });
+    return { token, expiresAt: expiresAt.toISOString(), account: this.view(account) };
+  }
+
+  /**
+   * Checks e-mail and password (login, and protocols with password authentication such as
+   * SFTP and WebDAV). Counts failures per address; too many lock the address for the window.
+   */
+  async verifyCredentials(input: { email: unknown; password: unknown }, ip: string | undefined, via: Via): Promise<{ account: Account; principal: Principal }> {
+    if (typeof input.email !== 'string' || typeof input.password !== 'string' || input.password.length > 1024) throw fail('SEALDROP_E_LOGIN_FAILED');
+    let email: string;
+    try {
+      email = normalizeEmail(input.email);
+    } catch {
+      throw fail('SEALDROP_E_LOGIN_FAILED');
+    }
+    const key = `login:${email}`;
+    const em = readEm(this.deps);
+    const now = this.now();
+    if ((await currentCount(em, key, this.cfg.loginWindowSeconds, now)) >= this.cfg.loginMaxFailures) {
+      const retry = await retryAfterSeconds(em, key, this.cfg.loginWindowSeconds, now);
+      throw fail('SEALDROP_E_RATE_LIMITED', `too many failed logins for this address; try again in ${retry} s`, { retryAfter: retry });
+    }
+    const account = await this.findByEmail(em, email);
+    const ok = account?.passwordHash ? await verifyPassword(account.passwordHash, input.password) : (await burnVerification(this.cfg.passwordHash, input.password), false);
+    if (!account || !ok) {
+      await inTx(this.deps, async (tem) => {
+        await countHit(tem, key, this.cfg.loginWindowSeconds, now);
+        await audit(tem, { action: 'login.failed', actor: { accountId: null, email, ip }, data: { via } }, now);
+      });
+      this.deps.events.emit('auth.failed', { reason: 'password', via });
+      throw fail('SEALDROP_E_LOGIN_FAILED');
+    }
+    if (account.state === 'disabled') throw fail('SEALDROP_E_ACCOUNT_DISABLED');
+    if (account.state !== 'active') throw fail('SEALDROP_E_LOGIN_FAILED');
+    await inTx(this.deps, (tem) => clearHits(tem, key));
+    return { account, principal: this.principalOf(account, new Set(ROLE_SCOPES[account.role]), 'password', via, ip) };
+  }
+
+  private principalOf(account: Account, scopes: ReadonlySet<Scope>, auth: Principal['auth'], via: Via, ip: string | undefined): Principal {
+    return { accountId: account.id, email: account.email, role: account.role, scopes, auth, via, ip };
+  }
+
+  /** Ends a session. */
+  async logout(p: Principal, bearer: string): Promise<void> {
+    await inTx(this.deps, async (em) => {
+      await em.nativeDelete(SessionSchema, { tokenHash: hashToken(bearer), accountId: p.accountId });
+      await audit(em, { action: 'session.ended', actor: actorOf(p), targetType: 'account', targetId: p.accountId }, this.now());
+    });
+  }
+
+  /** Resolves a bearer token (session or API token) to a principal; SEALDROP_E_UNAUTHENTICATED otherwise. */
+  async authenticate(bearer: unknown, via: Via, ip: string | undefined): Promise<Principal> {
+    const em = readEm(this.deps);
+    const now = this.now();
+    const deny = () => {
+      this.deps.events.emit('auth.failed', { reason: 'token', via });
+      return fail('SEALDROP_E_UNAUTHENTICATED', 'the bearer token is unknown, expired or revoked');
+    };
+    if (looksLikeToken(bearer, 'session')) {
+      const hash = hashToken(bearer);
+      const session = await em.findOne(SessionSchema, { tokenHash: hash });
+      if (!session || !safeEqual(session.tokenHash, hash) || session.expiresAt.getTime() <= now.getTime()) throw deny();
+      const account = await em.findOne(AccountSchema, { id: session.accountId });
+      if (!account || account.state !== 'active') throw deny();
+      return this.principalOf(account, new Set(ROLE_SCOPES[account.role]), 'session', via, ip);
+    }
+    if (looksLikeToken(bearer, 'api')) {
+      const hash = hashToken(bearer);
+      const token = await em.findOne(ApiTokenSchema, { tokenHash: hash });
+      if (!token || !safeEqual(token.tokenHash, hash) || token.revokedAt || token.expiresAt.getTime() <= now.getTime()) throw deny();
+      const account = await em.findOne(AccountSchema, { id: token.accountId });
+      if (!account || account.state !== 'active') throw deny();
+      if (!token.lastUsedAt || now.getTime() - token.lastUsedAt.getTime() > 60_000) {
+        await em.nativeUpdate(ApiTokenSchema, { id: token.id }, { lastUsedAt: now });
+      }
+      const allowed = new Set(ROLE_SCOPES[account.role]);
+      const scopes = new Set(token.scopes.filter((s): s is Scope => allowed.has(s as Scope)));
+      return this.principalOf(account, scopes, 'api_token', via, ip);
+    }
+    throw deny();
+  }
+
+  /** Starts a password reset: if the address has an active account, a single-use link is mailed. Never tells whether it has. */
+  async requestPasswordReset(emailInput: unknown, ip: string | undefined): Promise<void> {
+    let email: string;
+    try {
+      email = normalizeEmail(emailInput);
+    } catch {
+      return;
+    }
+    const now = this.now();
+    await inTx(this.deps, async (em) => {
+      const key = `reset:${email}`;
+      if ((await countHit(em, key, 3600, now)) > 5) return;
+      const account = await this.findByEmail(em, email);
+      if (!account || account.state !== 'active' || account.role === 'service') return;
+      const token = newToken('password_reset');
+      const expiresAt = new Date(now.getTime() + this.cfg.passwordResetTtlMinutes * 60_000);
+      em.create(AccountTokenSchema, { id: randomUUID(), accountId: account.id, purpose: 'password_reset', tokenHash: hashToken(token), createdAt: now, expiresAt });
+      enqueueMail(em, this.deps.kek, now, 'password_reset', account.email, {
+        link: publicLink(this.deps.config.server.publicBaseUrl, '/password-reset', { token }),
+        expiresAt: expiresAt.toISOString(),
+      });
+      await audit(em, { action: 'password_reset.requested', actor: { accountId: null, email, ip }, targetType: 'account', targetId: account.id }, now);
+    });
+  }
+
+  /** Completes a password reset: new password, every session ends. SecuPass keys and deliveries are untouched. */
+  async completePasswordReset(input: { token: unknown; password: unknown }, ip: string | undefined): Promise<void> {
+    if (!looksLikeToken(input.token, 'password_reset')) throw fail('SEALDROP_E_TOKEN_INVALID');
+    const em0 = readEm(this.deps);
+    const preview = await em0.findOne(AccountTokenSchema, { tokenHash: hashToken(input.token), purpose: 'password_reset' });
+    const previewAccount = preview ? await em0.findOne(AccountSchema, { id: preview.accountId }) : null;
+    const password = checkPasswordPolicy(input.password, { minLength: this.cfg.passwordMinLength, email: previewAccount?.email });
+    const passwordHash = await this.hash(password);
+    const now = this.now();
+    await inTx(this.deps, async (em) => {
+      const account = await this.consumeToken(em, input.token, 'password_reset');
+      account.passwordHash = passwordHash;
+      account.passwordChangedAt = now;
+      await em.nativeDelete(SessionSchema, { accountId: account.id });
+      await em.nativeUpdate(AccountTokenSchema, { accountId: account.id, purpose: 'password_reset', usedAt: null }, { usedAt: now });
+      await clearHits(em, `login:${account.email}`);
+      await audit(em, { action: 'password_reset.completed', actor: { accountId: account.id, email: account.email, ip }, targetType: 'account', targetId: account.id }, now);
+    });
+  }
+
+  /** Changes the login password with the current one; other sessions end. */
+  async changePassword(p: Principal, input: { currentPassword: unknown; newPassword: unknown }): Promise<void> {
+    const em = readEm(this.deps);
+    const account = await em.findOneOrFail(AccountSchema, { id: p.accountId });
+    if (typeof input.currentPassword !== 'string' || !account.passwordHash || !(await verifyPassword(account.passwordHash, input.currentPassword))) {
+      throw fail('SEALDROP_E_LOGIN_FAILED', 'the current password is wrong');
+    }
+    const password = checkPasswordPolicy(input.newPassword, { minLength: this.cfg.passwordMinLength, email: account.email, field: 'newPassword' });
+    const passwordHash = await this.hash(password);
+    const now = this.now();
+    await inTx(this.deps, async (tem) => {
+      await tem.nativeUpdate(AccountSchema, { id: account.id }, { passwordHash, passwordChangedAt: now });
+      await audit(tem, { action: 'password.changed', actor: actorOf(p), targetType: 'account', targetId: account.id }, now);
+    });
+  }
+
+  /** Creates an API token for the caller (from a login session only); the token is returned once. */
+  async createApiToken(p: Principal, input: { name?: unknown; scopes?: unknown; expiresInDays?: unknown }): Promise<{ token: string; tokenInfo: ApiTokenView }> {
+    if (p.auth !== 'session' && p.auth !== 'cli') throw fail('SEALDROP_E_FORBIDDEN', 'API tokens are created from a login session, not with another API token');
+    const name = input.name === undefined ? 'api token' : input.name;
+    if (typeof name !== 'string' || name.trim().length === 0 || name.length > 100) throw fail('SEALDROP_E_VALIDATION', 'name must be 1-100 characters');
+    if (!Array.isArray(input.scopes) || input.scopes.length === 0) throw fail('SEALDROP_E_VALIDATION', `scopes must be a non-empty list of ${SCOPES.join(', ')}`);
+    const allowed = ROLE_SCOPES[p.role];
+    const scopes = [...new Set(input.scopes)];
+    for (const s of scopes) {
+      if (typeof s !== 'string' || !(SCOPES as readonly string[]).includes(s)) throw fail('SEALDROP_E_VALIDATION', `unknown scope ${JSON.stringify(s)}; scopes are ${SCOPES.join(', ')}`);
+      if (!(allowed as readonly string[]).includes(s)) throw fail('SEALDROP_E_FORBIDDEN', `a ${p.role} account cannot hold the "${s}" scope`);
+    }
+    const days = input.expiresInDays === undefined ? Math.min(90, this.cfg.apiTokenMaxDays) : input.expiresInDays;
+    if (typeof days !== 'number' || !Number.isInteger(days) || days < 1 || days > this.cfg.apiTokenMaxDays) {
+      throw fail('SEALDROP_E_VALIDATION', `expiresInDays must be a whole number from 1 to ${this.cfg.apiTokenMaxDays}`);
+    }
+    const token = newToken('api');
+    const now = this.now();
+    const row = await inTx(this.deps, async (em) => {
+      const row = em.create(ApiTokenSchema, {
+        id: randomUUID(),
+        accountId: p.accountId,
+        name: name.trim(),
+        tokenHash: hashToken(token),
+        scopes: scopes as string[],
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + days * DAY),
+      });
+      await audit(em, { action: 'api_token.created', actor: actorOf(p), targetType: 'api_token', targetId: row.id, data: { name: row.name, scopes, expiresAt: row.expiresAt.toISOString() } }, now);
+      return row;
+    });
+    return { token, tokenInfo: tokenView(row) };
+  }
+
+  /** The caller's API tokens. */
+  async listApiTokens(p: Principal): Promise<ApiTokenView[]> {
+    const rows = await readEm(this.deps).find(ApiTokenSchema, { accountId: p.accountId }, { orderBy: { createdAt: 'desc' } });
+    return rows.map(tokenView);
+  }
+
+  /** Revokes one of the caller's API tokens. */
+  async revokeApiToken(p: Principal, id: unknown): Promise<void> {
+    await inTx(this.deps, async (em) => {
+      const row = typeof id === 'string' ? await em.findOne(ApiTokenSchema, { id, accountId: p.accountId }) : null;
+      if (!row) throw fail('SEALDROP_E_NOT_FOUND', 'no such API token');
+      if (row.revokedAt) return;
+      row.revokedAt = this.now();
+      await audit(em, { action: 'api_token.revoked', actor: actorOf(p), targetType: 'api_token', targetId: row.id }, this.now());
+    });
+  }
+
+  /** The caller's own account. */
+  async me(p: Principal): Promise<AccountView> {
+    const em = readEm(this.deps);
+    const account = await em.findOneOrFail(AccountSchema, { id: p.accountId });
+    return this.view(account, await this.hasActiveKey(em, account.id));
+  }
+
+  private async hasActiveKey(em: Em, accountId: string): Promise<boolean> {
+    return (await em.count('SecuPassKey', { accountId, destroyedAt: null })) > 0;
+  }
+
+  /** Every account (admin). */
+  async listAccounts(p: Principal): Promise<AccountView[]> {
+    requireScope(p, 'admin');
+    const em = readEm(this.deps);
+    const rows = await em.find(AccountSchema, {}, { orderBy: { email: 'asc' } });
+    const active = new Set((await em.find('SecuPassKey', { destroyedAt: null }, { fields: ['accountId'] as never })).map((k) => (k as { accountId: string }).accountId));
+    const byId = new Map(rows.map((r) => [r.id, r.email]));
+    return rows.map((r) => this.view(r, active.has(r.id), byId));
+  }
+
+  /** Disables (or re-enables) an account (admin): its sessions end and its tokens stop working. */
+  async setDisabled(by: Actor, emailInput: unknown, disabled: boolean): Promise<AccountView> {
+    const email = normalizeEmail(emailInput);
+    const now = this.now();
+    const account = await inTx(this.deps, async (em) => {
+      const account = await this.findByEmail(em, email);
+      if (!account) throw fail('SEALDROP_E_NOT_FOUND', `no account ${email}`);
+      if (disabled) {
+        if (account.state === 'disabled') return account;
+        account.state = 'disabled';
+        account.disabledAt = now;
+        await em.nativeDelete(SessionSchema, { accountId: account.id });
+      } else {
+        if (account.state !== 'disabled') return account;
+        account.state = account.passwordHash ? 'active' : 'invited';
+        account.disabledAt = null;
+      }
+      await audit(em, { action: disabled ? 'account.disabled' : 'account.enabled', actor: by, targetType: 'account', targetId: account.id, data: { email } }, now);
+      return account;
+    });
+    return this.view(account);
+  }
+
+  /** The public view of an account row. */
+  view(a: Account, secupassActive?: boolean, emails?: Map<string, string>): AccountView {
+    return {
+      id: a.id,
+      email: a.email,
+      role: a.role,
+      state: a.state,
+      owner: a.ownerId ? (emails?.get(a.ownerId) ?? a.ownerId) : null,
+      createdAt: a.createdAt.toISOString(),
+      registeredAt: a.registeredAt ? a.registeredAt.toISOString() : null,
+      ...(secupassActive === undefined ? {} : { secupassActive }),
+    };
+  }
+}
+
+function tokenView(t: { id: string; name: string; scopes: string[]; createdAt: Date; expiresAt: Date; lastUsedAt?: Date | null; revokedAt?: Date | null }): ApiTokenView {
+  return {
+    id: t.id,
+    name: t.name,
+    scopes: t.scopes,
+    createdAt: t.createdAt.toISOString(),
+    expiresAt: t.expiresAt.toISOString(),
+    lastUsedAt: t.lastUsedAt ? t.lastUsedAt.toISOString() : null,
+    revokedAt: t.revokedAt ? t.revokedAt.toISOString() : null,
+  };
+}

@@ -1,0 +1,1139 @@
+/**
+ * DeliveryService: the delivery process. Create, add files (encrypted as they stream in), send,
+ * release (server-side with a SecuPass, or client-side wraps), re-release after a reset, list,
+ * download, revoke, expiry — every state change audited, every rule enforced here so that all
+ * front-ends (HTTP, SFTP, WebDAV, UI, CLI) behave the same.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { LockMode } from '@mikro-orm/core';
+import { decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
+import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
+import { createSeipdV1Encryptor } from '../crypto/seipd-v1.ts';
+import type { DropFolderConfig } from '../config/schema.ts';
+import {
+  AccountSchema,
+  DeliveryFileSchema,
+  DeliveryRecipientSchema,
+  DeliverySchema,
+  KeyWrapSchema,
+  NotificationSchema,
+  SecuPassKeySchema,
+  type Account,
+  type Delivery,
+  type DeliveryFile,
+  type DeliveryRecipient,
+  type RecipientState,
+  type SecuPassKey,
+} from '../store/entities.ts';
+import type { AccountService } from './accounts.ts';
+import type { SecuPassService } from './secupass.ts';
+import { audit } from './audit.ts';
+import { actorOf, inTx, readEm, requireScope, type Actor, type CoreDeps, type Em, type Principal, type Via } from './context.ts';
+import { fail, SealdropError } from './errors.ts';
+import { publicLink } from './links.ts';
+import { enqueueMail, type MailTemplate, type MailTemplates } from './outbox.ts';
+import { hashToken, looksLikeToken, newToken } from './tokens.ts';
+import { isUuid, normalizeEmail, validateFileName, validateMessage, validateSubject } from './validation.ts';
+
+const DAY = 86_400_000;
+const MESSAGE_NAME = 'message.txt';
+
+/** Recipient states still waiting for something before the delivery can be opened. */
+const WAITING: RecipientState[] = ['awaiting_registration', 'awaiting_secupass', 'awaiting_release'];
+
+/** What a caller may see of one file. */
+export interface FileView {
+  id: string;
+  name: string;
+  size: number;
+  createdAt: string;
+}
+
+/** What a caller may see of one recipient. */
+export interface RecipientView {
+  id: string;
+  email: string;
+  state: RecipientState;
+  key: { fingerprint: string; createdAt: string } | null;
+  releasedAt: string | null;
+  releasedFingerprint: string | null;
+  downloadedAt: string | null;
+}
+
+/** What a caller may see of a delivery. */
+export interface DeliveryView {
+  id: string;
+  subject: string;
+  level: number;
+  state: string;
+  origin: string;
+  dropFolder: string | null;
+  sender: string;
+  owner: string;
+  createdAt: string;
+  sentAt: string | null;
+  expiresAt: string;
+  hasMessage: boolean;
+  files: FileView[];
+  /** Every recipient for the sender/owner; only the caller's own row for a recipient. */
+  recipients: RecipientView[];
+  /** The caller's role in this delivery. */
+  role: 'sender' | 'owner' | 'recipient' | 'admin';
+}
+
+/** A download: a stream plus what a front-end needs for headers. */
+export interface Download {
+  stream: Readable;
+  /** Exact byte length of `stream` when known before streaming. */
+  size: number | undefined;
+  /** File name to offer (".pgp" appended for OpenPGP files). */
+  fileName: string;
+  contentType: string;
+  /** True when the stream is an OpenPGP message the client decrypts. */
+  encrypted: boolean;
+}
+
+/** Input of create(). */
+export interface CreateDeliveryInput {
+  to?: unknown;
+  subject?: unknown;
+  message?: unknown;
+  level?: unknown;
+  expiresInDays?: unknown;
+  dropFolder?: unknown;
+}
+
+/** Options of addFile(). */
+export interface AddFileOptions {
+  signal?: AbortSignal;
+  /** Length the client declared (Content-Length); checked against the limit before reading. */
+  declaredSize?: number;
+}
+
+/** Counts plaintext bytes and fails the stream once `max` is exceeded. */
+class SizeLimit extends Transform {
+  bytes = 0;
+  constructor(private readonly max: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.max) cb(new SealdropError('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.max} bytes`));
+    else cb(null, chunk);
+  }
+}
+
+/** The delivery process. */
+export class DeliveryService {
+  private accounts!: AccountService;
+  private secupass!: SecuPassService;
+
+  constructor(private readonly deps: CoreDeps) {}
+
+  /** Wires the services this one calls back into (they call this one too). */
+  attach(accounts: AccountService, secupass: SecuPassService): void {
+    this.accounts = accounts;
+    this.secupass = secupass;
+  }
+
+  private now(): Date {
+    return this.deps.clock.now();
+  }
+
+  private get cfg() {
+    return this.deps.config.deliveries;
+  }
+
+  private link(path: string, query: Record<string, string> = {}): string {
+    return publicLink(this.deps.config.server.publicBaseUrl, path, query);
+  }
+
+  private mail<T extends MailTemplate>(em: Em, template: T, to: string, params: MailTemplates[T]): void {
+    enqueueMail(em, this.deps.kek, this.now(), template, to, params);
+  }
+
+  private notify(em: Em, accountId: string, kind: string, deliveryId: string | null, data: Record<string, unknown>): void {
+    em.create(NotificationSchema, { id: randomUUID(), accountId, kind, deliveryId, data, createdAt: this.now() });
+  }
+
+  /** The configured drop folder of that name (case-insensitive), or undefined. */
+  dropFolder(name: string): DropFolderConfig | undefined {
+    return this.deps.config.dropFolders.find((f) => f.name.toLowerCase() === name.toLowerCase());
+  }
+
+  // ---------------------------------------------------------------- create
+
+  /**
+   * Creates an open delivery. Ad hoc (`to`, `subject`, `level`...) for members; into a
+   * configured drop folder (`dropFolder`) for its owner, its writers and service accounts the
+   * owner is responsible for. Level 3/4 needs an owner with an active SecuPass.
+   */
+  async create(p: Principal, input: CreateDeliveryInput): Promise<DeliveryView> {
+    requireScope(p, 'send');
+    const em0 = readEm(this.deps);
+    let ownerId = p.accountId;
+    let recipients: string[];
+    let level: number;
+    let subject: string;
+    let expiresInDays: number;
+    let folderName: string | null = null;
+    const message = validateMessage(input.message, this.cfg.maxMessageBytes);
+    if (input.dropFolder !== undefined && input.dropFolder !== null) {
+      if (typeof input.dropFolder !== 'string') throw fail('SEALDROP_E_VALIDATION', 'dropFolder must be a name');
+      const folder = this.dropFolder(input.dropFolder);
+      if (!folder) throw fail('SEALDROP_E_NOT_FOUND', `no drop folder ${JSON.stringify(input.dropFolder)}`);
+      const owner = await em0.findOne(AccountSchema, { email: folder.owner });
+      if (!owner || owner.state !== 'active') throw fail('SEALDROP_E_WRONG_STATE', `the owner of drop folder ${folder.name} has no active account`);
+      const caller = await em0.findOneOrFail(AccountSchema, { id: p.accountId });
+      const allowed = caller.id === owner.id || folder.writers.includes(caller.email) || (caller.role === 'service' && caller.ownerId === owner.id);
+      if (!allowed) throw fail('SEALDROP_E_FORBIDDEN', `you may not write into drop folder ${folder.name}`);
+      ownerId = owner.id;
+      recipients = folder.recipients;
+      level = folder.level;
+      subject = validateSubject(renderSubject(folder.subject, folder.name, this.now()), this.cfg.maxSubjectLength);
+      expiresInDays = folder.expiresInDays ?? this.cfg.defaultExpiryDays;
+      folderName = folder.name;
+      if (input.subject !== undefined) subject = validateSubject(input.subject, this.cfg.maxSubjectLength);
+    } else {
+      if (p.role === 'service') throw fail('SEALDROP_E_FORBIDDEN', 'service accounts deliver into drop folders only');
+      if (p.role === 'guest') throw fail('SEALDROP_E_FORBIDDEN', 'guests receive deliveries; they do not send them');
+      if (!Array.isArray(input.to) || input.to.length === 0) throw fail('SEALDROP_E_VALIDATION', 'to must be a non-empty list of e-mail addresses');
+      if (input.to.length > this.cfg.maxRecipients) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxRecipients} recipients`);
+      recipients = [...new Set(input.to.map((t, i) => normalizeEmail(t, `to[${i}]`)))];
+      if (typeof input.level !== 'number' || ![1, 2, 3, 4].includes(input.level)) throw fail('SEALDROP_E_VALIDATION', 'level must be 1, 2, 3 or 4');
+      level = input.level;
+      subject = validateSubject(input.subject, this.cfg.maxSubjectLength);
+      if (input.expiresInDays === undefined || input.expiresInDays === null) expiresInDays = this.cfg.defaultExpiryDays;
+      else if (typeof input.expiresInDays !== 'number' || !Number.isInteger(input.expiresInDays) || input.expiresInDays < 1 || input.expiresInDays > this.cfg.maxExpiryDays) {
+        throw fail('SEALDROP_E_VALIDATION', `expiresInDays must be a whole number from 1 to ${this.cfg.maxExpiryDays}`);
+      } else expiresInDays = input.expiresInDays;
+    }
+    // Recipient accounts that cannot receive.
+    const existing = await em0.find(AccountSchema, { email: { $in: recipients } });
+    for (const a of existing) {
+      if (a.state === 'disabled') throw fail('SEALDROP_E_VALIDATION', `recipient ${a.email} is disabled`);
+      if (a.role === 'service') throw fail('SEALDROP_E_VALIDATION', `recipient ${a.email} is a service account`);
+    }
+    let ownerKey: SecuPassKey | null = null;
+    if (level >= 3) {
+      ownerKey = await em0.findOne(SecuPassKeySchema, { accountId: ownerId, destroyedAt: null });
+      if (!ownerKey) {
+        throw fail('SEALDROP_E_SECUPASS_REQUIRED', ownerId === p.accountId ? 'activate your SecuPass before sending at level 3 or 4' : 'the drop folder owner has no active SecuPass; level 3/4 uploads are refused');
+      }
+    }
+    const now = this.now();
+    const id = randomUUID();
+    const deliveryKey = level <= 3 ? newKey() : null;
+    const delivery = await inTx(this.deps, async (em) => {
+      const d = em.create(DeliverySchema, {
+        id,
+        senderId: p.accountId,
+        ownerId,
+        subject,
+        level,
+        state: 'open',
+        messageCipher: message !== undefined && level <= 3 && deliveryKey ? sealMessage(deliveryKey, message, id) : null,
+        hasMessage: message !== undefined,
+        deliveryKey: deliveryKey ? this.deps.kek.seal('delivery-key', deliveryKey, id) : null,
+        dropFolder: folderName,
+        origin: p.via,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + expiresInDays * DAY),
+        expiresInDays,
+      });
+      for (const email of recipients) {
+        const account = existing.find((a) => a.email === email);
+        em.create(DeliveryRecipientSchema, { id: randomUUID(), deliveryId: id, email, accountId: account?.id ?? null, state: 'pending', updatedAt: now });
+      }
+      await audit(em, { action: 'delivery.created', actor: actorOf(p), targetType: 'delivery', targetId: id, data: { level, recipients, dropFolder: folderName, via: p.via } }, now);
+      return d;
+    });
+    if (message !== undefined && level === 4) {
+      try {
+        await this.storeItem(p, delivery, 'message', MESSAGE_NAME, Readable.from([Buffer.from(message, 'utf8')]), {});
+      } catch (err) {
+        await this.discardOpen(delivery.id);
+        throw err;
+      }
+    }
+    this.deps.events.emit('delivery.created', { deliveryId: id, level, via: p.via });
+    return this.get(p, id);
+  }
+
+  private async discardOpen(id: string): Promise<void> {
+    const em = readEm(this.deps);
+    const files = await em.find(DeliveryFileSchema, { deliveryId: id });
+    await inTx(this.deps, (tem) => tem.nativeDelete(DeliverySchema, { id, state: 'open' }));
+    for (const f of files) if (f.blobKey) await this.deps.blobs.delete(f.blobKey);
+  }
+
+  // ---------------------------------------------------------------- files
+
+  /**
+   * Adds a file to an open delivery, encrypting it as it streams in. Level 3/4: a fresh session
+   * key, SEIPDv1 to the blob store, wraps for the owner's key and every recipient key active
+   * now. Levels 1/2: SEIPDv2 under the delivery key. A file of the same name is replaced. On any
+   * failure (client abort, size limit, state change meanwhile) nothing of the file remains.
+   */
+  async addFile(p: Principal, deliveryId: string, nameInput: unknown, body: Readable, options: AddFileOptions = {}): Promise<FileView> {
+    requireScope(p, 'send');
+    const name = validateFileName(nameInput);
+    if (options.declaredSize !== undefined && options.declaredSize > this.cfg.maxFileBytes) {
+      throw fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.cfg.maxFileBytes} bytes`);
+    }
+    const delivery = await this.loadForSender(readEm(this.deps), p, deliveryId);
+    if (delivery.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${delivery.state}; files can only be added before it is sent`);
+    const count = await readEm(this.deps).count(DeliveryFileSchema, { deliveryId, kind: 'file', name: { $ne: name } });
+    if (count >= this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
+    const file = await this.storeItem(p, delivery, 'file', name, body, options);
+    return fileView(file);
+  }
+
+  private async storeItem(p: Principal, delivery: Delivery, kind: 'file' | 'message', name: string, body: Readable, options: AddFileOptions): Promise<DeliveryFile> {
+    const em0 = readEm(this.deps);
+    const limit = new SizeLimit(this.cfg.maxFileBytes);
+    const blobKey = randomBytes(16).toString('hex');
+    let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
+    let encrypted: Readable;
+    body.on('error', () => undefined);
+    const plain = body.pipe(limit);
+    body.on('error', (err) => limit.destroy(err));
+    if (delivery.level >= 3) {
+      const sessionKey = newKey();
+      const keys = await this.keysForUpload(em0, delivery);
+      wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
+      encrypted = plain.pipe(createSeipdV1Encryptor({ sessionKey, filename: name }));
+      sessionKey.fill(0);
+    } else {
+      encrypted = await encryptSeipdV2(plain, this.deliveryKey(delivery), name);
+    }
+    plain.on('error', (err) => encrypted.destroy(err));
+    let info;
+    try {
+      info = await this.deps.blobs.put(blobKey, encrypted, options.signal ? { signal: options.signal } : {});
+    } catch (err) {
+      body.destroy();
+      if (err instanceof SealdropError) throw err;
+      if (options.signal?.aborted) throw fail('SEALDROP_E_ABORTED', 'the upload was aborted');
+      throw limit.destroyed && limit.bytes > this.cfg.maxFileBytes ? fail('SEALDROP_E_TOO_LARGE') : err;
+    }
+    const now = this.now();
+    let replaced: string | null = null;
+    try {
+      const file = await inTx(this.deps, async (em) => {
+        const d = await em.findOne(DeliverySchema, { id: delivery.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (!d || d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery was sent, revoked or expired during the upload');
+        const old = await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind, name });
+        if (old) {
+          replaced = old.blobKey ?? null;
+          await em.nativeDelete(DeliveryFileSchema, { id: old.id });
+        }
+        const file = em.create(DeliveryFileSchema, {
+          id: randomUUID(),
+          deliveryId: d.id,
+          kind,
+          name,
+          size: limit.bytes,
+          blobKey,
+          blobSize: info.size,
+          sha256: info.sha256,
+          createdAt: now,
+        });
+        await this.insertWraps(em, file.id, wraps);
+        await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: limit.bytes, replaced: Boolean(old) } }, now);
+        return file;
+      });
+      if (replaced) await this.deps.blobs.delete(replaced);
+      this.deps.events.emit('file.stored', { deliveryId: delivery.id, fileId: file.id, bytes: limit.bytes, via: p.via });
+      return file;
+    } catch (err) {
+      await this.deps.blobs.delete(blobKey);
+      throw err;
+    }
+  }
+
+  /** Keys to wrap a new file to: the owner's, and every recipient's that is active now. */
+  private async keysForUpload(em: Em, delivery: Delivery): Promise<SecuPassKey[]> {
+    const recipients = await em.find(DeliveryRecipientSchema, { deliveryId: delivery.id, accountId: { $ne: null } });
+    const accountIds = [delivery.ownerId, ...recipients.map((r) => r.accountId as string)];
+    const keys = await em.find(SecuPassKeySchema, { accountId: { $in: accountIds }, destroyedAt: null });
+    if (!keys.some((k) => k.accountId === delivery.ownerId)) throw fail('SEALDROP_E_SECUPASS_REQUIRED', 'the owner of this delivery has no active SecuPass');
+    return keys;
+  }
+
+  /**
+   * Inserts wraps, each only if its key is still active at this moment: the key rows are read
+   * with a share lock, so a concurrent reset (which updates them) waits for this transaction,
+   * then deletes what it committed — no wrap to a destroyed key survives.
+   */
+  private async insertWraps(em: Em, fileId: string, wraps: Array<{ keyId: string; pkesk: Uint8Array }>): Promise<string[]> {
+    if (wraps.length === 0) return [];
+    const keys = await em.find(SecuPassKeySchema, { id: { $in: wraps.map((w) => w.keyId) } }, { lockMode: LockMode.PESSIMISTIC_READ });
+    const active = new Set(keys.filter((k) => !k.destroyedAt).map((k) => k.id));
+    const existing = new Set((await em.find(KeyWrapSchema, { fileId, keyId: { $in: [...active] } })).map((w) => w.keyId));
+    const added: string[] = [];
+    for (const w of wraps) {
+      if (!active.has(w.keyId) || existing.has(w.keyId)) continue;
+      em.create(KeyWrapSchema, { id: randomUUID(), fileId, keyId: w.keyId, pkesk: Buffer.from(w.pkesk), createdAt: this.now() });
+      existing.add(w.keyId);
+      added.push(w.keyId);
+    }
+    return added;
+  }
+
+  /** Removes a file from an open delivery. */
+  async removeFile(p: Principal, deliveryId: string, fileId: string): Promise<void> {
+    requireScope(p, 'send');
+    let blobKey: string | null = null;
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId);
+      if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be removed before the delivery is sent');
+      const file = isUuid(fileId) ? await em.findOne(DeliveryFileSchema, { id: fileId, deliveryId, kind: 'file' }) : null;
+      if (!file) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
+      blobKey = file.blobKey ?? null;
+      await em.nativeDelete(DeliveryFileSchema, { id: file.id });
+      await audit(em, { action: 'file.removed', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId } }, this.now());
+    });
+    if (blobKey) await this.deps.blobs.delete(blobKey);
+  }
+
+  private deliveryKey(d: Delivery): Buffer {
+    if (!d.deliveryKey) throw fail('SEALDROP_E_INTERNAL', 'delivery has no delivery key');
+    return this.deps.kek.open('delivery-key', d.deliveryKey, d.id);
+  }
+
+  // ---------------------------------------------------------------- send
+
+  /**
+   * Sends an open delivery: recipients without an account are invited, each recipient gets the
+   * state its account allows (level 3/4 available at once where every item is wrapped to an
+   * active key), and one mail per recipient goes out.
+   */
+  async send(p: Principal, deliveryId: string): Promise<DeliveryView> {
+    requireScope(p, 'send');
+    const now = this.now();
+    const actor = actorOf(p);
+    let recipientCount = 0;
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state}, not open`);
+      const items = await em.find(DeliveryFileSchema, { deliveryId: d.id });
+      if (!items.some((f) => f.kind === 'file') && !d.hasMessage) throw fail('SEALDROP_E_WRONG_STATE', 'add at least one file or a message before sending');
+      d.state = 'sent';
+      d.sentAt = now;
+      d.expiresAt = new Date(now.getTime() + d.expiresInDays * DAY);
+      const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+      const owner = d.ownerId === sender.id ? sender : await em.findOneOrFail(AccountSchema, { id: d.ownerId });
+      const recipients = await em.find(DeliveryRecipientSchema, { deliveryId: d.id });
+      recipientCount = recipients.length;
+      const releaseNeeded: DeliveryRecipient[] = [];
+      for (const r of recipients) {
+        let account = r.accountId ? await em.findOne(AccountSchema, { id: r.accountId }) : await em.findOne(AccountSchema, { email: r.email });
+        if (d.level === 1) {
+          const token = newToken('link');
+          r.linkTokenHash = hashToken(token);
+          r.accountId = account?.id ?? null;
+          this.setState(r, 'available');
+          this.mail(em, 'delivery_link', r.email, { link: this.link('/link', { token }), sender: sender.email, subject: d.subject, expiresAt: d.expiresAt.toISOString() });
+          continue;
+        }
+        if (!account) account = await this.accounts.inviteRecipient(em, r.email, actor);
+        r.accountId = account.id;
+        if (account.state === 'invited') {
+          this.setState(r, 'awaiting_registration');
+          await this.accounts.issueInvitation(em, account, { accountId: owner.id, email: sender.email }, 1);
+          continue;
+        }
+        if (d.level === 2) {
+          this.setState(r, 'available');
+          this.readyMail(em, d, r, sender.email, items);
+          continue;
+        }
+        const key = await em.findOne(SecuPassKeySchema, { accountId: account.id, destroyedAt: null });
+        if (!key) {
+          this.setState(r, 'awaiting_secupass');
+          this.mail(em, 'secupass_needed', r.email, { link: this.link(`/deliveries/${d.id}`), sender: sender.email, subject: d.subject });
+          continue;
+        }
+        const wrapped = await em.count(KeyWrapSchema, { keyId: key.id, fileId: { $in: items.map((f) => f.id) } });
+        if (wrapped === items.length) {
+          this.setState(r, 'available');
+          r.releasedAt = now;
+          r.releasedKeyId = key.id;
+          r.releasedFingerprint = key.fingerprint;
+          this.readyMail(em, d, r, sender.email, items);
+        } else {
+          this.setState(r, 'awaiting_release');
+          releaseNeeded.push(r);
+        }
+      }
+      if (releaseNeeded.length > 0) this.tellReleaseNeeded(em, d, owner, releaseNeeded, false);
+      await audit(em, { action: 'delivery.sent', actor, targetType: 'delivery', targetId: d.id, data: { recipients: recipients.map((r) => ({ email: r.email, state: r.state, fingerprint: r.releasedFingerprint ?? null })) } }, now);
+    });
+    this.deps.events.emit('delivery.sent', { deliveryId, recipients: recipientCount });
+    this.deps.events.emit('outbox.enqueued', { count: recipientCount });
+    return this.get(p, deliveryId);
+  }
+
+  private setState(r: DeliveryRecipient, state: RecipientState): void {
+    r.state = state;
+    r.updatedAt = this.now();
+  }
+
+  private readyMail(em: Em, d: Delivery, r: DeliveryRecipient, sender: string, items: DeliveryFile[]): void {
+    this.mail(em, 'delivery_ready', r.email, {
+      link: this.link(`/deliveries/${d.id}`),
+      sender,
+      subject: d.subject,
+      level: d.level,
+      // Level 3/4 mails never name files.
+      files: d.level <= 2 ? items.filter((f) => f.kind === 'file').map((f) => f.name) : [],
+      expiresAt: d.expiresAt.toISOString(),
+    });
+    if (r.accountId) this.notify(em, r.accountId, 'delivery_available', d.id, { subject: d.subject, sender });
+  }
+
+  private tellReleaseNeeded(em: Em, d: Delivery, owner: Account, recipients: DeliveryRecipient[], again: boolean): void {
+    for (const r of recipients) {
+      this.notify(em, owner.id, 'release_needed', d.id, { recipient: r.email, subject: d.subject, again });
+    }
+    this.mail(em, 'release_needed', owner.email, {
+      link: this.link(`/deliveries/${d.id}`),
+      recipient: recipients.map((r) => r.email).join(', '),
+      deliveries: [{ id: d.id, subject: d.subject }],
+      again,
+    });
+  }
+
+  // ---------------------------------------------------------------- account events
+
+  /** After registration: level 2 deliveries become available, level 3/4 wait for the SecuPass. */
+  async onRegistered(em: Em, account: Account, actor: Actor): Promise<void> {
+    const rows = await em.find(DeliveryRecipientSchema, { accountId: account.id, state: 'awaiting_registration' });
+    for (const r of rows) {
+      const d = await em.findOneOrFail(DeliverySchema, { id: r.deliveryId });
+      if (d.state !== 'sent') continue;
+      if (d.level <= 2) {
+        this.setState(r, 'available');
+        const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+        this.readyMail(em, d, r, sender.email, await em.find(DeliveryFileSchema, { deliveryId: d.id }));
+      } else {
+        this.setState(r, 'awaiting_secupass');
+      }
+      await audit(em, { action: 'recipient.state', actor, targetType: 'delivery', targetId: d.id, data: { email: r.email, state: r.state } }, this.now());
+    }
+  }
+
+  /**
+   * After a SecuPass activation: the account's level 3/4 deliveries waiting for registration,
+   * SecuPass or a re-release (after a reset) now await release; each owner is told once.
+   */
+  async onKeyActivated(em: Em, account: Account, key: SecuPassKey, actor: Actor): Promise<void> {
+    const rows = await em.find(DeliveryRecipientSchema, { accountId: account.id, state: { $in: ['awaiting_registration', 'awaiting_secupass', 'access_lost'] } });
+    const byOwner = new Map<string, Array<{ d: Delivery; r: DeliveryRecipient; again: boolean }>>();
+    for (const r of rows) {
+      const d = await em.findOneOrFail(DeliverySchema, { id: r.deliveryId });
+      if (d.state !== 'sent' || d.level < 3) continue;
+      const again = r.state === 'access_lost';
+      this.setState(r, 'awaiting_release');
+      const list = byOwner.get(d.ownerId) ?? [];
+      list.push({ d, r, again });
+      byOwner.set(d.ownerId, list);
+      await audit(em, { action: 'recipient.state', actor, targetType: 'delivery', targetId: d.id, data: { email: r.email, state: r.state, fingerprint: key.fingerprint } }, this.now());
+    }
+    for (const [ownerId, list] of byOwner) {
+      const owner = await em.findOneOrFail(AccountSchema, { id: ownerId });
+      for (const { d, again } of list) this.notify(em, owner.id, 'release_needed', d.id, { recipient: account.email, subject: d.subject, again, fingerprint: key.fingerprint });
+      this.mail(em, 'release_needed', owner.email, {
+        link: this.link('/outbox'),
+        recipient: account.email,
+        deliveries: list.map(({ d }) => ({ id: d.id, subject: d.subject })),
+        again: list.some((x) => x.again),
+      });
+    }
+  }
+
+  /**
+   * After an admin reset destroyed `key`: every wrap for it goes; as a recipient the account
+   * loses access (owners told), as an owner its deliveries still awaiting release become
+   * unreleasable (recipients and sender told) and its open ones are revoked.
+   */
+  async onKeyDestroyed(em: Em, account: Account, key: SecuPassKey, by: Actor): Promise<{ accessLost: number; unreleasable: number }> {
+    await em.nativeDelete(KeyWrapSchema, { keyId: key.id });
+    const now = this.now();
+    // As a recipient.
+    const rows = await em.find(DeliveryRecipientSchema, { accountId: account.id, state: { $in: ['available', 'downloaded', 'awaiting_release'] } });
+    const lostByOwner = new Map<string, Delivery[]>();
+    let accessLost = 0;
+    for (const r of rows) {
+      const d = await em.findOneOrFail(DeliverySchema, { id: r.deliveryId });
+      if (d.level < 3 || d.state !== 'sent') continue;
+      if (r.state === 'awaiting_release') {
+        this.setState(r, 'awaiting_secupass');
+      } else {
+        this.setState(r, 'access_lost');
+        accessLost++;
+        const list = lostByOwner.get(d.ownerId) ?? [];
+        list.push(d);
+        lostByOwner.set(d.ownerId, list);
+      }
+      await audit(em, { action: 'recipient.state', actor: by, targetType: 'delivery', targetId: d.id, data: { email: r.email, state: r.state, reason: 'secupass_reset' } }, now);
+    }
+    for (const [ownerId, list] of lostByOwner) {
+      const owner = await em.findOneOrFail(AccountSchema, { id: ownerId });
+      for (const d of list) this.notify(em, owner.id, 'access_lost', d.id, { recipient: account.email, subject: d.subject });
+      this.mail(em, 'access_lost', owner.email, { link: this.link('/outbox'), recipient: account.email, deliveries: list.map((d) => ({ id: d.id, subject: d.subject })) });
+    }
+    this.mail(em, 'secupass_reset', account.email, { link: this.link('/secupass'), lostDeliveries: accessLost });
+    this.notify(em, account.id, 'secupass_reset', null, { lostDeliveries: accessLost });
+    // As an owner.
+    let unreleasable = 0;
+    const owned = await em.find(DeliverySchema, { ownerId: account.id, level: { $gte: 3 }, state: { $in: ['open', 'sent'] } });
+    for (const d of owned) {
+      if (d.state === 'open') {
+        d.state = 'revoked';
+        d.closedAt = now;
+        await audit(em, { action: 'delivery.revoked', actor: by, targetType: 'delivery', targetId: d.id, data: { reason: 'owner_secupass_reset' } }, now);
+        continue;
+      }
+      const waiting = await em.find(DeliveryRecipientSchema, { deliveryId: d.id, state: { $in: [...WAITING, 'access_lost'] } });
+      if (waiting.length === 0) continue;
+      const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+      for (const r of waiting) {
+        this.setState(r, 'unreleasable');
+        unreleasable++;
+        this.mail(em, 'unreleasable', r.email, { link: this.link(`/deliveries/${d.id}`), subject: d.subject, sender: sender.email, role: 'recipient' });
+        if (r.accountId) this.notify(em, r.accountId, 'unreleasable', d.id, { subject: d.subject });
+      }
+      this.notify(em, account.id, 'unreleasable', d.id, { subject: d.subject, recipients: waiting.map((r) => r.email) });
+      this.mail(em, 'unreleasable', account.email, { link: this.link(`/deliveries/${d.id}`), subject: d.subject, sender: sender.email, role: 'sender' });
+      if (sender.id !== account.id && sender.role !== 'service') {
+        this.mail(em, 'unreleasable', sender.email, { link: this.link(`/deliveries/${d.id}`), subject: d.subject, sender: sender.email, role: 'sender' });
+      }
+      await audit(em, { action: 'delivery.unreleasable', actor: by, targetType: 'delivery', targetId: d.id, data: { recipients: waiting.map((r) => r.email) } }, now);
+    }
+    return { accessLost, unreleasable };
+  }
+
+  // ---------------------------------------------------------------- release
+
+  /**
+   * Server-side release: the owner's SecuPass unlocks the owner's key for this request only, the
+   * session key of every item is re-wrapped to each recipient awaiting release. No blob is read.
+   */
+  async release(p: Principal, deliveryId: string, secupass: unknown): Promise<DeliveryView> {
+    requireScope(p, 'release');
+    if (!this.deps.config.crypto.serverSideSecupass) throw fail('SEALDROP_E_DISABLED', 'server-side release is switched off; release on your device');
+    const em = readEm(this.deps);
+    const d = await this.loadForOwner(em, p, deliveryId);
+    const { targets, items, ownerKey } = await this.releaseTargets(em, d);
+    const unlocked = await this.secupass.unlockWithLimit(p, ownerKey, secupass);
+    const ownerWraps = await em.find(KeyWrapSchema, { keyId: ownerKey.id, fileId: { $in: items.map((f) => f.id) } });
+    const plan = new Map<string, Array<{ fileId: string; keyId: string; pkesk: Uint8Array }>>();
+    for (const w of ownerWraps) {
+      const sessionKey = await unwrapSessionKey(w.pkesk, unlocked);
+      for (const t of targets) {
+        const list = plan.get(t.r.id) ?? [];
+        list.push({ fileId: w.fileId, keyId: t.key.id, pkesk: await wrapSessionKey(sessionKey, t.key.publicKey) });
+        plan.set(t.r.id, list);
+      }
+      sessionKey.fill(0);
+    }
+    if (ownerWraps.length !== items.length) throw fail('SEALDROP_E_UNRELEASABLE', 'the owner\'s key wraps are incomplete');
+    await this.commitRelease(p, d.id, targets, plan, 'server');
+    return this.get(p, deliveryId);
+  }
+
+  private async releaseTargets(em: Em, d: Delivery) {
+    if (d.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'only level 3/4 deliveries are released');
+    if (d.state !== 'sent') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state}`);
+    if (d.expiresAt.getTime() <= this.now().getTime()) throw fail('SEALDROP_E_EXPIRED');
+    const ownerKey = await em.findOne(SecuPassKeySchema, { accountId: d.ownerId, destroyedAt: null });
+    if (!ownerKey) throw fail('SEALDROP_E_SECUPASS_REQUIRED', 'your SecuPass is not active');
+    const items = await em.find(DeliveryFileSchema, { deliveryId: d.id });
+    const rows = await em.find(DeliveryRecipientSchema, { deliveryId: d.id, state: 'awaiting_release' });
+    const targets: Array<{ r: DeliveryRecipient; key: SecuPassKey; email: string }> = [];
+    for (const r of rows) {
+      const key = r.accountId ? await em.findOne(SecuPassKeySchema, { accountId: r.accountId, destroyedAt: null }) : null;
+      if (key) targets.push({ r, key, email: r.email });
+    }
+    if (targets.length === 0) throw fail('SEALDROP_E_WRONG_STATE', 'no recipient of this delivery awaits release');
+    return { targets, items, ownerKey };
+  }
+
+  private async commitRelease(p: Principal, deliveryId: string, targets: Array<{ r: DeliveryRecipient; key: SecuPassKey }>, plan: Map<string, Array<{ fileId: string; keyId: string; pkesk: Uint8Array }>>, how: 'server' | 'client'): Promise<void> {
+    const now = this.now();
+    let released = 0;
+    await inTx(this.deps, async (em) => {
+      const d = await em.findOne(DeliverySchema, { id: deliveryId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (!d || d.state !== 'sent') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery changed meanwhile');
+      const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+      const items = await em.find(DeliveryFileSchema, { deliveryId });
+      for (const t of targets) {
+        const r = await em.findOne(DeliveryRecipientSchema, { id: t.r.id });
+        if (!r || r.state !== 'awaiting_release') continue;
+        const wraps = plan.get(r.id) ?? [];
+        for (const w of wraps) await this.insertWraps(em, w.fileId, [w]);
+        await em.flush();
+        const have = await em.count(KeyWrapSchema, { keyId: t.key.id, fileId: { $in: items.map((f) => f.id) } });
+        if (have !== items.length) continue; // key destroyed meanwhile: nothing granted
+        this.setState(r, 'available');
+        r.releasedAt = now;
+        r.releasedKeyId = t.key.id;
+        r.releasedFingerprint = t.key.fingerprint;
+        released++;
+        this.readyMail(em, d, r, sender.email, items);
+        await audit(em, { action: 'delivery.released', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { recipient: r.email, fingerprint: t.key.fingerprint, how } }, now);
+      }
+      if (released === 0) throw fail('SEALDROP_E_WRONG_STATE', 'no recipient could be released (states or keys changed meanwhile)');
+    });
+    this.deps.events.emit('delivery.released', { deliveryId, recipients: released });
+    this.deps.events.emit('outbox.enqueued', { count: released });
+  }
+
+  /**
+   * What a client needs to release on its own device: the owner's wraps per item and, per
+   * recipient awaiting release, the public key with fingerprint, registration facts and whether
+   * the key differs from the one this owner last released to at that address.
+   */
+  async releaseMaterial(p: Principal, deliveryId: string) {
+    requireScope(p, 'release');
+    const em = readEm(this.deps);
+    const d = await this.loadForOwner(em, p, deliveryId);
+    const { targets, items, ownerKey } = await this.releaseTargets(em, d);
+    const ownerWraps = await em.find(KeyWrapSchema, { keyId: ownerKey.id, fileId: { $in: items.map((f) => f.id) } });
+    const wrapOf = new Map(ownerWraps.map((w) => [w.fileId, Buffer.from(w.pkesk).toString('base64')]));
+    return {
+      deliveryId: d.id,
+      ownerKey: { fingerprint: ownerKey.fingerprint, encryptionKeyId: ownerKey.encryptionKeyId },
+      items: items.map((f) => ({ fileId: f.id, kind: f.kind, name: f.kind === 'file' ? f.name : null, ownerWrap: wrapOf.get(f.id) ?? null })),
+      recipients: await Promise.all(targets.map(async (t) => this.recipientKeyFacts(em, d, t.r, t.key))),
+    };
+  }
+
+  private async recipientKeyFacts(em: Em, d: Delivery, r: DeliveryRecipient, key: SecuPassKey) {
+    const account = r.accountId ? await em.findOne(AccountSchema, { id: r.accountId }) : null;
+    const previous = await em.find(DeliveryRecipientSchema, { email: r.email, releasedFingerprint: { $ne: null }, deliveryId: { $in: (await em.find(DeliverySchema, { ownerId: d.ownerId }, { fields: ['id'] })).map((x) => x.id) } }, { orderBy: { releasedAt: 'desc' }, limit: 1 });
+    const last = previous[0]?.releasedFingerprint ?? null;
+    return {
+      recipientId: r.id,
+      email: r.email,
+      state: r.state,
+      fingerprint: key.fingerprint,
+      encryptionKeyId: key.encryptionKeyId,
+      publicKey: key.publicKey,
+      keyCreatedAt: key.createdAt.toISOString(),
+      keyCreatedFrom: key.createdFrom ?? null,
+      registeredAt: account?.registeredAt ? account.registeredAt.toISOString() : null,
+      registeredFrom: account?.registeredFrom ?? null,
+      lastReleasedFingerprint: last,
+      keyChanged: last !== null && last !== key.fingerprint,
+    };
+  }
+
+  /**
+   * Client-side release: stores wraps made on the owner's device. Each must be one v3 PKESK
+   * addressed to the recipient's current key (named by fingerprint), one per item.
+   */
+  async addWraps(p: Principal, deliveryId: string, input: { wraps?: unknown }): Promise<DeliveryView> {
+    requireScope(p, 'release');
+    const em = readEm(this.deps);
+    const d = await this.loadForOwner(em, p, deliveryId);
+    const { targets, items } = await this.releaseTargets(em, d);
+    if (!Array.isArray(input.wraps) || input.wraps.length === 0) throw fail('SEALDROP_E_VALIDATION', 'wraps must be a non-empty list of {recipientId, fingerprint, items:[{fileId, pkesk}]}');
+    const plan = new Map<string, Array<{ fileId: string; keyId: string; pkesk: Uint8Array }>>();
+    const chosen: typeof targets = [];
+    for (const [i, w] of (input.wraps as unknown[]).entries()) {
+      const entry = w as { recipientId?: unknown; fingerprint?: unknown; items?: unknown };
+      const t = targets.find((x) => x.r.id === entry?.recipientId);
+      if (!t) throw fail('SEALDROP_E_WRONG_STATE', `wraps[${i}]: recipient does not await release`);
+      if (entry.fingerprint !== t.key.fingerprint) throw fail('SEALDROP_E_WRAP_INVALID', `wraps[${i}]: the recipient's key is ${t.key.fingerprint}, not ${String(entry.fingerprint)}`);
+      if (!Array.isArray(entry.items) || entry.items.length !== items.length) throw fail('SEALDROP_E_WRAP_INVALID', `wraps[${i}]: expected one wrap for each of the ${items.length} items`);
+      const list: Array<{ fileId: string; keyId: string; pkesk: Uint8Array }> = [];
+      const seen = new Set<string>();
+      for (const [j, it] of (entry.items as unknown[]).entries()) {
+        const item = it as { fileId?: unknown; pkesk?: unknown };
+        const file = items.find((f) => f.id === item?.fileId);
+        if (!file || seen.has(file.id)) throw fail('SEALDROP_E_WRAP_INVALID', `wraps[${i}].items[${j}]: unknown or repeated fileId`);
+        seen.add(file.id);
+        if (typeof item.pkesk !== 'string' || item.pkesk.length > 4096 || !/^[A-Za-z0-9+/]+={0,2}$/.test(item.pkesk)) throw fail('SEALDROP_E_WRAP_INVALID', `wraps[${i}].items[${j}]: pkesk must be base64`);
+        const pkesk = Buffer.from(item.pkesk, 'base64');
+        try {
+          checkClientWrap(pkesk, t.key.encryptionKeyId);
+        } catch (err) {
+          throw fail('SEALDROP_E_WRAP_INVALID', `wraps[${i}].items[${j}]: ${(err as Error).message}`);
+        }
+        list.push({ fileId: file.id, keyId: t.key.id, pkesk });
+      }
+      plan.set(t.r.id, list);
+      chosen.push(t);
+    }
+    await this.commitRelease(p, d.id, chosen, plan, 'client');
+    return this.get(p, deliveryId);
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  private async loadVisible(em: Em, p: Principal, id: string): Promise<{ d: Delivery; role: DeliveryView['role']; mine: DeliveryRecipient | null }> {
+    const d = isUuid(id) ? await em.findOne(DeliverySchema, { id }) : null;
+    if (!d) throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    const mine = await em.findOne(DeliveryRecipientSchema, { deliveryId: d.id, accountId: p.accountId });
+    if (d.senderId === p.accountId) return { d, role: 'sender', mine };
+    if (d.ownerId === p.accountId) return { d, role: 'owner', mine };
+    if (mine && d.state !== 'open') return { d, role: 'recipient', mine };
+    if (p.scopes.has('admin')) return { d, role: 'admin', mine: null };
+    throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+  }
+
+  private async loadForSender(em: Em, p: Principal, id: string, lockMode?: LockMode): Promise<Delivery> {
+    const d = isUuid(id) ? await em.findOne(DeliverySchema, { id }, lockMode ? { lockMode } : {}) : null;
+    if (!d || (d.senderId !== p.accountId && d.ownerId !== p.accountId)) throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    return d;
+  }
+
+  private async loadForOwner(em: Em, p: Principal, id: string): Promise<Delivery> {
+    const d = isUuid(id) ? await em.findOne(DeliverySchema, { id }) : null;
+    if (!d || (d.ownerId !== p.accountId && d.senderId !== p.accountId)) throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    if (d.ownerId !== p.accountId) throw fail('SEALDROP_E_FORBIDDEN', 'only the owner of this delivery releases it');
+    return d;
+  }
+
+  /** One delivery as the caller may see it. */
+  async get(p: Principal, id: string): Promise<DeliveryView> {
+    const em = readEm(this.deps);
+    const { d, role, mine } = await this.loadVisible(em, p, id);
+    return this.view(em, d, role, mine);
+  }
+
+  private async view(em: Em, d: Delivery, role: DeliveryView['role'], mine: DeliveryRecipient | null): Promise<DeliveryView> {
+    const [files, recipients, people] = await Promise.all([
+      em.find(DeliveryFileSchema, { deliveryId: d.id, kind: 'file' }, { orderBy: { name: 'asc' } }),
+      role === 'recipient' && mine ? Promise.resolve([mine]) : em.find(DeliveryRecipientSchema, { deliveryId: d.id }, { orderBy: { email: 'asc' } }),
+      em.find(AccountSchema, { id: { $in: [d.senderId, d.ownerId] } }),
+    ]);
+    const accountIds = recipients.map((r) => r.accountId).filter((x): x is string => Boolean(x));
+    const keys = accountIds.length ? await em.find(SecuPassKeySchema, { accountId: { $in: accountIds }, destroyedAt: null }) : [];
+    const emailOf = (id: string) => people.find((a) => a.id === id)?.email ?? '';
+    return {
+      id: d.id,
+      subject: d.subject,
+      level: d.level,
+      state: d.state,
+      origin: d.origin,
+      dropFolder: d.dropFolder ?? null,
+      sender: emailOf(d.senderId),
+      owner: emailOf(d.ownerId),
+      createdAt: d.createdAt.toISOString(),
+      sentAt: d.sentAt ? d.sentAt.toISOString() : null,
+      expiresAt: d.expiresAt.toISOString(),
+      hasMessage: d.hasMessage,
+      files: files.map(fileView),
+      recipients: recipients.map((r) => {
+        const key = keys.find((k) => k.accountId === r.accountId);
+        return {
+          id: r.id,
+          email: r.email,
+          state: r.state,
+          key: key ? { fingerprint: key.fingerprint, createdAt: key.createdAt.toISOString() } : null,
+          releasedAt: r.releasedAt ? r.releasedAt.toISOString() : null,
+          releasedFingerprint: r.releasedFingerprint ?? null,
+          downloadedAt: r.downloadedAt ? r.downloadedAt.toISOString() : null,
+        };
+      }),
+      role,
+    };
+  }
+
+  /** The caller's deliveries: `inbox` (received) or `outbox` (sent or owned), optionally by state. */
+  async list(p: Principal, query: { box?: unknown; state?: unknown; limit?: unknown }): Promise<DeliveryView[]> {
+    const box = query.box ?? 'inbox';
+    if (box !== 'inbox' && box !== 'outbox') throw fail('SEALDROP_E_VALIDATION', 'box must be inbox or outbox');
+    if (box === 'inbox') requireScope(p, 'fetch');
+    else if (!p.scopes.has('send') && !p.scopes.has('release')) requireScope(p, 'send');
+    const limit = query.limit === undefined ? 200 : Number(query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw fail('SEALDROP_E_VALIDATION', 'limit must be 1-1000');
+    const em = readEm(this.deps);
+    const state = query.state;
+    if (state !== undefined && typeof state !== 'string') throw fail('SEALDROP_E_VALIDATION', 'state must be a string');
+    const out: DeliveryView[] = [];
+    if (box === 'inbox') {
+      const rows = await em.find(DeliveryRecipientSchema, { accountId: p.accountId, ...(state ? { state: state as RecipientState } : {}) }, { orderBy: { updatedAt: 'desc' }, limit });
+      for (const r of rows) {
+        const d = await em.findOne(DeliverySchema, { id: r.deliveryId });
+        if (d && d.state !== 'open') out.push(await this.view(em, d, 'recipient', r));
+      }
+    } else {
+      const rows = await em.find(DeliverySchema, { $or: [{ senderId: p.accountId }, { ownerId: p.accountId }], ...(state ? { state: state as Delivery['state'] } : {}) }, { orderBy: { createdAt: 'desc' }, limit });
+      for (const d of rows) out.push(await this.view(em, d, d.senderId === p.accountId ? 'sender' : 'owner', null));
+    }
+    return out;
+  }
+
+  /** The caller's notifications, newest first. */
+  async notifications(p: Principal, options: { unreadOnly?: boolean } = {}) {
+    const rows = await readEm(this.deps).find(NotificationSchema, { accountId: p.accountId, ...(options.unreadOnly ? { readAt: null } : {}) }, { orderBy: { createdAt: 'desc' }, limit: 200 });
+    return rows.map((n) => ({ id: n.id, kind: n.kind, deliveryId: n.deliveryId ?? null, data: n.data, createdAt: n.createdAt.toISOString(), readAt: n.readAt ? n.readAt.toISOString() : null }));
+  }
+
+  /** Marks notifications as read (all, or the given ids). */
+  async markNotificationsRead(p: Principal, ids: unknown): Promise<number> {
+    const filter = Array.isArray(ids) ? { id: { $in: ids.filter(isUuid) } } : {};
+    return inTx(this.deps, (em) => em.nativeUpdate(NotificationSchema, { accountId: p.accountId, readAt: null, ...filter }, { readAt: this.now() }));
+  }
+
+  // ---------------------------------------------------------------- download
+
+  private checkOpenable(d: Delivery): void {
+    if (d.state === 'revoked') throw fail('SEALDROP_E_REVOKED');
+    if (d.state === 'expired' || d.expiresAt.getTime() <= this.now().getTime()) throw fail('SEALDROP_E_EXPIRED');
+  }
+
+  private checkRecipientAccess(r: DeliveryRecipient): void {
+    switch (r.state) {
+      case 'available':
+      case 'downloaded':
+        return;
+      case 'access_lost':
+        throw fail('SEALDROP_E_ACCESS_LOST');
+      case 'unreleasable':
+        throw fail('SEALDROP_E_UNRELEASABLE');
+      case 'revoked':
+        throw fail('SEALDROP_E_REVOKED');
+      case 'expired':
+        throw fail('SEALDROP_E_EXPIRED');
+      case 'awaiting_secupass':
+        throw fail('SEALDROP_E_SECUPASS_REQUIRED', 'activate your SecuPass; the sender then releases the delivery to you');
+      default:
+        throw fail('SEALDROP_E_NOT_RELEASED');
+    }
+  }
+
+  /**
+   * Opens a file (or, with `kind: 'message'`, the level-4 message) for download. Level 3/4:
+   * `PKESK(caller) || blob`, a standard OpenPGP message. Levels 1/2: plaintext, decrypted with
+   * its integrity checked chunk by chunk. The first download by a recipient sends the owner a receipt.
+   */
+  async download(p: Principal, deliveryId: string, fileId: string | { kind: 'message' }): Promise<Download> {
+    requireScope(p, 'fetch');
+    const em = readEm(this.deps);
+    const { d, role, mine } = await this.loadVisible(em, p, deliveryId);
+    if (role === 'admin') throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    this.checkOpenable(d);
+    const file = typeof fileId === 'string'
+      ? (isUuid(fileId) ? await em.findOne(DeliveryFileSchema, { id: fileId, deliveryId: d.id, kind: 'file' }) : null)
+      : await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind: 'message' });
+    if (typeof fileId !== 'string' && d.level < 4) throw fail('SEALDROP_E_WRONG_STATE', 'only level-4 messages are downloaded; read the message from the delivery');
+    if (!file || !file.blobKey) throw fail('SEALDROP_E_NOT_FOUND', typeof fileId === 'string' ? 'no such file' : 'this delivery has no message');
+    const isRecipient = role === 'recipient' || (mine !== null && role !== 'sender' && role !== 'owner');
+    if (isRecipient && mine) this.checkRecipientAccess(mine);
+    let result: Download;
+    if (d.level >= 3) {
+      const holder = isRecipient ? (mine?.accountId ?? p.accountId) : d.ownerId;
+      if (!isRecipient && d.ownerId !== p.accountId) throw fail('SEALDROP_E_FORBIDDEN', 'only the owner and the recipients can open level 3/4 files');
+      const key = await em.findOne(SecuPassKeySchema, { accountId: holder, destroyedAt: null });
+      const wrap = key ? await em.findOne(KeyWrapSchema, { fileId: file.id, keyId: key.id }) : null;
+      if (!wrap) throw fail(isRecipient ? 'SEALDROP_E_ACCESS_LOST' : 'SEALDROP_E_SECUPASS_REQUIRED', isRecipient ? undefined : 'your key holds no wrap for this file');
+      const blob = await this.deps.blobs.get(file.blobKey);
+      const pkesk = Buffer.from(wrap.pkesk);
+      result = {
+        stream: Readable.from(prepend(pkesk, blob)),
+        size: pkesk.length + file.blobSize,
+        fileName: `${file.kind === 'message' ? MESSAGE_NAME : file.name}.pgp`,
+        contentType: 'application/pgp-encrypted',
+        encrypted: true,
+      };
+    } else {
+      const blob = await this.deps.blobs.get(file.blobKey);
+      result = { stream: await decryptSeipdV2(blob, this.deliveryKey(d)), size: file.size, fileName: file.name, contentType: 'application/octet-stream', encrypted: false };
+    }
+    await this.recordDownload(actorOf(p), d, mine && isRecipient ? mine : null, file, p.via);
+    return result;
+  }
+
+  private async recordDownload(actor: Actor, d: Delivery, recipient: DeliveryRecipient | null, file: DeliveryFile, via: Via | string, extra: Record<string, unknown> = {}): Promise<void> {
+    const now = this.now();
+    await inTx(this.deps, async (em) => {
+      if (recipient && recipient.state === 'available') {
+        const r = await em.findOne(DeliveryRecipientSchema, { id: recipient.id });
+        if (r && r.state === 'available') {
+          this.setState(r, 'downloaded');
+          r.downloadedAt = now;
+          const owner = await em.findOneOrFail(AccountSchema, { id: d.ownerId });
+          this.mail(em, 'download_receipt', owner.email, { link: this.link(`/deliveries/${d.id}`), recipient: r.email, subject: d.subject, at: now.toISOString() });
+          this.notify(em, owner.id, 'downloaded', d.id, { recipient: r.email, subject: d.subject });
+          if (d.senderId !== d.ownerId) {
+            const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+            if (sender.role !== 'service') this.mail(em, 'download_receipt', sender.email, { link: this.link(`/deliveries/${d.id}`), recipient: r.email, subject: d.subject, at: now.toISOString() });
+          }
+        }
+      }
+      await audit(em, { action: 'file.downloaded', actor, targetType: 'delivery', targetId: d.id, data: { fileId: file.id, kind: file.kind, via, ...extra } }, now);
+    });
+    this.deps.events.emit('file.downloaded', { deliveryId: d.id, fileId: file.id, via: String(via) });
+  }
+
+  /** The message of a level 1-3 delivery as text (level 4: use download with kind message). */
+  async readMessage(p: Principal, deliveryId: string): Promise<string | null> {
+    requireScope(p, 'fetch');
+    const em = readEm(this.deps);
+    const { d, role, mine } = await this.loadVisible(em, p, deliveryId);
+    if (role === 'admin') throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    if (d.level === 4) throw fail('SEALDROP_E_WRONG_STATE', 'a level-4 message is end-to-end encrypted; download it as an OpenPGP file');
+    this.checkOpenable(d);
+    if (role === 'recipient' && mine) this.checkRecipientAccess(mine);
+    if (!d.messageCipher) return null;
+    return openMessage(this.deliveryKey(d), d.messageCipher, d.id);
+  }
+
+  // ---------------------------------------------------------------- level 1 links
+
+  private async byLink(token: unknown): Promise<{ d: Delivery; r: DeliveryRecipient }> {
+    if (!looksLikeToken(token, 'link')) throw fail('SEALDROP_E_TOKEN_INVALID');
+    const em = readEm(this.deps);
+    const r = await em.findOne(DeliveryRecipientSchema, { linkTokenHash: hashToken(token) });
+    const d = r ? await em.findOne(DeliverySchema, { id: r.deliveryId }) : null;
+    if (!r || !d || d.level !== 1) throw fail('SEALDROP_E_TOKEN_INVALID');
+    this.checkOpenable(d);
+    if (r.state === 'revoked') throw fail('SEALDROP_E_REVOKED');
+    return { d, r };
+  }
+
+  /** A level-1 delivery seen through its link. */
+  async linkView(token: unknown) {
+    const { d, r } = await this.byLink(token);
+    const em = readEm(this.deps);
+    const files = await em.find(DeliveryFileSchema, { deliveryId: d.id, kind: 'file' }, { orderBy: { name: 'asc' } });
+    const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+    return {
+      id: d.id,
+      subject: d.subject,
+      sender: sender.email,
+      recipient: r.email,
+      expiresAt: d.expiresAt.toISOString(),
+      message: d.messageCipher ? openMessage(this.deliveryKey(d), d.messageCipher, d.id) : null,
+      files: files.map(fileView),
+    };
+  }
+
+  /** Downloads a level-1 file through its link; the downloader's e-mail address is required and logged. */
+  async downloadByLink(token: unknown, fileId: string, emailInput: unknown, ip: string | undefined): Promise<Download> {
+    const email = normalizeEmail(emailInput);
+    const { d, r } = await this.byLink(token);
+    const em = readEm(this.deps);
+    const file = isUuid(fileId) ? await em.findOne(DeliveryFileSchema, { id: fileId, deliveryId: d.id, kind: 'file' }) : null;
+    if (!file || !file.blobKey) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
+    const blob = await this.deps.blobs.get(file.blobKey);
+    const stream = await decryptSeipdV2(blob, this.deliveryKey(d));
+    await this.recordDownload({ accountId: null, email, ip }, d, r, file, 'link', { linkRecipient: r.email });
+    return { stream, size: file.size, fileName: file.name, contentType: 'application/octet-stream', encrypted: false };
+  }
+
+  // ---------------------------------------------------------------- revoke and expiry
+
+  /** Revokes a delivery (sender or owner): nobody can open it any more; its ciphertext is deleted. */
+  async revoke(p: Principal, deliveryId: string): Promise<DeliveryView> {
+    requireScope(p, 'send');
+    const now = this.now();
+    const blobs = await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open' && d.state !== 'sent') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state} already`);
+      const wasSent = d.state === 'sent';
+      d.state = 'revoked';
+      d.closedAt = now;
+      const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
+      const recipients = await em.find(DeliveryRecipientSchema, { deliveryId: d.id });
+      for (const r of recipients) {
+        const told = wasSent && r.state !== 'pending';
+        this.setState(r, 'revoked');
+        if (told) this.mail(em, 'delivery_revoked', r.email, { sender: sender.email, subject: d.subject });
+        if (told && r.accountId) this.notify(em, r.accountId, 'revoked', d.id, { subject: d.subject });
+      }
+      await audit(em, { action: 'delivery.revoked', actor: actorOf(p), targetType: 'delivery', targetId: d.id }, now);
+      return this.purgeContent(em, d.id);
+    });
+    for (const key of blobs) await this.deps.blobs.delete(key);
+    this.deps.events.emit('delivery.revoked', { deliveryId });
+    return this.get(p, deliveryId);
+  }
+
+  /** Deletes wraps and file blobs' rows' keys of a delivery (the delivery record and audit trail stay); returns blob keys to delete after commit. */
+  private async purgeContent(em: Em, deliveryId: string): Promise<string[]> {
+    const files = await em.find(DeliveryFileSchema, { deliveryId });
+    const ids = files.map((f) => f.id);
+    if (ids.length) await em.nativeDelete(KeyWrapSchema, { fileId: { $in: ids } });
+    const keys = files.map((f) => f.blobKey).filter((k): k is string => Boolean(k));
+    if (ids.length) await em.nativeUpdate(DeliveryFileSchema, { id: { $in: ids } }, { blobKey: null });
+    await em.nativeUpdate(DeliverySchema, { id: deliveryId }, { deliveryKey: null, messageCipher: null });
+    return keys;
+  }
+
+  /** Expires every delivery past its expiry: state expired, recipients expired, wraps and blobs deleted. Returns how many. */
+  async expireDue(): Promise<number> {
+    const now = this.now();
+    const due = await readEm(this.deps).find(DeliverySchema, { state: { $in: ['open', 'sent'] }, expiresAt: { $lte: now } }, { limit: 500 });
+    let n = 0;
+    for (const candidate of due) {
+      const blobs = await inTx(this.deps, async (em) => {
+        const d = await em.findOne(DeliverySchema, { id: candidate.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        if (!d || (d.state !== 'open' && d.state !== 'sent') || d.expiresAt.getTime() > now.getTime()) return null;
+        d.state = 'expired';
+        d.closedAt = now;
+        const recipients = await em.find(DeliveryRecipientSchema, { deliveryId: d.id, state: { $nin: ['revoked', 'unreleasable'] } });
+        for (const r of recipients) this.setState(r, 'expired');
+        await audit(em, { action: 'delivery.expired', actor: { accountId: null, email: 'system' }, targetType: 'delivery', targetId: d.id }, now);
+        return this.purgeContent(em, d.id);
+      });
+      if (!blobs) continue;
+      for (const key of blobs) await this.deps.blobs.delete(key);
+      this.deps.events.emit('delivery.expired', { deliveryId: candidate.id });
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Recovery after a crash: removes temporary blob files and blobs no file row refers to
+   * (older than `graceMs`, so another instance's upload in flight is spared).
+   */
+  async recoverOrphans(graceMs: number): Promise<{ temp: number; orphans: number }> {
+    const temp = await this.deps.blobs.cleanup(graceMs);
+    const em = readEm(this.deps);
+    let orphans = 0;
+    const now = Date.now();
+    for await (const key of this.deps.blobs.list()) {
+      const used = await em.count(DeliveryFileSchema, { blobKey: key });
+      if (used > 0) continue;
+      const st = await this.deps.blobs.stat(key);
+      if (st && now - st.modifiedAt.getTime() >= graceMs) {
+        await this.deps.blobs.delete(key);
+        orphans++;
+      }
+    }
+    return { temp, orphans };
+  }
+}
+
+function fileView(f: DeliveryFile): FileView {
+  return { id: f.id, name: f.name, size: f.size, createdAt: f.createdAt.toISOString() };
+}
+
+async function* prepend(head: Buffer, rest: Readable): AsyncGenerator<Buffer> {
+  yield head;
+  for await (const chunk of rest) yield chunk as Buffer;
+}
+
+function sealMessage(key: Buffer, message: string, deliveryId: string): Buffer {
+  // Same construction as the KEK's sealed values, under the per-delivery key.
+  return sealWithKey(key, Buffer.from(message, 'utf8'), `message:${deliveryId}`);
+}
+
+function openMessage(key: Buffer, sealed: Uint8Array, deliveryId: string): string {
+  return openWithKey(key, sealed, `message:${deliveryId}`).toString('utf8');
+}
+
+/** Expands a drop folder subject template: {folder}, {date} (YYYY-MM-DD), {time} (HH:MM). */
+export function renderSubject(template: string, folder: string, now: Date): string {
+  const iso = now.toISOString();
+  return template.replaceAll('{folder}', folder).replaceAll('{date}', iso.slice(0, 10)).replaceAll('{time}', iso.slice(11, 16));
+}

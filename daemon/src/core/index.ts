@@ -1,0 +1,25 @@
+/**
+ * The core: every business rule of sealdrop behind one object. Front-ends (HTTP, SFTP,
+ * WebDAV, UI, CLI) authenticate, then call these services with a Principal and plain streams.
+ */
+import { AccountService } from './accounts.ts';
+import type { CoreDeps } from './context.ts';
+import { DeliveryService } from './deliveries.ts';
+import { SecuPassService } from './secupass.ts';
+
+/** The wired core services. */
+export class Core {
+  readonly accounts: AccountService;
+  readonly secupass: SecuPassService;
+  readonly deliveries: DeliveryService;
+
+  constructor(readonly deps: CoreDeps) {
+    this.deliveries = new DeliveryService(deps);
+    this.accounts = new AccountService(deps);
+    this.secupass = new SecuPassService(deps, this.deliveries);
+    this.deliveries.attach(this.accounts, this.secupass);
+  }
+}
+
+export type { CoreDeps, Principal, Scope, Via } from './context.ts';
+export { SealdropError, ERROR_CODES, type ErrorCode } from './errors.ts';

@@ -1,0 +1,109 @@
+/**
+ * Validation of hostile client input shared by every front-end: e-mail addresses, file names,
+ * subjects, messages, passwords. Each failure is a SealdropError with a stable code and a
+ * message that names the field.
+ */
+import { fail } from './errors.ts';
+
+const LOCAL_ATOM = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+$/;
+const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+/**
+ * Normalizes and validates an e-mail address (`local@domain`, dot-atom local part, DNS domain
+ * with at least two labels, at most 254 characters). Returns it lower-cased.
+ */
+export function normalizeEmail(input: unknown, field = 'email'): string {
+  if (typeof input !== 'string') throw fail('SEALDROP_E_INVALID_EMAIL', `${field} must be an e-mail address`);
+  const email = input.trim().toLowerCase();
+  const shown = JSON.stringify(email.length > 80 ? `${email.slice(0, 80)}…` : email);
+  const bad = (why: string) => fail('SEALDROP_E_INVALID_EMAIL', `${field} ${shown} is not a valid e-mail address: ${why}`);
+  if (email.length === 0) throw bad('empty');
+  if (email.length > 254) throw bad('longer than 254 characters');
+  const at = email.lastIndexOf('@');
+  if (at <= 0 || at !== email.indexOf('@')) throw bad('needs exactly one "@" with a name before it');
+  const local = email.slice(0, at);
+  const domain = email.slice(at + 1);
+  if (local.length > 64) throw bad('the part before "@" is longer than 64 characters');
+  if (local.split('.').some((atom) => !LOCAL_ATOM.test(atom))) throw bad('the part before "@" has characters or dots that are not allowed');
+  const labels = domain.split('.');
+  if (labels.length < 2 || labels.some((l) => !DOMAIN_LABEL.test(l))) throw bad('the domain is not a valid host name');
+  if (/^\d+$/.test(labels[labels.length - 1] ?? '')) throw bad('the domain must not be an IP address');
+  return email;
+}
+
+/** Longest file name in UTF-8 bytes. */
+export const MAX_NAME_BYTES = 255;
+
+/**
+ * Validates a file name from a client: NFC-normalized, 1-255 UTF-8 bytes, no path separators,
+ * no control characters (NUL included), not "." or "..", no leading or trailing space, no
+ * trailing dot. Returns the normalized name.
+ */
+export function validateFileName(input: unknown, field = 'name'): string {
+  if (typeof input !== 'string') throw fail('SEALDROP_E_INVALID_NAME', `${field} must be a string`);
+  const name = input.normalize('NFC');
+  // JSON.stringify already escapes control characters.
+  const shown = JSON.stringify(name.length > 60 ? `${name.slice(0, 60)}…` : name);
+  const bad = (why: string) => fail('SEALDROP_E_INVALID_NAME', `${field} ${shown} is not allowed: ${why}`);
+  if (name.length === 0) throw bad('empty');
+  if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) throw bad(`longer than ${MAX_NAME_BYTES} bytes`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) throw bad('contains control characters');
+  if (/[/\\]/.test(name)) throw bad('contains a path separator');
+  if (name === '.' || name === '..') throw bad('is a relative path');
+  if (/^\s|\s$/.test(name)) throw bad('starts or ends with white space');
+  if (name.endsWith('.')) throw bad('ends with a dot');
+  if (/[\ud800-\udfff]/.test(name.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) throw bad('is not valid Unicode');
+  return name;
+}
+
+/** Validates a subject line: 1..max characters, single line, no control characters. */
+export function validateSubject(input: unknown, max: number): string {
+  if (typeof input !== 'string') throw fail('SEALDROP_E_VALIDATION', 'subject must be a string');
+  const subject = input.normalize('NFC').trim();
+  if (subject.length === 0) throw fail('SEALDROP_E_VALIDATION', 'subject must not be empty');
+  if (subject.length > max) throw fail('SEALDROP_E_VALIDATION', `subject is longer than ${max} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(subject)) throw fail('SEALDROP_E_VALIDATION', 'subject must be one line without control characters');
+  return subject;
+}
+
+/** Validates an optional message text (at most `maxBytes` UTF-8 bytes, no NUL). */
+export function validateMessage(input: unknown, maxBytes: number): string | undefined {
+  if (input === undefined || input === null || input === '') return undefined;
+  if (typeof input !== 'string') throw fail('SEALDROP_E_VALIDATION', 'message must be a string');
+  if (Buffer.byteLength(input, 'utf8') > maxBytes) throw fail('SEALDROP_E_TOO_LARGE', `message is longer than ${maxBytes} bytes`);
+  if (input.includes('\u0000')) throw fail('SEALDROP_E_VALIDATION', 'message must not contain NUL characters');
+  return input;
+}
+
+/** A few passwords too common to accept whatever their length. */
+const COMMON = new Set(['password1234', '123456789012', 'qwertyuiopas', 'passwordpassword', 'letmeinletmein', 'sealdropsealdrop']);
+
+/**
+ * Checks a password or SecuPass against the policy: at least `minLength` characters, at most
+ * 1024, not the e-mail address, not a single repeated character, not a known common one.
+ */
+export function checkPasswordPolicy(input: unknown, opts: { minLength: number; email?: string; field?: string }): string {
+  const field = opts.field ?? 'password';
+  if (typeof input !== 'string') throw fail('SEALDROP_E_VALIDATION', `${field} must be a string`);
+  const pw = input;
+  const policy = (why: string) => fail('SEALDROP_E_PASSWORD_POLICY', `${field} ${why}`);
+  if ([...pw].length < opts.minLength) throw policy(`must have at least ${opts.minLength} characters`);
+  if (pw.length > 1024) throw policy('must have at most 1024 characters');
+  if (pw.includes('\u0000')) throw policy('must not contain NUL characters');
+  if (opts.email && pw.toLowerCase().includes(opts.email.toLowerCase())) throw policy('must not contain the e-mail address');
+  if (/^(.)\1*$/u.test(pw)) throw policy('must not be one character repeated');
+  if (COMMON.has(pw.toLowerCase())) throw policy('is too common');
+  return pw;
+}
+
+/** The password policy as text, for help and UI hints. */
+export function describePasswordPolicy(minLength: number): string {
+  return `at least ${minLength} characters, not containing your e-mail address, not a common password`;
+}
+
+/** Validates a UUID-shaped id from a client (anything else is "not found", never a crash). */
+export function isUuid(input: unknown): input is string {
+  return typeof input === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(input);
+}

@@ -1,0 +1,198 @@
+/**
+ * MailWorker: sends the durable outbox. Claims due rows with a conditional update (so two
+ * instances never take the same row), renders them, sends through nodemailer (SMTP, or `.eml`
+ * files in the mail folder by default), retries with exponential backoff, and wipes a row's
+ * sealed parameters once sent.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import type { MailTemplate, MailTemplates } from '../core/outbox.ts';
+import type { Kek } from '../crypto/at-rest.ts';
+import { OutboxMessageSchema, type OutboxMessage } from '../store/entities.ts';
+import type { Orm } from '../store/orm.ts';
+import { renderMail } from './templates.ts';
+
+/** Sends one mail (nodemailer message fields). */
+export interface MailSender {
+  send(mail: { from: string; to: string; subject: string; text: string; html: string; headers: Record<string, string>; messageId: string }): Promise<void>;
+  close(): void;
+}
+
+/** SMTP through nodemailer. */
+export function smtpSender(cfg: Config['mail']['smtp']): MailSender {
+  const transport: Transporter = nodemailer.createTransport({
+    host: cfg.host,
+    port: cfg.port,
+    secure: cfg.secure,
+    requireTLS: cfg.requireTLS,
+    ignoreTLS: cfg.ignoreTLS,
+    ...(cfg.user ? { auth: { user: cfg.user, pass: cfg.password ?? '' } } : {}),
+    connectionTimeout: 15_000,
+    greetingTimeout: 15_000,
+    socketTimeout: 30_000,
+  });
+  return {
+    async send(mail) {
+      await transport.sendMail(mail);
+    },
+    close() {
+      transport.close();
+    },
+  };
+}
+
+/** Writes each mail as an RFC 5322 `.eml` file (mode 0600) into `dir`, atomically. */
+export function fileSender(dir: string): MailSender {
+  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
+  return {
+    async send(mail) {
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      const info = await transport.sendMail(mail);
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      const name = `${stamp}-${randomBytes(4).toString('hex')}.eml`;
+      const tmp = path.join(dir, `.${name}.tmp`);
+      await fs.writeFile(tmp, info.message as Buffer, { mode: 0o600 });
+      await fs.rename(tmp, path.join(dir, name));
+    },
+    close() {
+      transport.close();
+    },
+  };
+}
+
+/** Options of the worker. */
+export interface MailWorkerOptions {
+  orm: Orm;
+  kek: Kek;
+  config: Config;
+  sender: MailSender;
+  log: Logger;
+}
+
+const CLAIM_SECONDS = 120;
+
+/** The outbox worker. */
+export class MailWorker {
+  private readonly instance = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly o: MailWorkerOptions) {}
+
+  /** Starts polling. */
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  /** Asks for a run soon (e.g. after new rows were queued). */
+  poke(): void {
+    if (this.stopped) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick(), ms);
+    this.timer.unref();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = this.drain()
+      .then(() => undefined)
+      .catch((err: unknown) => this.o.log.error({ err, code: 'SEALDROP_E_INTERNAL' }, 'mail outbox run failed'))
+      .finally(() => {
+        this.running = undefined;
+        const soon = this.again;
+        this.again = false;
+        this.schedule(soon ? 0 : this.o.config.mail.pollIntervalMs);
+      });
+    await this.running;
+  }
+
+  /** Sends every due message now; resolves when no due message is left (used by shutdown and tests). */
+  async drain(): Promise<number> {
+    let sent = 0;
+    for (;;) {
+      const batch = await this.claim(20);
+      if (batch.length === 0) return sent;
+      for (const row of batch) if (await this.deliver(row)) sent++;
+    }
+  }
+
+  private async claim(limit: number): Promise<OutboxMessage[]> {
+    const em = this.o.orm.em.fork();
+    const now = new Date();
+    const due = await em.find(
+      OutboxMessageSchema,
+      { state: 'pending', nextAttemptAt: { $lte: now }, $or: [{ claimedUntil: null }, { claimedUntil: { $lt: now } }] },
+      { orderBy: { nextAttemptAt: 'asc' }, limit },
+    );
+    const mine: OutboxMessage[] = [];
+    for (const row of due) {
+      const claimedUntil = new Date(now.getTime() + CLAIM_SECONDS * 1000);
+      const n = await em.nativeUpdate(
+        OutboxMessageSchema,
+        { id: row.id, state: 'pending', $or: [{ claimedUntil: null }, { claimedUntil: { $lt: now } }] },
+        { claimedBy: this.instance, claimedUntil },
+      );
+      if (n === 1) mine.push(row);
+    }
+    return mine;
+  }
+
+  private async deliver(row: OutboxMessage): Promise<boolean> {
+    const em = this.o.orm.em.fork();
+    const log = this.o.log.child({ outboxId: row.id, template: row.template });
+    try {
+      if (!row.payload) throw new Error('outbox row has no payload');
+      const params = JSON.parse(this.o.kek.open('outbox', row.payload, row.id).toString('utf8')) as MailTemplates[MailTemplate];
+      const rendered = renderMail(row.template as MailTemplate, params);
+      await this.o.sender.send({
+        from: this.o.config.mail.from,
+        to: row.to,
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        messageId: `<${row.id}@sealdrop>`,
+        headers: { 'Auto-Submitted': 'auto-generated', 'X-Sealdrop-Template': row.template },
+      });
+      await em.nativeUpdate(OutboxMessageSchema, { id: row.id, claimedBy: this.instance }, { state: 'sent', sentAt: new Date(), payload: null, claimedBy: null, claimedUntil: null, lastError: null });
+      log.info({ to: row.to }, 'mail sent');
+      return true;
+    } catch (err) {
+      const attempts = row.attempts + 1;
+      const { maxAttempts, retryBaseMs, retryMaxMs } = this.o.config.mail;
+      const failed = attempts >= maxAttempts;
+      const delay = Math.min(retryMaxMs, retryBaseMs * 2 ** (attempts - 1)) * (0.8 + Math.random() * 0.4);
+      const message = (err as Error).message?.slice(0, 500) ?? String(err);
+      await em.nativeUpdate(
+        OutboxMessageSchema,
+        { id: row.id, claimedBy: this.instance },
+        { attempts, state: failed ? 'failed' : 'pending', nextAttemptAt: new Date(Date.now() + delay), lastError: message, claimedBy: null, claimedUntil: null },
+      );
+      if (failed) log.error({ code: 'SEALDROP_E_UNAVAILABLE', attempts, error: message }, 'mail given up after the last retry');
+      else log.warn({ attempts, retryInMs: Math.round(delay), error: message }, 'mail failed; will retry');
+      return false;
+    }
+  }
+
+  /** Stops polling and waits for a run in progress; then sends what is due once more (graceful shutdown). */
+  async stop(flush = true): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+    if (flush) await this.drain().catch((err: unknown) => this.o.log.error({ err }, 'mail flush on shutdown failed'));
+    this.o.sender.close();
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Wiring: everything the daemon runs, started in order and stopped in reverse — store, keys,
+ * blob store, core, recovery, mail worker, timers, HTTP listener. Graceful shutdown stops
+ * accepting, lets transfers finish (up to the timeout), flushes the outbox and closes the store.
+ */
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from './config/load.ts';
+import { CoreEvents } from './core/events.ts';
+import { Core } from './core/index.ts';
+import { Kek } from './crypto/at-rest.ts';
+import { createLogger } from './log.ts';
+import { fileSender, MailWorker, smtpSender, type MailSender } from './mail/worker.ts';
+import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
+import { AccountSchema } from './store/entities.ts';
+import { FsBlobStore } from './store/fs-blob-store.ts';
+import { openStore, pendingMigrations, type Orm } from './store/orm.ts';
+
+/** A running daemon. */
+export interface Daemon {
+  core: Core;
+  orm: Orm;
+  log: Logger;
+  mail: MailWorker;
+  http: HttpServer | undefined;
+  /** Stops everything in order; idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Options of startDaemon (tests inject a mail sender or a logger). */
+export interface StartOptions {
+  log?: Logger;
+  mailSender?: MailSender;
+}
+
+/** Starts the daemon from a loaded configuration. */
+export async function startDaemon(loaded: LoadedConfig, options: StartOptions = {}): Promise<Daemon> {
+  const { config, paths } = loaded;
+  const log = options.log ?? createLogger(config.log.level);
+  mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+
+  const orm = await openStore({ sqlitePath: paths.sqlitePath, migrate: config.database.autoMigrate });
+  const pending = await pendingMigrations(orm);
+  if (pending.length > 0) {
+    await orm.close();
+    throw new Error(`the database needs migrations (${pending.join(', ')}); run "sealdrop migrate" or set database.autoMigrate`);
+  }
+  const kek = await Kek.load(paths.kekFile, (file) =>
+    log.warn({ file }, 'generated a new key-encryption key: back it up and keep it outside the data folder; without it level 1/2 deliveries and queued mail cannot be read'),
+  );
+  const blobs = new FsBlobStore(paths.blobDir);
+  await blobs.init();
+  const events = new CoreEvents((event, err) => log.error({ err, event }, 'event listener failed'));
+  const core = new Core({ orm, config, blobs, kek, log: log.child({ component: 'core' }), clock: { now: () => new Date() }, events });
+
+  // Recovery: with SQLite only this process uses the data folder, so anything half-written is stale.
+  const recovered = await core.deliveries.recoverOrphans(0);
+  if (recovered.temp || recovered.orphans) log.info(recovered, 'removed leftovers of interrupted uploads');
+  await checkDropFolders(core, log);
+
+  const sender = options.mailSender ?? (config.mail.transport === 'smtp' ? smtpSender(config.mail.smtp) : fileSender(paths.mailDir));
+  const mail = new MailWorker({ orm, kek, config, sender, log: log.child({ component: 'mail' }) });
+  events.on('outbox.enqueued', () => mail.poke());
+  mail.start();
+
+  const expiry = setInterval(() => {
+    core.deliveries.expireDue().then(
+      (n) => n > 0 && log.info({ expired: n }, 'deliveries expired'),
+      (err: unknown) => log.error({ err }, 'expiry sweep failed'),
+    );
+  }, config.deliveries.expirySweepSeconds * 1000);
+  expiry.unref();
+
+  let http: HttpServer | undefined;
+  if (config.http.enabled) {
+    http = await startHttpServer({
+      core,
+      config,
+      log,
+      ready: async () => {
+        await orm.em.fork().getConnection().execute('select 1');
+        await blobs.check();
+        return true;
+      },
+    });
+    log.info({ url: `http://${config.http.host}:${http.port}`, publicBaseUrl: config.server.publicBaseUrl }, 'HTTP API listening');
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      log.info('shutting down');
+      clearInterval(expiry);
+      if (http) {
+        const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutSeconds * 1000).unref());
+        await Promise.race([http.close(), timeout]);
+        http.server.closeAllConnections();
+      }
+      await mail.stop(true);
+      await orm.close();
+      log.info('stopped');
+      log.flush();
+    })();
+    return stopping;
+  };
+  return { core, orm, log, mail, http, stop };
+}
+
+async function checkDropFolders(core: Core, log: Logger): Promise<void> {
+  const em = core.deps.orm.em.fork();
+  for (const folder of core.deps.config.dropFolders) {
+    const owner = await em.findOne(AccountSchema, { email: folder.owner });
+    if (!owner || owner.state !== 'active') log.warn({ folder: folder.name, owner: folder.owner }, 'drop folder owner has no active account; uploads into it are refused until it has');
+  }
+}

@@ -1,0 +1,98 @@
+/** Routes: deliveries — create, upload, send, list, read, release (server- and client-side), download, revoke. */
+import type Router from '@koa/router';
+import type { Context } from 'koa';
+import type { Download } from '../../../core/deliveries.ts';
+import type { ApiContext } from '../api.ts';
+import { contentDisposition, param, principalOf, readJson } from '../request.ts';
+
+/** Streams a core download to the client. */
+export function sendDownload(ctx: Context, dl: Download): void {
+  ctx.status = 200;
+  ctx.set('Content-Type', dl.contentType);
+  ctx.set('Content-Disposition', contentDisposition(dl.fileName));
+  ctx.set('Cache-Control', 'no-store');
+  if (dl.size !== undefined) ctx.length = dl.size;
+  dl.stream.on('error', (err) => ctx.app.emit('download-error', err, ctx));
+  ctx.body = dl.stream;
+}
+
+/** Delivery routes (authenticated). */
+export function deliveryRoutes(router: Router, { core, config }: ApiContext): void {
+  router.post('/deliveries', async (ctx) => {
+    const body = await readJson(ctx, config.http.maxJsonBytes);
+    const delivery = await core.deliveries.create(principalOf(ctx), body);
+    ctx.status = 201;
+    ctx.body = { id: delivery.id, delivery };
+  });
+
+  router.get('/deliveries', async (ctx) => {
+    ctx.body = { deliveries: await core.deliveries.list(principalOf(ctx), { box: ctx.query.box, state: ctx.query.state, limit: ctx.query.limit }) };
+  });
+
+  router.get('/deliveries/:id', async (ctx) => {
+    ctx.body = { delivery: await core.deliveries.get(principalOf(ctx), param(ctx, 'id')) };
+  });
+
+  router.put('/deliveries/:id/files/:name', async (ctx) => {
+    const declared = ctx.get('content-length');
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!ctx.req.complete) ac.abort();
+    };
+    ctx.req.on('close', onClose);
+    try {
+      const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), ctx.req, {
+        signal: ac.signal,
+        ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
+      });
+      ctx.status = 201;
+      ctx.body = { file };
+    } finally {
+      ctx.req.off('close', onClose);
+    }
+  });
+
+  router.delete('/deliveries/:id/files/:fileId', async (ctx) => {
+    await core.deliveries.removeFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'fileId'));
+    ctx.status = 204;
+  });
+
+  router.post('/deliveries/:id/send', async (ctx) => {
+    ctx.body = { delivery: await core.deliveries.send(principalOf(ctx), param(ctx, 'id')) };
+  });
+
+  router.post('/deliveries/:id/revoke', async (ctx) => {
+    ctx.body = { delivery: await core.deliveries.revoke(principalOf(ctx), param(ctx, 'id')) };
+  });
+
+  router.post('/deliveries/:id/release', async (ctx) => {
+    const body = await readJson(ctx, config.http.maxJsonBytes);
+    ctx.body = { delivery: await core.deliveries.release(principalOf(ctx), param(ctx, 'id'), body.secupass) };
+  });
+
+  router.get('/deliveries/:id/release-material', async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = await core.deliveries.releaseMaterial(principalOf(ctx), param(ctx, 'id'));
+  });
+
+  router.post('/deliveries/:id/wraps', async (ctx) => {
+    const body = await readJson(ctx, config.http.maxJsonBytes);
+    ctx.body = { delivery: await core.deliveries.addWraps(principalOf(ctx), param(ctx, 'id'), body) };
+  });
+
+  router.get('/deliveries/:id/files/:fileId', async (ctx) => {
+    sendDownload(ctx, await core.deliveries.download(principalOf(ctx), param(ctx, 'id'), param(ctx, 'fileId')));
+  });
+
+  router.get('/deliveries/:id/message', async (ctx) => {
+    const p = principalOf(ctx);
+    const id = param(ctx, 'id');
+    const delivery = await core.deliveries.get(p, id);
+    if (delivery.level === 4) {
+      sendDownload(ctx, await core.deliveries.download(p, id, { kind: 'message' }));
+    } else {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { message: await core.deliveries.readMessage(p, id) };
+    }
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * The HTTP front-end (Koa): JSON API under /api/v1, health checks, security headers, one log
+ * line per request (route pattern, status, time; never query strings or bodies).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import type { Logger } from 'pino';
+import type { Config } from '../../config/schema.ts';
+import type { Core } from '../../core/index.ts';
+import { apiRouter } from './api.ts';
+import { respondError } from './errors.ts';
+
+/** Options of createHttpServer. */
+export interface HttpOptions {
+  core: Core;
+  config: Config;
+  log: Logger;
+  /** Readiness probe (DB and storage reachable). */
+  ready: () => Promise<boolean>;
+}
+
+/** The Koa application. */
+export function createApp({ core, config, log, ready }: HttpOptions): Koa {
+  const app = new Koa({ proxy: config.http.trustProxy });
+  const reqLog = log.child({ component: 'http' });
+  app.silent = true;
+  app.on('error', (err: Error) => reqLog.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'http stream error'));
+  app.on('download-error', (err: Error) => reqLog.warn({ error: err.message }, 'download aborted'));
+
+  app.use(async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Referrer-Policy', 'no-referrer');
+    ctx.set('X-Frame-Options', 'DENY');
+    ctx.set('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        ctx.status = 404;
+        ctx.body = { error: { code: 'SEALDROP_E_NOT_FOUND', message: 'not found' } };
+      }
+    } catch (err) {
+      respondError(ctx, err, reqLog);
+    } finally {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;
+      const route = matched && !matched.includes('(?') ? matched : undefined;
+      const line = { method: ctx.method, route: route ?? ctx.path.slice(0, 80).replace(/sd[a-z]_[A-Za-z0-9_-]+/g, '[token]'), status: ctx.status, ms: Math.round(ms), ip: ctx.request.ip };
+      const body = ctx.body as { error?: { code?: string } } | undefined;
+      if (ctx.status >= 500) reqLog.error({ ...line, code: body?.error?.code }, 'request failed');
+      else reqLog.info({ ...line, ...(body?.error?.code ? { code: body.error.code } : {}) }, 'request');
+    }
+  });
+
+  app.use(async (ctx, next) => {
+    if (ctx.path === '/healthz') {
+      ctx.body = { status: 'ok' };
+      return;
+    }
+    if (ctx.path === '/readyz') {
+      const ok = await ready().catch(() => false);
+      ctx.status = ok ? 200 : 503;
+      ctx.body = { status: ok ? 'ready' : 'not ready' };
+      return;
+    }
+    await next();
+  });
+
+  const api = apiRouter({ core, config });
+  app.use(api.routes());
+  app.use(api.allowedMethods());
+  return app;
+}
+
+/** A started HTTP server. */
+export interface HttpServer {
+  server: http.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts listening on the configured host and port. */
+export async function startHttpServer(options: HttpOptions): Promise<HttpServer> {
+  const app = createApp(options);
+  const server = http.createServer(app.callback());
+  server.requestTimeout = 0; // large uploads; idle sockets are bounded by the timeouts below
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.config.http.port, options.config.http.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

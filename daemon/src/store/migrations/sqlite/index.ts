@@ -1,0 +1,8 @@
+/** The SQLite migrations, in order. New ones come from `npm run migration:create -- <name>`. */
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261129103534_initial } from './Migration20261129103534_initial.ts';
+
+/** Every SQLite migration, oldest first. */
+export const SQLITE_MIGRATIONS: MigrationObject[] = [
+  { name: 'Migration20261129103534_initial', class: Migration20261129103534_initial },
+];
