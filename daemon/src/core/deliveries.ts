@@ -5,7 +5,7 @@
  * front-ends (HTTP, SFTP, WebDAV, UI, CLI) behave the same.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
 import { decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
 import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
@@ -296,27 +296,27 @@ export class DeliveryService {
     const blobKey = randomBytes(16).toString('hex');
     let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
     let encrypted: Readable;
-    body.on('error', () => undefined);
-    const plain = body.pipe(limit);
-    body.on('error', (err) => limit.destroy(err));
+    // pipeline() forwards an error of any stage (client gone, size limit, disk) to all others.
+    const settled = (err: Error | null) => err && this.deps.log.debug({ error: err.message }, 'upload stream ended with an error');
     if (delivery.level >= 3) {
       const sessionKey = newKey();
       const keys = await this.keysForUpload(em0, delivery);
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
-      encrypted = plain.pipe(createSeipdV1Encryptor({ sessionKey, filename: name }));
+      encrypted = pipeline(body, limit, createSeipdV1Encryptor({ sessionKey, filename: name }), settled);
       sessionKey.fill(0);
     } else {
-      encrypted = await encryptSeipdV2(plain, this.deliveryKey(delivery), name);
+      encrypted = await encryptSeipdV2(pipeline(body, limit, settled), this.deliveryKey(delivery), name);
     }
-    plain.on('error', (err) => encrypted.destroy(err));
     let info;
     try {
       info = await this.deps.blobs.put(blobKey, encrypted, options.signal ? { signal: options.signal } : {});
     } catch (err) {
       body.destroy();
+      limit.destroy();
+      if (limit.bytes > this.cfg.maxFileBytes) throw fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.cfg.maxFileBytes} bytes`);
       if (err instanceof SealdropError) throw err;
       if (options.signal?.aborted) throw fail('SEALDROP_E_ABORTED', 'the upload was aborted');
-      throw limit.destroyed && limit.bytes > this.cfg.maxFileBytes ? fail('SEALDROP_E_TOO_LARGE') : err;
+      throw err;
     }
     const now = this.now();
     let replaced: string | null = null;
@@ -649,12 +649,17 @@ export class DeliveryService {
     if (d.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'only level 3/4 deliveries are released');
     if (d.state !== 'sent') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state}`);
     if (d.expiresAt.getTime() <= this.now().getTime()) throw fail('SEALDROP_E_EXPIRED');
+    const rows = await em.find(DeliveryRecipientSchema, { deliveryId: d.id });
+    const waiting = rows.filter((r) => r.state === 'awaiting_release');
+    if (waiting.length === 0) {
+      if (rows.some((r) => r.state === 'unreleasable')) throw fail('SEALDROP_E_UNRELEASABLE', 'the owner\'s SecuPass was reset; this delivery can never be released');
+      throw fail('SEALDROP_E_WRONG_STATE', 'no recipient of this delivery awaits release');
+    }
     const ownerKey = await em.findOne(SecuPassKeySchema, { accountId: d.ownerId, destroyedAt: null });
     if (!ownerKey) throw fail('SEALDROP_E_SECUPASS_REQUIRED', 'your SecuPass is not active');
     const items = await em.find(DeliveryFileSchema, { deliveryId: d.id });
-    const rows = await em.find(DeliveryRecipientSchema, { deliveryId: d.id, state: 'awaiting_release' });
     const targets: Array<{ r: DeliveryRecipient; key: SecuPassKey; email: string }> = [];
-    for (const r of rows) {
+    for (const r of waiting) {
       const key = r.accountId ? await em.findOne(SecuPassKeySchema, { accountId: r.accountId, destroyedAt: null }) : null;
       if (key) targets.push({ r, key, email: r.email });
     }
@@ -788,7 +793,12 @@ export class DeliveryService {
 
   private async loadForSender(em: Em, p: Principal, id: string, lockMode?: LockMode): Promise<Delivery> {
     const d = isUuid(id) ? await em.findOne(DeliverySchema, { id }, lockMode ? { lockMode } : {}) : null;
-    if (!d || (d.senderId !== p.accountId && d.ownerId !== p.accountId)) throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    if (!d) throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    if (d.senderId !== p.accountId && d.ownerId !== p.accountId) {
+      const recipient = d.state !== 'open' && (await em.count(DeliveryRecipientSchema, { deliveryId: d.id, accountId: p.accountId })) > 0;
+      if (recipient) throw fail('SEALDROP_E_FORBIDDEN', 'only the sender of this delivery can do this');
+      throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery');
+    }
     return d;
   }
 
