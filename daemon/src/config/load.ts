@@ -68,48 +68,53 @@ const normalizeKey = (k: string) => k.replace(/_/g, '').toLowerCase();
 function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || !name.includes('__') || value === undefined) continue;
-    let segments = name.slice(ENV_PREFIX.length).split('__');
+    const segments = name.slice(ENV_PREFIX.length).split('__');
+    // A key that itself ends in "File" (kekFile) wins over the "_FILE" secret-file suffix.
+    let keys = resolveKeys(segments);
     let fromFile = false;
     const last = segments[segments.length - 1] ?? '';
-    if (last.endsWith('_FILE')) {
+    if (!keys && last.endsWith('_FILE')) {
+      keys = resolveKeys([...segments.slice(0, -1), last.slice(0, -'_FILE'.length)]);
       fromFile = true;
-      segments = [...segments.slice(0, -1), last.slice(0, -'_FILE'.length)];
     }
-    let shape: Shape | undefined = objectShape(configSchema);
+    if (!keys) {
+      problems.push(`${name}: unknown configuration key "${segments.map((s) => s.toLowerCase()).join('.')}"`);
+      continue;
+    }
+    let v: string = value;
+    if (fromFile) {
+      try {
+        v = readFileSync(value, 'utf8').replace(/\r?\n$/, '');
+      } catch (err) {
+        problems.push(`${keys.join('.')}: cannot read secret file ${value} (from ${name}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        continue;
+      }
+    }
     let target: Record<string, unknown> = raw;
-    const keys: string[] = [];
-    let ok = true;
-    for (let i = 0; i < segments.length; i++) {
-      const seg = normalizeKey(segments[i] ?? '');
-      const key = shape ? Object.keys(shape).find((k) => normalizeKey(k) === seg) : undefined;
-      if (!key || !shape) {
-        problems.push(`${name}: unknown configuration key "${[...keys, segments[i]?.toLowerCase()].join('.')}"`);
-        ok = false;
-        break;
-      }
-      keys.push(key);
-      if (i < segments.length - 1) {
-        const child = shape[key];
-        shape = child ? objectShape(child) : undefined;
-        const next = target[key];
-        if (next === undefined || next === null || typeof next !== 'object' || Array.isArray(next)) target[key] = {};
-        target = target[key] as Record<string, unknown>;
-      } else {
-        let v: string = value;
-        if (fromFile) {
-          try {
-            v = readFileSync(value, 'utf8').replace(/\r?\n$/, '');
-          } catch (err) {
-            problems.push(`${keys.join('.')}: cannot read secret file ${value} (from ${name}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-            ok = false;
-            break;
-          }
-        }
-        target[key] = v;
-      }
+    for (const key of keys.slice(0, -1)) {
+      const next = target[key];
+      if (next === undefined || next === null || typeof next !== 'object' || Array.isArray(next)) target[key] = {};
+      target = target[key] as Record<string, unknown>;
     }
-    if (!ok) continue;
+    target[keys[keys.length - 1] as string] = v;
   }
+}
+
+/** Maps env segments to schema keys (case-insensitive, underscores ignored), or null if one is unknown. */
+function resolveKeys(segments: string[]): string[] | null {
+  let shape: Shape | undefined = objectShape(configSchema);
+  const keys: string[] = [];
+  for (const [i, segment] of segments.entries()) {
+    const seg = normalizeKey(segment);
+    const key = shape ? Object.keys(shape).find((k) => normalizeKey(k) === seg) : undefined;
+    if (!key || !shape) return null;
+    keys.push(key);
+    if (i < segments.length - 1) {
+      const child = shape[key];
+      shape = child ? objectShape(child) : undefined;
+    }
+  }
+  return keys;
 }
 
 /** Formats a zod issue as one line naming the key. */
