@@ -319,6 +319,25 @@ describe('expiry, revoke, limits', () => {
     }
   });
 
+  it('refuses expired invitation links, sessions and API tokens', async () => {
+    const alice = await member('alice@example.org', SP_ALICE);
+    const d = await h.core.deliveries.create(alice, { to: ['late@example.org'], subject: 'Late', level: 3 });
+    await h.core.deliveries.addFile(alice, d.id, 'f', Readable.from([Buffer.from('x')]));
+    await h.core.deliveries.send(alice, d.id);
+    const token = new URL((await h.mails('late@example.org'))[0]?.params.link as string).searchParams.get('token');
+    const { token: session } = await h.core.accounts.login({ email: 'alice@example.org', password: PW }, undefined, 'api');
+    const { token: api } = await h.core.accounts.createApiToken(alice, { name: 't', scopes: ['fetch'], expiresInDays: 1 });
+    h.clock.offsetMs = 15 * 86_400_000;
+    await expectCode(h.core.accounts.register({ token, password: PW }, undefined, async () => undefined), 'SEALDROP_E_TOKEN_INVALID');
+    await expectCode(h.core.accounts.authenticate(session, 'api', undefined), 'SEALDROP_E_UNAUTHENTICATED');
+    await expectCode(h.core.accounts.authenticate(api, 'api', undefined), 'SEALDROP_E_UNAUTHENTICATED');
+    // A fresh invitation works again.
+    await h.core.accounts.resendInvitation(alice, 'late@example.org');
+    const again = new URL((await h.mails('late@example.org')).at(-1)?.params.link as string).searchParams.get('token');
+    await h.core.accounts.register({ token: again, password: PW }, undefined, (em, a, actor) => h.core.deliveries.onRegistered(em, a, actor));
+    expect((await h.core.deliveries.get(alice, d.id)).recipients[0]?.state).toBe('awaiting_secupass');
+  });
+
   it('keeps the audit chain verifiable and detects tampering', async () => {
     await member('alice@example.org', SP_ALICE);
     const em = h.orm.em.fork();

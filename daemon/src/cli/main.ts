@@ -233,7 +233,7 @@ async function account(args: string[]): Promise<number> {
 async function configCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const { values } = parse(rest, {});
-  if (!sub || values.help) {
+  if (!sub || values.help || sub === '--help' || sub === '-h') {
     console.log(HELP.config);
     return sub ? EXIT.ok : EXIT.usage;
   }

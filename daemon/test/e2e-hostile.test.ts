@@ -1,0 +1,192 @@
+/**
+ * Outside-in: hostile and mistaken requests against the real daemon. Each gets a clear error
+ * code, none crashes it, and an aborted or refused upload leaves nothing behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import http from 'node:http';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Api } from './support/api.ts';
+import { filesUnder } from './support/canary.ts';
+import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
+
+const run = promisify(execFile);
+const PW = 'a long enough password 1';
+
+let sb: Sandbox;
+let daemon: DaemonProcess;
+let anon: Api;
+let alice: Api;
+let mallory: Api;
+let deliveryId: string;
+
+beforeAll(async () => {
+  sb = sandbox({
+    SEALDROP_DELIVERIES__MAX_FILE_BYTES: String(1024 * 1024),
+    SEALDROP_HTTP__MAX_JSON_BYTES: '4096',
+    SEALDROP_ACCOUNTS__LOGIN_MAX_FAILURES: '3',
+    SEALDROP_ACCOUNTS__RELEASE_MAX_ATTEMPTS: '3',
+  });
+  for (const email of ['alice@example.org', 'mallory@example.org', 'locked@example.org']) {
+    const r = await runCli(sb, ['account', 'add', '--email', email, '--role', 'member', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  daemon = await startDaemonProcess(sb);
+  anon = new Api(daemon.url);
+  alice = await anon.login('alice@example.org', PW);
+  mallory = await anon.login('mallory@example.org', PW);
+  await alice.ok('POST', '/api/v1/secupass', { secupass: 'alice secupass long' }, 201);
+  deliveryId = (await alice.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'S', level: 3 }, 201)).id;
+});
+
+afterAll(async () => {
+  expect(await daemon?.stop()).toBe(0);
+  sb?.remove();
+});
+
+async function rawRequest(options: http.RequestOptions, body?: Buffer | string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: daemon.port, ...options }, (res) => {
+      let data = '';
+      res.on('data', (d: Buffer) => (data += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function blobFiles(): string[] {
+  return filesUnder(`${sb.dataDir}/blobs`);
+}
+
+describe('hostile input over HTTP', () => {
+  it('refuses path-like and oversized file names', async () => {
+    for (const name of ['..%2Fx', '%2E%2E%2Fetc%2Fpasswd', 'a%2Fb', 'a%5Cb', 'x%00y', encodeURIComponent('n'.repeat(300)), '%20lead', 'trail.']) {
+      await alice.fails('PUT', `/api/v1/deliveries/${deliveryId}/files/${name}`, Buffer.from('x'), 400, 'SEALDROP_E_INVALID_NAME');
+    }
+    // fetch() would normalize an encoded ".." segment away; send it raw.
+    const dots = await rawRequest({ method: 'PUT', path: `/api/v1/deliveries/${deliveryId}/files/%2E%2E`, headers: { authorization: `Bearer ${alice.token}` } }, 'x');
+    expect([dots.status, JSON.parse(dots.body).error.code]).toEqual([400, 'SEALDROP_E_INVALID_NAME']);
+    // A literal "/../" in the path is no file name at all.
+    const { stdout } = await run('curl', ['-s', '--path-as-is', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '--data-binary', 'x', '-H', `Authorization: Bearer ${alice.token}`, `${daemon.url}/api/v1/deliveries/${deliveryId}/files/../../x`]);
+    expect(['404', '400']).toContain(stdout);
+    expect(blobFiles()).toEqual([]);
+  });
+
+  it('refuses malformed e-mail addresses everywhere', async () => {
+    for (const bad of ['plain', 'a@@example.org', 'a@example', 'a b@example.org', '<a@example.org>', 'a@example.org\r\nBcc: x@example.org', `${'a'.repeat(70)}@example.org`, 'a@127.0.0.1']) {
+      await alice.fails('POST', '/api/v1/deliveries', { to: [bad], subject: 'S', level: 3 }, 400, 'SEALDROP_E_INVALID_EMAIL');
+    }
+    await alice.fails('POST', '/api/v1/deliveries', { to: 'a@example.org', subject: 'S', level: 3 }, 400, 'SEALDROP_E_VALIDATION');
+  });
+
+  it('refuses too-large bodies and files, storing nothing', async () => {
+    await alice.fails('POST', '/api/v1/deliveries', { to: ['a@example.org'], subject: 'x'.repeat(5000), level: 3 }, 413, 'SEALDROP_E_TOO_LARGE');
+    const big = randomBytes(1024 * 1024 + 1);
+    await alice.fails('PUT', `/api/v1/deliveries/${deliveryId}/files/big.bin`, big, 413, 'SEALDROP_E_TOO_LARGE');
+    // Declared too large: refused before the body is read.
+    const declared = await rawRequest({ method: 'PUT', path: `/api/v1/deliveries/${deliveryId}/files/huge.bin`, headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(50 * 1024 * 1024 * 1024) } });
+    expect(declared.status).toBe(413);
+    expect(JSON.parse(declared.body).error.code).toBe('SEALDROP_E_TOO_LARGE');
+    // Chunked without a length, too long: cut off at the limit.
+    const chunked = await rawRequest({ method: 'PUT', path: `/api/v1/deliveries/${deliveryId}/files/chunked.bin`, headers: { authorization: `Bearer ${alice.token}`, 'transfer-encoding': 'chunked' } }, big);
+    expect(chunked.status).toBe(413);
+    expect(blobFiles()).toEqual([]);
+    expect(filesUnder(`${sb.dataDir}/blobs/tmp`)).toEqual([]);
+  });
+
+  it('refuses malformed JSON and wrong content types', async () => {
+    const h = { authorization: `Bearer ${alice.token}` };
+    const r1 = await rawRequest({ method: 'POST', path: '/api/v1/deliveries', headers: { ...h, 'content-type': 'application/json' } }, '{"to": [');
+    expect([r1.status, JSON.parse(r1.body).error.code]).toEqual([400, 'SEALDROP_E_VALIDATION']);
+    const r2 = await rawRequest({ method: 'POST', path: '/api/v1/deliveries', headers: { ...h, 'content-type': 'application/json' } }, '[1,2]');
+    expect([r2.status, JSON.parse(r2.body).error.code]).toEqual([400, 'SEALDROP_E_VALIDATION']);
+    const r3 = await rawRequest({ method: 'POST', path: '/api/v1/deliveries', headers: { ...h, 'content-type': 'text/plain' } }, 'hello');
+    expect([r3.status, JSON.parse(r3.body).error.code]).toEqual([400, 'SEALDROP_E_VALIDATION']);
+    await alice.fails('POST', '/api/v1/deliveries', { to: ['a@example.org'], subject: 'S', level: '3' }, 400, 'SEALDROP_E_VALIDATION');
+    await alice.fails('POST', '/api/v1/deliveries', { to: ['a@example.org'], subject: 'line\nbreak', level: 3 }, 400, 'SEALDROP_E_VALIDATION');
+  });
+
+  it('refuses bad credentials, foreign deliveries, missing scopes and wrong states', async () => {
+    await anon.fails('GET', '/api/v1/deliveries', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
+    await anon.as('sds_not-a-real-token').fails('GET', '/api/v1/me', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
+    await anon.as(`sds_${'A'.repeat(43)}`).fails('GET', '/api/v1/me', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
+    await mallory.fails('GET', `/api/v1/deliveries/${deliveryId}`, undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    await mallory.fails('PUT', `/api/v1/deliveries/${deliveryId}/files/x.txt`, Buffer.from('x'), 404, 'SEALDROP_E_NOT_FOUND');
+    await mallory.fails('GET', '/api/v1/deliveries/not-a-uuid', undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    // A fetch-only token cannot send; a revoked token stops working.
+    const t = await alice.ok<{ token: string; id: string }>('POST', '/api/v1/tokens', { name: 'fetch only', scopes: ['fetch'] }, 201);
+    const fetchOnly = anon.as(t.token);
+    await fetchOnly.fails('POST', '/api/v1/deliveries', { to: ['a@example.org'], subject: 'S', level: 3 }, 403, 'SEALDROP_E_SCOPE');
+    await fetchOnly.fails('POST', '/api/v1/tokens', { name: 'again', scopes: ['fetch'] }, 403, 'SEALDROP_E_FORBIDDEN');
+    await alice.fails('POST', '/api/v1/tokens', { name: 'admin', scopes: ['admin'] }, 403, 'SEALDROP_E_FORBIDDEN');
+    await alice.fails('POST', '/api/v1/tokens', { name: 'x', scopes: ['everything'] }, 400, 'SEALDROP_E_VALIDATION');
+    await alice.ok('DELETE', `/api/v1/tokens/${t.id}`, undefined, 204);
+    await fetchOnly.fails('GET', '/api/v1/deliveries', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
+    // Wrong states.
+    await alice.fails('POST', `/api/v1/deliveries/${deliveryId}/send`, undefined, 409, 'SEALDROP_E_WRONG_STATE');
+    await alice.ok('PUT', `/api/v1/deliveries/${deliveryId}/files/ok.txt`, Buffer.from('ok'), 201);
+    await alice.ok('POST', `/api/v1/deliveries/${deliveryId}/send`);
+    await alice.fails('POST', `/api/v1/deliveries/${deliveryId}/send`, undefined, 409, 'SEALDROP_E_WRONG_STATE');
+    await alice.fails('PUT', `/api/v1/deliveries/${deliveryId}/files/late.txt`, Buffer.from('late'), 409, 'SEALDROP_E_WRONG_STATE');
+    await alice.fails('POST', `/api/v1/deliveries/${deliveryId}/release`, { secupass: 'alice secupass long' }, 409, 'SEALDROP_E_WRONG_STATE');
+    await alice.fails('POST', '/api/v1/secupass', { secupass: 'another secupass long' }, 409, 'SEALDROP_E_SECUPASS_ACTIVE');
+  });
+
+  it('rate-limits wrong logins and wrong SecuPass attempts', async () => {
+    for (let i = 0; i < 3; i++) await anon.fails('POST', '/api/v1/session', { email: 'locked@example.org', password: `wrong ${i}` }, 401, 'SEALDROP_E_LOGIN_FAILED');
+    const r = await anon.call<{ error: { code: string } }>('POST', '/api/v1/session', { email: 'locked@example.org', password: PW });
+    expect([r.status, r.body.error.code]).toEqual([429, 'SEALDROP_E_RATE_LIMITED']);
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Unknown addresses answer like wrong passwords.
+    await anon.fails('POST', '/api/v1/session', { email: 'nobody@example.org', password: PW }, 401, 'SEALDROP_E_LOGIN_FAILED');
+    await anon.fails('POST', '/api/v1/session', { email: ['x'], password: PW }, 401, 'SEALDROP_E_LOGIN_FAILED');
+
+    const m = await mallory.ok<{ id: string }>('POST', '/api/v1/secupass', { secupass: 'mallory secupass long' }, 201);
+    expect(m).toBeTruthy();
+    const d = await mallory.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: ['bob2@example.org'], subject: 'S', level: 3 }, 201);
+    await mallory.ok('PUT', `/api/v1/deliveries/${d.id}/files/f`, Buffer.from('f'), 201);
+    await mallory.ok('POST', `/api/v1/deliveries/${d.id}/send`);
+    // Nothing awaits release: refused before any SecuPass check, and not counted.
+    await mallory.fails('POST', `/api/v1/deliveries/${d.id}/release`, { secupass: 'wrong' }, 409, 'SEALDROP_E_WRONG_STATE');
+  });
+
+  it('refuses expired, reused and malformed registration and link tokens', async () => {
+    await anon.fails('POST', '/api/v1/registration', { token: 'sdi_x', password: PW }, 400, 'SEALDROP_E_TOKEN_INVALID');
+    await anon.fails('POST', '/api/v1/registration', { token: `sdi_${'B'.repeat(43)}`, password: PW }, 400, 'SEALDROP_E_TOKEN_INVALID');
+    await anon.fails('POST', '/api/v1/registration', { token: 42, password: PW }, 400, 'SEALDROP_E_TOKEN_INVALID');
+    await anon.fails('POST', '/api/v1/password-reset/complete', { token: `sdr_${'C'.repeat(43)}`, password: PW }, 400, 'SEALDROP_E_TOKEN_INVALID');
+    await anon.fails('GET', `/api/v1/links/sdl_${'D'.repeat(43)}`, undefined, 400, 'SEALDROP_E_TOKEN_INVALID');
+    // Password reset for unknown addresses is accepted silently (no account enumeration).
+    await anon.ok('POST', '/api/v1/password-reset', { email: 'nobody@example.org' }, 202);
+  });
+
+  it('survives an upload aborted by the client and keeps nothing of it', async () => {
+    const d = await alice.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: ['carl@example.org'], subject: 'Abort', level: 3 }, 201);
+    await new Promise<void>((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port: daemon.port, method: 'PUT', path: `/api/v1/deliveries/${d.id}/files/part.bin`, headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(900_000) } });
+      req.on('error', () => resolve());
+      req.write(randomBytes(300_000), () => setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 100));
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const view = await alice.ok<{ delivery: { files: unknown[] } }>('GET', `/api/v1/deliveries/${d.id}`);
+    expect(view.delivery.files).toEqual([]);
+    expect(filesUnder(`${sb.dataDir}/blobs/tmp`)).toEqual([]);
+  });
+
+  it('answers unknown routes and methods with JSON errors and stays healthy', async () => {
+    await anon.fails('GET', '/api/v1/nope', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
+    await alice.fails('GET', '/api/v1/nope', undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    await anon.fails('GET', '/nothing/here', undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    const r = await rawRequest({ method: 'BREW', path: '/api/v1/deliveries' });
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    const health = await anon.call('GET', '/healthz');
+    expect(health.status).toBe(200);
+    expect((await anon.call('GET', '/readyz')).status).toBe(200);
+  });
+});
