@@ -190,3 +190,21 @@ describe('hostile input over HTTP', () => {
     expect((await anon.call('GET', '/readyz')).status).toBe(200);
   });
 });
+
+describe('pages behind e-mailed links', () => {
+  it('registers through the HTML form and shows errors next to it, escaped', async () => {
+    const form = (token: string, password: string, confirm = password) =>
+      fetch(`${daemon.url}/register`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token, password, confirm }).toString() });
+    const get = await fetch(`${daemon.url}/register?token=${encodeURIComponent('"><script>alert(1)</script>')}`);
+    const html = await get.text();
+    expect(get.status).toBe(200);
+    expect(html).not.toContain('<script>alert(1)</script>');
+    expect(html).toContain('&quot;&gt;&lt;script&gt;');
+    expect(get.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(get.headers.get('referrer-policy')).toBe('no-referrer');
+    const mismatch = await form('sdi_x', PW, 'other');
+    expect([mismatch.status, await mismatch.text()]).toEqual([400, expect.stringContaining('The two passwords differ')]);
+    const bad = await form(`sdi_${'Z'.repeat(43)}`, PW);
+    expect([bad.status, await bad.text()]).toEqual([400, expect.stringContaining('SEALDROP_E_TOKEN_INVALID')]);
+  });
+});

@@ -117,8 +117,18 @@ describe.each(['server', 'client'] as const)('the whole process over HTTP, %s-si
     const regLink = linkIn(invitation, `${'http://127.0.0.1:8080'}/register`);
     const regToken = regLink.searchParams.get('token') as string;
     linkTokens.invitation = regToken;
+    // The link opens a registration form (the daemon listens on a test port, not the configured base URL).
+    const pageRes = await fetch(`${daemon.url}${regLink.pathname}${regLink.search}`);
+    const pageHtml = await pageRes.text();
+    expect(pageRes.status).toBe(200);
+    expect(pageHtml).toContain(`name="token" value="${regToken}"`);
     await anon.fails('POST', '/api/v1/registration', { token: regToken, password: 'short' }, 400, 'SEALDROP_E_PASSWORD_POLICY');
-    await anon.ok('POST', '/api/v1/registration', { token: regToken, password: secret.newPassword }, 201);
+    if (mode === 'server') {
+      await anon.ok('POST', '/api/v1/registration', { token: regToken, password: secret.newPassword }, 201);
+    } else {
+      const posted = await fetch(`${daemon.url}/register`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: regToken, password: secret.newPassword, confirm: secret.newPassword }).toString() });
+      expect([posted.status, await posted.text()]).toEqual([200, expect.stringContaining('new@example.org is active')]);
+    }
     await anon.fails('POST', '/api/v1/registration', { token: regToken, password: secret.newPassword }, 400, 'SEALDROP_E_TOKEN_INVALID');
     const newbie = await anon.login('new@example.org', secret.newPassword);
     tokens.newSession = newbie.token as string;
