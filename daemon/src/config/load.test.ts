@@ -97,3 +97,10 @@ describe('loadConfig', () => {
     expect(problems(() => loadConfig({ file: file('list.yaml', '- 1\n'), env: {} }))[0]).toMatch(/top level must be a mapping/);
   });
 });
+
+describe('config/sealdrop.yaml', () => {
+  it('is valid and states exactly the embedded defaults', () => {
+    const file = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../config/sealdrop.yaml');
+    expect(loadConfig({ file, env: {} }).config).toEqual(loadConfig({ env: {} }).config);
+  });
+});

@@ -1,0 +1,41 @@
+# sealdrop container image: multi-stage, production dependencies only, non-root.
+# Build:  docker build -t sealdrop .
+# Run:    docker run -p 8080:8080 -v sealdrop-data:/var/lib/sealdrop -v sealdrop-keys:/etc/sealdrop \
+#           -e SEALDROP_SERVER__PUBLIC_BASE_URL=https://files.example.org sealdrop
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# better-sqlite3 builds its native module from source when no prebuilt binary is reachable.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY daemon/bin daemon/bin
+COPY daemon/src daemon/src
+COPY config config
+COPY admin-ui admin-ui
+COPY plugins plugins
+COPY README.md tsconfig.json ./
+
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    SEALDROP_STORAGE__DATA_DIR=/var/lib/sealdrop \
+    SEALDROP_CRYPTO__KEK_FILE=/etc/sealdrop/kek \
+    SEALDROP_HTTP__HOST=0.0.0.0 \
+    SEALDROP_HTTP__PORT=8080
+RUN groupadd --system sealdrop \
+ && useradd --system --gid sealdrop --home-dir /var/lib/sealdrop --shell /usr/sbin/nologin sealdrop \
+ && mkdir -p /var/lib/sealdrop /etc/sealdrop \
+ && chown sealdrop:sealdrop /var/lib/sealdrop /etc/sealdrop \
+ && chmod 0700 /var/lib/sealdrop /etc/sealdrop
+WORKDIR /app
+COPY --from=build /app /app
+USER sealdrop
+VOLUME ["/var/lib/sealdrop", "/etc/sealdrop"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# Logs go to stdout as JSON lines.
+ENTRYPOINT ["node", "/app/daemon/bin/sealdrop.js"]
+CMD ["serve"]
