@@ -26,6 +26,8 @@ export interface MailSender {
 /** SMTP through nodemailer. */
 export function smtpSender(cfg: Config['mail']['smtp']): MailSender {
   const transport: Transporter = nodemailer.createTransport({
+    pool: true,
+    maxConnections: 2,
     host: cfg.host,
     port: cfg.port,
     secure: cfg.secure,
