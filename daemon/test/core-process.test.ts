@@ -61,8 +61,8 @@ async function registerFromMail(email: string): Promise<Principal> {
   const invitation = (await h.mails(email)).filter((m) => m.template === 'invitation').at(-1);
   expect(invitation, `invitation mail to ${email}`).toBeDefined();
   const token = new URL(invitation?.params.link as string).searchParams.get('token');
-  await h.core.accounts.register({ token, password: PW }, '192.0.2.7', (em, a, actor) => h.core.deliveries.onRegistered(em, a, actor));
-  await expectCode(h.core.accounts.register({ token, password: PW }, undefined, async () => undefined), 'SEALDROP_E_TOKEN_INVALID');
+  await h.core.accounts.register({ token, password: PW }, '192.0.2.7');
+  await expectCode(h.core.accounts.register({ token, password: PW }, undefined), 'SEALDROP_E_TOKEN_INVALID');
   return sessionPrincipal(h, email, PW);
 }
 
@@ -328,13 +328,13 @@ describe('expiry, revoke, limits', () => {
     const { token: session } = await h.core.accounts.login({ email: 'alice@example.org', password: PW }, undefined, 'api');
     const { token: api } = await h.core.accounts.createApiToken(alice, { name: 't', scopes: ['fetch'], expiresInDays: 1 });
     h.clock.offsetMs = 15 * 86_400_000;
-    await expectCode(h.core.accounts.register({ token, password: PW }, undefined, async () => undefined), 'SEALDROP_E_TOKEN_INVALID');
+    await expectCode(h.core.accounts.register({ token, password: PW }, undefined), 'SEALDROP_E_TOKEN_INVALID');
     await expectCode(h.core.accounts.authenticate(session, 'api', undefined), 'SEALDROP_E_UNAUTHENTICATED');
     await expectCode(h.core.accounts.authenticate(api, 'api', undefined), 'SEALDROP_E_UNAUTHENTICATED');
     // A fresh invitation works again.
     await h.core.accounts.resendInvitation(alice, 'late@example.org');
     const again = new URL((await h.mails('late@example.org')).at(-1)?.params.link as string).searchParams.get('token');
-    await h.core.accounts.register({ token: again, password: PW }, undefined, (em, a, actor) => h.core.deliveries.onRegistered(em, a, actor));
+    await h.core.accounts.register({ token: again, password: PW }, undefined);
     expect((await h.core.deliveries.get(alice, d.id)).recipients[0]?.state).toBe('awaiting_secupass');
   });
 

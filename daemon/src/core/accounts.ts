@@ -17,6 +17,7 @@ import {
   ROLES,
 } from '../store/entities.ts';
 import { audit } from './audit.ts';
+import type { DeliveryService } from './deliveries.ts';
 import { actorOf, inTx, readEm, requireScope, ROLE_SCOPES, SCOPES, type Actor, type CoreDeps, type Em, type Principal, type Scope, type Via } from './context.ts';
 import { fail } from './errors.ts';
 import { publicLink } from './links.ts';
@@ -53,7 +54,10 @@ export interface ApiTokenView {
 
 /** Accounts, authentication, tokens. */
 export class AccountService {
-  constructor(private readonly deps: CoreDeps) {}
+  constructor(
+    private readonly deps: CoreDeps,
+    private readonly deliveries: DeliveryService,
+  ) {}
 
   private now(): Date {
     return this.deps.clock.now();
@@ -188,7 +192,7 @@ export class AccountService {
    * Registration from the invitation link: sets the login password, activates the account and
    * moves its waiting deliveries on (level 2 becomes available, level 3/4 awaits the SecuPass).
    */
-  async register(input: { token: unknown; password: unknown }, ip: string | undefined, onRegistered: (em: Em, account: Account, actor: Actor) => Promise<void>): Promise<AccountView> {
+  async register(input: { token: unknown; password: unknown }, ip: string | undefined): Promise<AccountView> {
     if (!looksLikeToken(input.token, 'invitation')) throw fail('SEALDROP_E_TOKEN_INVALID');
     const preview = await readEm(this.deps).findOne(AccountTokenSchema, { tokenHash: hashToken(input.token), purpose: 'invitation' });
     const previewAccount = preview ? await readEm(this.deps).findOne(AccountSchema, { id: preview.accountId }) : null;
@@ -206,7 +210,7 @@ export class AccountService {
       await em.nativeUpdate(AccountTokenSchema, { accountId: account.id, purpose: 'invitation', usedAt: null }, { usedAt: now });
       const actor: Actor = { accountId: account.id, email: account.email, ip };
       await audit(em, { action: 'account.registered', actor, targetType: 'account', targetId: account.id, data: { ip: ip ?? null } }, now);
-      await onRegistered(em, account, actor);
+      await this.deliveries.onRegistered(em, account, actor);
       return account;
     });
     return this.view(account);

@@ -983,6 +983,14 @@ export class DeliveryService {
     this.deps.events.emit('file.downloaded', { deliveryId: d.id, fileId: file.id, via: String(via) });
   }
 
+  /** The message of a delivery: level 4 as an OpenPGP download, levels 1-3 as text (null if none). */
+  async message(p: Principal, deliveryId: string): Promise<{ encrypted: true; download: Download } | { encrypted: false; text: string | null }> {
+    const em = readEm(this.deps);
+    const d = isUuid(deliveryId) ? await em.findOne(DeliverySchema, { id: deliveryId }) : null;
+    if (d?.level === 4) return { encrypted: true, download: await this.download(p, deliveryId, { kind: 'message' }) };
+    return { encrypted: false, text: await this.readMessage(p, deliveryId) };
+  }
+
   /** The message of a level 1-3 delivery as text (level 4: use download with kind message). */
   async readMessage(p: Principal, deliveryId: string): Promise<string | null> {
     requireScope(p, 'fetch');

@@ -15,7 +15,7 @@ export class Core {
 
   constructor(readonly deps: CoreDeps) {
     this.deliveries = new DeliveryService(deps);
-    this.accounts = new AccountService(deps);
+    this.accounts = new AccountService(deps, this.deliveries);
     this.secupass = new SecuPassService(deps, this.deliveries);
     this.deliveries.attach(this.accounts, this.secupass);
   }

@@ -61,44 +61,41 @@ export function pageRouter({ core, config }: { core: Core; config: Config }): Ro
   const policy = describePasswordPolicy(config.accounts.passwordMinLength);
   const limit = config.http.maxJsonBytes;
 
-  router.get('/register', (ctx) => {
-    const token = String(ctx.query.token ?? '');
-    page(ctx, 'Register with sealdrop', `<p>Set the password you will log in with. Afterwards you set up your SecuPass, a second passphrase that protects your key.</p>${passwordForm('/register', token, policy)}`);
-  });
+  /** A page with a password form for a mailed token; `complete` uses the token and returns the success text. */
+  const tokenPasswordPage = (pathname: string, title: string, intro: string, done: string, complete: (token: string, password: string | null, ip: string) => Promise<string>) => {
+    router.get(pathname, (ctx) => {
+      page(ctx, title, `<p>${esc(intro)}</p>${passwordForm(pathname, String(ctx.query.token ?? ''), policy)}`);
+    });
+    router.post(pathname, async (ctx) => {
+      const form = await readForm(ctx, limit);
+      const token = form.get('token') ?? '';
+      if (form.get('password') !== form.get('confirm')) {
+        page(ctx, title, passwordForm(pathname, token, policy, '<p role="alert"><strong>The two passwords differ.</strong></p>'), 400);
+        return;
+      }
+      try {
+        const text = await complete(token, form.get('password'), ctx.request.ip);
+        page(ctx, done, `<p>${esc(text)}</p>`);
+      } catch (err) {
+        page(ctx, title, passwordForm(pathname, token, policy, problem(err)), 400);
+      }
+    });
+  };
 
-  router.post('/register', async (ctx) => {
-    const form = await readForm(ctx, limit);
-    const token = form.get('token') ?? '';
-    if (form.get('password') !== form.get('confirm')) {
-      page(ctx, 'Register with sealdrop', passwordForm('/register', token, policy, '<p role="alert"><strong>The two passwords differ.</strong></p>'), 400);
-      return;
-    }
-    try {
-      const account = await core.accounts.register({ token, password: form.get('password') }, ctx.request.ip, (em, a, actor) => core.deliveries.onRegistered(em, a, actor));
-      page(ctx, 'Registered', `<p>Your account ${esc(account.email)} is active. Log in and set up your SecuPass to receive end-to-end encrypted deliveries (API: <code>POST /api/v1/session</code>, then <code>POST /api/v1/secupass</code>).</p>`);
-    } catch (err) {
-      page(ctx, 'Register with sealdrop', passwordForm('/register', token, policy, problem(err)), 400);
-    }
-  });
+  tokenPasswordPage(
+    '/register',
+    'Register with sealdrop',
+    'Set the password you will log in with. Afterwards you set up your SecuPass, a second passphrase that protects your key.',
+    'Registered',
+    async (token, password, ip) => {
+      const account = await core.accounts.register({ token, password }, ip);
+      return `Your account ${account.email} is active. Log in and set up your SecuPass to receive end-to-end encrypted deliveries (API: POST /api/v1/session, then POST /api/v1/secupass).`;
+    },
+  );
 
-  router.get('/password-reset', (ctx) => {
-    const token = String(ctx.query.token ?? '');
-    page(ctx, 'Choose a new password', `<p>Your SecuPass and your deliveries stay as they are.</p>${passwordForm('/password-reset', token, policy)}`);
-  });
-
-  router.post('/password-reset', async (ctx) => {
-    const form = await readForm(ctx, limit);
-    const token = form.get('token') ?? '';
-    if (form.get('password') !== form.get('confirm')) {
-      page(ctx, 'Choose a new password', passwordForm('/password-reset', token, policy, '<p role="alert"><strong>The two passwords differ.</strong></p>'), 400);
-      return;
-    }
-    try {
-      await core.accounts.completePasswordReset({ token, password: form.get('password') }, ctx.request.ip);
-      page(ctx, 'Password changed', '<p>Your new password is set. Every earlier login session has ended.</p>');
-    } catch (err) {
-      page(ctx, 'Choose a new password', passwordForm('/password-reset', token, policy, problem(err)), 400);
-    }
+  tokenPasswordPage('/password-reset', 'Choose a new password', 'Your SecuPass and your deliveries stay as they are.', 'Password changed', async (token, password, ip) => {
+    await core.accounts.completePasswordReset({ token, password }, ip);
+    return 'Your new password is set. Every earlier login session has ended.';
   });
 
   router.get('/link', async (ctx) => {

@@ -14,7 +14,7 @@ export function publicAccountRoutes(router: Router, { core, config }: ApiContext
 
   router.post('/registration', async (ctx) => {
     const body = await readJson(ctx, config.http.maxJsonBytes);
-    const account = await core.accounts.register({ token: body.token, password: body.password }, ctx.request.ip, (em, a, actor) => core.deliveries.onRegistered(em, a, actor));
+    const account = await core.accounts.register({ token: body.token, password: body.password }, ctx.request.ip);
     ctx.status = 201;
     ctx.body = { account };
   });

@@ -85,14 +85,12 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
   });
 
   router.get('/deliveries/:id/message', async (ctx) => {
-    const p = principalOf(ctx);
-    const id = param(ctx, 'id');
-    const delivery = await core.deliveries.get(p, id);
-    if (delivery.level === 4) {
-      sendDownload(ctx, await core.deliveries.download(p, id, { kind: 'message' }));
+    const message = await core.deliveries.message(principalOf(ctx), param(ctx, 'id'));
+    if (message.encrypted) {
+      sendDownload(ctx, message.download);
     } else {
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = { message: await core.deliveries.readMessage(p, id) };
+      ctx.body = { message: message.text };
     }
   });
 }
