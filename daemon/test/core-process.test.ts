@@ -3,6 +3,8 @@
  * OpenPGP): states, wraps, resets, races, levels 1-4, expiry, revoke, audit chain.
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -128,8 +130,18 @@ describe('level 3/4 process', () => {
     await h.core.deliveries.send(alice, d.id);
     const oldKey = await h.core.secupass.getKey(bob);
 
+    const oldWrap = Buffer.from((await h.orm.em.fork().findOneOrFail(KeyWrapSchema, { keyId: oldKey.id })).pkesk);
+    const dbDir = path.dirname(h.paths.sqlitePath);
+    const liveFiles = () => readdirSync(dbDir).filter((f) => f.startsWith('sealdrop.db')).map((f) => readFileSync(path.join(dbDir, f)));
+    const keyBody = oldKey.privateKey.split('\n').find((l) => l.length >= 60) as string;
+    expect(liveFiles().some((b) => b.includes(Buffer.from(keyBody)))).toBe(true); // the check below can fail
     const result = await h.core.secupass.adminReset({ accountId: root.accountId, email: root.email }, 'bob@example.org');
     expect(result).toMatchObject({ accessLost: 1, unreleasable: 0 });
+    // No readable copy of the destroyed key or its wraps in the live database files.
+    for (const bytes of liveFiles()) {
+      expect(bytes.includes(Buffer.from(keyBody))).toBe(false);
+      expect(bytes.includes(oldWrap.subarray(10, 60))).toBe(false);
+    }
     const destroyed = await h.orm.em.fork().findOneOrFail(SecuPassKeySchema, { id: oldKey.id });
     expect(destroyed.privateKey).toBeNull();
     expect(await h.orm.em.fork().count(KeyWrapSchema, { keyId: oldKey.id })).toBe(0);

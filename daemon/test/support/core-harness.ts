@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import pino from 'pino';
-import { loadConfig } from '../../src/config/load.ts';
+import { loadConfig, type ResolvedPaths } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import type { Principal } from '../../src/core/context.ts';
 import { CoreEvents } from '../../src/core/events.ts';
@@ -63,6 +63,7 @@ export interface Harness {
   blobs: CountingBlobStore;
   kek: Kek;
   config: Config;
+  paths: ResolvedPaths;
   dir: string;
   clock: { offsetMs: number; now(): Date };
   /** Decrypted params of queued mails to `to` (newest last). */
@@ -92,6 +93,7 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
     blobs,
     kek,
     config,
+    paths,
     dir,
     clock,
     async mails(to?: string) {
