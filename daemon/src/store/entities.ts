@@ -164,6 +164,14 @@ export const DeliverySchema = defineEntity({
     /** Levels 1-3: the per-delivery key wrapped under the key-encryption key. */
     deliveryKey: p.blob().nullable(),
     dropFolder: p.string().length(64).nullable(),
+    /**
+     * Folder of the virtual tree (SFTP, WebDAV) this open delivery collects files for, e.g.
+     * `outbox/x@example.org`, `outbox/x@example.org/Contract`, `drop/invoices`. At most one open
+     * delivery per sender and folder (partial unique index).
+     */
+    folderKey: p.string().length(700).nullable(),
+    /** Last upload or change through the tree (idle-time sending). */
+    lastActivityAt: p.datetime().nullable(),
     /** Protocol the delivery came in through (api, sftp, webdav, ui, cli). */
     origin: p.string().length(16),
     createdAt: p.datetime(),
@@ -217,6 +225,8 @@ export const DeliveryFileSchema = defineEntity({
     blobSize: p.bigint('number'),
     /** SHA-256 (hex) of the stored ciphertext. */
     sha256: p.string().length(64),
+    /** Stored under a temporary name (`*.filepart`, dotfile...): never delivered unless renamed. */
+    temp: p.boolean().default(false),
     createdAt: p.datetime(),
   }),
   uniques: [{ properties: ['deliveryId', 'kind', 'name'] }],
@@ -239,6 +249,26 @@ export const KeyWrapSchema = defineEntity({
 });
 /** A key wrap row. */
 export type KeyWrap = InferEntity<typeof KeyWrapSchema>;
+
+/** SshKey: a public key that authenticates its account over SFTP. */
+export const SshKeySchema = defineEntity({
+  name: 'SshKey',
+  tableName: 'ssh_key',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    accountId: p.manyToOne(AccountSchema).mapToPk().fieldName('account_id').deleteRule('cascade').index(),
+    /** OpenSSH SHA256 fingerprint (`SHA256:...`). */
+    fingerprint: p.string().length(80).unique(),
+    algorithm: p.string().length(40),
+    /** The key in OpenSSH one-line format (type and base64 blob). */
+    publicKey: p.text(),
+    comment: p.string().length(200).nullable(),
+    createdAt: p.datetime(),
+    lastUsedAt: p.datetime().nullable(),
+  }),
+});
+/** An SSH key row. */
+export type SshKey = InferEntity<typeof SshKeySchema>;
 
 /** OutboxMessage: a notification mail written with the state change and sent by the worker. */
 export const OutboxMessageSchema = defineEntity({
@@ -339,6 +369,7 @@ export const ALL_ENTITIES = [
   DeliveryRecipientSchema,
   DeliveryFileSchema,
   KeyWrapSchema,
+  SshKeySchema,
   OutboxMessageSchema,
   NotificationSchema,
   AuditEventSchema,

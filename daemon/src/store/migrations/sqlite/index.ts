@@ -1,8 +1,10 @@
 /** The SQLite migrations, in order. New ones come from `npm run migration:create -- <name>`. */
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261129103534_initial } from './Migration20261129103534_initial.ts';
+import { Migration20261129120000_tree } from './Migration20261129120000_tree.ts';
 
 /** Every SQLite migration, oldest first. */
 export const SQLITE_MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261129103534_initial', class: Migration20261129103534_initial },
+  { name: 'Migration20261129120000_tree', class: Migration20261129120000_tree },
 ];
