@@ -35,6 +35,7 @@ describe('loadConfig', () => {
       sqlitePath: '/srv/x/data/sealdrop.db',
       mailDir: '/srv/x/data/mail',
       kekFile: '/srv/x/secrets/sealdrop.kek',
+      hostKeyDir: '/srv/x/data/host-keys',
     });
   });
 

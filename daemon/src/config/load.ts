@@ -23,6 +23,7 @@ export interface ResolvedPaths {
   sqlitePath: string;
   mailDir: string;
   kekFile: string;
+  hostKeyDir: string;
 }
 
 /** A validated configuration plus its resolved paths and where it came from. */
@@ -191,6 +192,7 @@ function resolvePaths(config: Config, cwd: string): ResolvedPaths {
     sqlitePath: path.resolve(cwd, config.database.sqlitePath ?? path.join(dataDir, 'sealdrop.db')),
     mailDir: path.resolve(cwd, config.mail.fileDir ?? path.join(dataDir, 'mail')),
     kekFile: path.resolve(cwd, config.crypto.kekFile),
+    hostKeyDir: path.resolve(cwd, config.sftp.hostKeyDir ?? path.join(dataDir, 'host-keys')),
   };
 }
 

@@ -163,6 +163,35 @@ export const configSchema = z.strictObject({
       expirySweepSeconds: int(1, 86_400).default(300),
     })
     .prefault({}),
+  sftp: z
+    .strictObject({
+      enabled: bool().default(true),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: int(0, 65535).default(2222),
+      /** Host keys (ed25519 and RSA) are generated here on first start; default `<dataDir>/host-keys`. */
+      hostKeyDir: z.string().min(1).optional(),
+      /** Concurrent SFTP sessions per account. */
+      maxSessionsPerAccount: int(1, 1000).default(8),
+      /** Seconds a connection may take to authenticate. */
+      authTimeoutSeconds: int(1, 600).default(30),
+      /** Seconds without traffic before an idle session is closed (0: never). */
+      idleTimeoutSeconds: int(0, 86_400).default(3600),
+    })
+    .prefault({}),
+  tree: z
+    .strictObject({
+      /** Security level of deliveries made in `/outbox/<email>/` (SFTP, WebDAV). */
+      outboxLevel: int(1, 4).default(3),
+      /** Subject of outbox deliveries without a subfolder; {sender}, {recipient}, {date}, {time}. */
+      outboxSubject: z.string().min(1).max(200).default('Files from {sender}'),
+      /** Writing a file of this name into a folder sends the folder's open delivery. */
+      triggerName: z.string().min(1).max(255).default('.ready'),
+      /** Send an open folder delivery after this many seconds without activity (0: off). */
+      idleSendSeconds: int(0, 30 * 86_400).default(0),
+      /** Send a folder's open delivery when the account's last session ends cleanly. */
+      sendOnSessionEnd: bool().default(true),
+    })
+    .prefault({}),
   dropFolders: list(dropFolder).default([]),
   log: z
     .strictObject({

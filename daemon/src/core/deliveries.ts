@@ -4,8 +4,8 @@
  * download, revoke, expiry — every state change audited, every rule enforced here so that all
  * front-ends (HTTP, SFTP, WebDAV, UI, CLI) behave the same.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { pipeline, Readable } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
 import { decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
 import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
@@ -30,7 +30,8 @@ import type { AccountService } from './accounts.ts';
 import type { SecuPassService } from './secupass.ts';
 import { audit } from './audit.ts';
 import { actorOf, inTx, readEm, requireScope, type Actor, type CoreDeps, type Em, type Principal, type Via } from './context.ts';
-import { fail, SealdropError } from './errors.ts';
+import { fail } from './errors.ts';
+import { Upload } from './uploads.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail, type MailTemplate, type MailTemplates } from './outbox.ts';
 import { hashToken, looksLikeToken, newToken } from './tokens.ts';
@@ -104,25 +105,37 @@ export interface CreateDeliveryInput {
   dropFolder?: unknown;
 }
 
-/** Options of addFile(). */
-export interface AddFileOptions {
-  signal?: AbortSignal;
+/** Options of beginUpload(). */
+export interface BeginUploadOptions {
   /** Length the client declared (Content-Length); checked against the limit before reading. */
   declaredSize?: number;
+  /** Stored under a temporary name: listed to its sender, never delivered unless renamed. */
+  temp?: boolean;
+  /** The file name inside the OpenPGP literal packet (default: the name). */
+  literalName?: string;
+  kind?: 'file' | 'message';
 }
 
-/** Counts plaintext bytes and fails the stream once `max` is exceeded. */
-class SizeLimit extends Transform {
-  bytes = 0;
-  constructor(private readonly max: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.max) cb(new SealdropError('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.max} bytes`));
-    else cb(null, chunk);
-  }
+/** Options of addFile(). */
+export interface AddFileOptions extends BeginUploadOptions {
+  signal?: AbortSignal;
 }
+
+/** What a delivery is made of. */
+export interface DeliverySpec {
+  ownerId: string;
+  recipients: string[];
+  level: number;
+  subject: string;
+  expiresInDays: number;
+  dropFolder: string | null;
+  /** The tree folder it collects files for, if any. */
+  folderKey: string | null;
+  message?: string | undefined;
+}
+
+/** Where an upload goes: an open delivery, or a tree folder's open delivery (created on first use). */
+export type UploadTarget = { deliveryId: string } | { folder: DeliverySpec & { folderKey: string } };
 
 /** The delivery process. */
 export class DeliveryService {
@@ -165,100 +178,172 @@ export class DeliveryService {
   // ---------------------------------------------------------------- create
 
   /**
-   * Creates an open delivery. Ad hoc (`to`, `subject`, `level`...) for members; into a
-   * configured drop folder (`dropFolder`) for its owner, its writers and service accounts the
-   * owner is responsible for. Level 3/4 needs an owner with an active SecuPass.
+   * What a delivery is made of, from a request: ad hoc (`to`, `subject`, `level`...) for
+   * members; a configured drop folder (`dropFolder`) for its owner, its writers and service
+   * accounts the owner is responsible for. Level 3/4 needs an owner with an active SecuPass.
    */
-  async create(p: Principal, input: CreateDeliveryInput): Promise<DeliveryView> {
+  async resolveSpec(p: Principal, input: CreateDeliveryInput): Promise<DeliverySpec> {
     requireScope(p, 'send');
-    const em0 = readEm(this.deps);
-    let ownerId = p.accountId;
-    let recipients: string[];
-    let level: number;
-    let subject: string;
-    let expiresInDays: number;
-    let folderName: string | null = null;
     const message = validateMessage(input.message, this.cfg.maxMessageBytes);
+    let spec: DeliverySpec;
     if (input.dropFolder !== undefined && input.dropFolder !== null) {
       if (typeof input.dropFolder !== 'string') throw fail('SEALDROP_E_VALIDATION', 'dropFolder must be a name');
-      const folder = this.dropFolder(input.dropFolder);
-      if (!folder) throw fail('SEALDROP_E_NOT_FOUND', `no drop folder ${JSON.stringify(input.dropFolder)}`);
-      const owner = await em0.findOne(AccountSchema, { email: folder.owner });
-      if (!owner || owner.state !== 'active') throw fail('SEALDROP_E_WRONG_STATE', `the owner of drop folder ${folder.name} has no active account`);
-      const caller = await em0.findOneOrFail(AccountSchema, { id: p.accountId });
-      const allowed = caller.id === owner.id || folder.writers.includes(caller.email) || (caller.role === 'service' && caller.ownerId === owner.id);
-      if (!allowed) throw fail('SEALDROP_E_FORBIDDEN', `you may not write into drop folder ${folder.name}`);
-      ownerId = owner.id;
-      recipients = folder.recipients;
-      level = folder.level;
-      subject = validateSubject(renderSubject(folder.subject, folder.name, this.now()), this.cfg.maxSubjectLength);
-      expiresInDays = folder.expiresInDays ?? this.cfg.defaultExpiryDays;
-      folderName = folder.name;
-      if (input.subject !== undefined) subject = validateSubject(input.subject, this.cfg.maxSubjectLength);
+      const folder = await this.writableDropFolder(p, input.dropFolder);
+      spec = { ...folder, message, folderKey: null };
+      if (input.subject !== undefined) spec.subject = validateSubject(input.subject, this.cfg.maxSubjectLength);
     } else {
       if (p.role === 'service') throw fail('SEALDROP_E_FORBIDDEN', 'service accounts deliver into drop folders only');
       if (p.role === 'guest') throw fail('SEALDROP_E_FORBIDDEN', 'guests receive deliveries; they do not send them');
       if (!Array.isArray(input.to) || input.to.length === 0) throw fail('SEALDROP_E_VALIDATION', 'to must be a non-empty list of e-mail addresses');
       if (input.to.length > this.cfg.maxRecipients) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxRecipients} recipients`);
-      recipients = [...new Set(input.to.map((t, i) => normalizeEmail(t, `to[${i}]`)))];
       if (typeof input.level !== 'number' || ![1, 2, 3, 4].includes(input.level)) throw fail('SEALDROP_E_VALIDATION', 'level must be 1, 2, 3 or 4');
-      level = input.level;
-      subject = validateSubject(input.subject, this.cfg.maxSubjectLength);
-      if (input.expiresInDays === undefined || input.expiresInDays === null) expiresInDays = this.cfg.defaultExpiryDays;
-      else if (typeof input.expiresInDays !== 'number' || !Number.isInteger(input.expiresInDays) || input.expiresInDays < 1 || input.expiresInDays > this.cfg.maxExpiryDays) {
-        throw fail('SEALDROP_E_VALIDATION', `expiresInDays must be a whole number from 1 to ${this.cfg.maxExpiryDays}`);
-      } else expiresInDays = input.expiresInDays;
+      let expiresInDays = this.cfg.defaultExpiryDays;
+      if (input.expiresInDays !== undefined && input.expiresInDays !== null) {
+        if (typeof input.expiresInDays !== 'number' || !Number.isInteger(input.expiresInDays) || input.expiresInDays < 1 || input.expiresInDays > this.cfg.maxExpiryDays) {
+          throw fail('SEALDROP_E_VALIDATION', `expiresInDays must be a whole number from 1 to ${this.cfg.maxExpiryDays}`);
+        }
+        expiresInDays = input.expiresInDays;
+      }
+      spec = {
+        ownerId: p.accountId,
+        recipients: [...new Set(input.to.map((t, i) => normalizeEmail(t, `to[${i}]`)))],
+        level: input.level,
+        subject: validateSubject(input.subject, this.cfg.maxSubjectLength),
+        expiresInDays,
+        dropFolder: null,
+        folderKey: null,
+        message,
+      };
     }
-    // Recipient accounts that cannot receive.
-    const existing = await em0.find(AccountSchema, { email: { $in: recipients } });
+    await this.checkSpec(p, spec);
+    return spec;
+  }
+
+  /** The drop folder `name` as a delivery spec, if the caller may write into it. */
+  async writableDropFolder(p: Principal, name: string): Promise<Omit<DeliverySpec, 'message' | 'folderKey'>> {
+    const folder = this.dropFolder(name);
+    if (!folder) throw fail('SEALDROP_E_NOT_FOUND', `no drop folder ${JSON.stringify(name)}`);
+    const em = readEm(this.deps);
+    const owner = await em.findOne(AccountSchema, { email: folder.owner });
+    if (!owner || owner.state !== 'active') throw fail('SEALDROP_E_WRONG_STATE', `the owner of drop folder ${folder.name} has no active account`);
+    if (!(await this.mayWriteDropFolder(p, folder))) throw fail('SEALDROP_E_FORBIDDEN', `you may not write into drop folder ${folder.name}`);
+    return {
+      ownerId: owner.id,
+      recipients: folder.recipients,
+      level: folder.level,
+      subject: validateSubject(renderSubject(folder.subject, { folder: folder.name }, this.now()), this.cfg.maxSubjectLength),
+      expiresInDays: folder.expiresInDays ?? this.cfg.defaultExpiryDays,
+      dropFolder: folder.name,
+    };
+  }
+
+  /** Whether the caller may write into a drop folder: its owner, a listed writer, or a service account of the owner. */
+  async mayWriteDropFolder(p: Principal, folder: DropFolderConfig): Promise<boolean> {
+    if (!p.scopes.has('send')) return false;
+    if (p.email === folder.owner || folder.writers.includes(p.email)) return true;
+    if (p.role !== 'service') return false;
+    const em = readEm(this.deps);
+    const [caller, owner] = await Promise.all([em.findOne(AccountSchema, { id: p.accountId }), em.findOne(AccountSchema, { email: folder.owner })]);
+    return Boolean(caller && owner && caller.ownerId === owner.id);
+  }
+
+  private async checkSpec(p: Principal, spec: DeliverySpec): Promise<void> {
+    const em = readEm(this.deps);
+    const existing = await em.find(AccountSchema, { email: { $in: spec.recipients } });
     for (const a of existing) {
       if (a.state === 'disabled') throw fail('SEALDROP_E_VALIDATION', `recipient ${a.email} is disabled`);
       if (a.role === 'service') throw fail('SEALDROP_E_VALIDATION', `recipient ${a.email} is a service account`);
     }
-    let ownerKey: SecuPassKey | null = null;
-    if (level >= 3) {
-      ownerKey = await em0.findOne(SecuPassKeySchema, { accountId: ownerId, destroyedAt: null });
-      if (!ownerKey) {
-        throw fail('SEALDROP_E_SECUPASS_REQUIRED', ownerId === p.accountId ? 'activate your SecuPass before sending at level 3 or 4' : 'the drop folder owner has no active SecuPass; level 3/4 uploads are refused');
-      }
+    if (spec.level >= 3 && !(await em.findOne(SecuPassKeySchema, { accountId: spec.ownerId, destroyedAt: null }))) {
+      throw fail(
+        'SEALDROP_E_SECUPASS_REQUIRED',
+        spec.ownerId === p.accountId ? 'activate your SecuPass before sending at level 3 or 4' : 'the drop folder owner has no active SecuPass; level 3/4 uploads are refused',
+      );
     }
+  }
+
+  /** Inserts an open delivery for `spec` inside the caller's transaction. */
+  private async insertOpen(em: Em, p: Principal, spec: DeliverySpec): Promise<Delivery> {
     const now = this.now();
     const id = randomUUID();
-    const deliveryKey = level <= 3 ? newKey() : null;
-    const delivery = await inTx(this.deps, async (em) => {
-      const d = em.create(DeliverySchema, {
-        id,
-        senderId: p.accountId,
-        ownerId,
-        subject,
-        level,
-        state: 'open',
-        messageCipher: message !== undefined && level <= 3 && deliveryKey ? sealMessage(deliveryKey, message, id) : null,
-        hasMessage: message !== undefined,
-        deliveryKey: deliveryKey ? this.deps.kek.seal('delivery-key', deliveryKey, id) : null,
-        dropFolder: folderName,
-        origin: p.via,
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + expiresInDays * DAY),
-        expiresInDays,
-      });
-      for (const email of recipients) {
-        const account = existing.find((a) => a.email === email);
-        em.create(DeliveryRecipientSchema, { id: randomUUID(), deliveryId: id, email, accountId: account?.id ?? null, state: 'pending', updatedAt: now });
-      }
-      await audit(em, { action: 'delivery.created', actor: actorOf(p), targetType: 'delivery', targetId: id, data: { level, recipients, dropFolder: folderName, via: p.via } }, now);
-      return d;
+    const deliveryKey = spec.level <= 3 ? newKey() : null;
+    const d = em.create(DeliverySchema, {
+      id,
+      senderId: p.accountId,
+      ownerId: spec.ownerId,
+      subject: spec.subject,
+      level: spec.level,
+      state: 'open',
+      messageCipher: spec.message !== undefined && deliveryKey ? sealMessage(deliveryKey, spec.message, id) : null,
+      hasMessage: spec.message !== undefined,
+      deliveryKey: deliveryKey ? this.deps.kek.seal('delivery-key', deliveryKey, id) : null,
+      dropFolder: spec.dropFolder,
+      folderKey: spec.folderKey,
+      lastActivityAt: now,
+      origin: p.via,
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + spec.expiresInDays * DAY),
+      expiresInDays: spec.expiresInDays,
     });
-    if (message !== undefined && level === 4) {
+    const accounts = await em.find(AccountSchema, { email: { $in: spec.recipients } });
+    for (const email of spec.recipients) {
+      em.create(DeliveryRecipientSchema, { id: randomUUID(), deliveryId: id, email, accountId: accounts.find((a) => a.email === email)?.id ?? null, state: 'pending', updatedAt: now });
+    }
+    await audit(em, { action: 'delivery.created', actor: actorOf(p), targetType: 'delivery', targetId: id, data: { level: spec.level, recipients: spec.recipients, dropFolder: spec.dropFolder, folder: spec.folderKey, via: p.via } }, now);
+    return d;
+  }
+
+  /** Creates an open delivery (HTTP API). A level-4 message is encrypted at once like a file. */
+  async create(p: Principal, input: CreateDeliveryInput): Promise<DeliveryView> {
+    const spec = await this.resolveSpec(p, input);
+    const delivery = await inTx(this.deps, (em) => this.insertOpen(em, p, spec));
+    if (spec.message !== undefined && spec.level === 4) {
       try {
-        await this.storeItem(p, delivery, 'message', MESSAGE_NAME, Readable.from([Buffer.from(message, 'utf8')]), {});
+        const upload = await this.beginUpload(p, { deliveryId: delivery.id }, MESSAGE_NAME, { kind: 'message' });
+        await upload.fromStream(Readable.from([Buffer.from(spec.message, 'utf8')]));
       } catch (err) {
         await this.discardOpen(delivery.id);
         throw err;
       }
     }
-    this.deps.events.emit('delivery.created', { deliveryId: id, level, via: p.via });
-    return this.get(p, id);
+    this.deps.events.emit('delivery.created', { deliveryId: delivery.id, level: spec.level, via: p.via });
+    return this.get(p, delivery.id);
+  }
+
+  /**
+   * The open delivery collecting a tree folder's files (`folder.folderKey`), created on first
+   * use. Returns whether this call created it.
+   */
+  async ensureFolderDelivery(p: Principal, spec: DeliverySpec & { folderKey: string }): Promise<{ delivery: Delivery; created: boolean }> {
+    const existing = await readEm(this.deps).findOne(DeliverySchema, { senderId: p.accountId, folderKey: spec.folderKey, state: 'open' });
+    if (existing) return { delivery: existing, created: false };
+    await this.checkSpec(p, spec);
+    try {
+      return await inTx(this.deps, async (em) => {
+        const again = await em.findOne(DeliverySchema, { senderId: p.accountId, folderKey: spec.folderKey, state: 'open' });
+        if (again) return { delivery: again, created: false };
+        const delivery = await this.insertOpen(em, p, spec);
+        return { delivery, created: true };
+      });
+    } catch (err) {
+      // Another instance created it at the same moment (partial unique index).
+      const raced = await readEm(this.deps).findOne(DeliverySchema, { senderId: p.accountId, folderKey: spec.folderKey, state: 'open' });
+      if (raced) return { delivery: raced, created: false };
+      throw err;
+    }
+  }
+
+  /** The caller's open delivery of a tree folder, or null. */
+  async folderDelivery(p: Principal, folderKey: string): Promise<Delivery | null> {
+    return readEm(this.deps).findOne(DeliverySchema, { senderId: p.accountId, folderKey, state: 'open' });
+  }
+
+  /** Deletes an open delivery that holds no file (a folder whose only upload failed, an empty subfolder). */
+  async discardIfEmpty(deliveryId: string): Promise<boolean> {
+    return inTx(this.deps, async (em) => {
+      if ((await em.count(DeliveryFileSchema, { deliveryId })) > 0) return false;
+      return (await em.nativeDelete(DeliverySchema, { id: deliveryId, state: 'open' })) > 0;
+    });
   }
 
   private async discardOpen(id: string): Promise<void> {
@@ -271,86 +356,85 @@ export class DeliveryService {
   // ---------------------------------------------------------------- files
 
   /**
-   * Adds a file to an open delivery, encrypting it as it streams in. Level 3/4: a fresh session
-   * key, SEIPDv1 to the blob store, wraps for the owner's key and every recipient key active
-   * now. Levels 1/2: SEIPDv2 under the delivery key. A file of the same name is replaced. On any
-   * failure (client abort, size limit, state change meanwhile) nothing of the file remains.
+   * Adds a file to an open delivery from a stream (HTTP PUT): see beginUpload. On any failure
+   * (client abort, size limit, state change meanwhile) nothing of the file remains.
    */
   async addFile(p: Principal, deliveryId: string, nameInput: unknown, body: Readable, options: AddFileOptions = {}): Promise<FileView> {
+    const upload = await this.beginUpload(p, { deliveryId }, nameInput, options);
+    return fileView(await upload.fromStream(body, options.signal));
+  }
+
+  /**
+   * Starts a file upload into an open delivery, or into a tree folder's open delivery (created
+   * on first use). Level 3/4: a fresh session key, SEIPDv1 as it streams, wraps for the
+   * owner's key and every recipient key active now. Levels 1/2: SEIPDv2 under the delivery
+   * key. On completion a file of the same name is replaced; `temp` files are never delivered.
+   */
+  async beginUpload(p: Principal, target: UploadTarget, nameInput: unknown, options: BeginUploadOptions = {}): Promise<Upload<DeliveryFile>> {
     requireScope(p, 'send');
     const name = validateFileName(nameInput);
+    const kind = options.kind ?? 'file';
+    const temp = options.temp ?? false;
     if (options.declaredSize !== undefined && options.declaredSize > this.cfg.maxFileBytes) {
       throw fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.cfg.maxFileBytes} bytes`);
     }
-    const delivery = await this.loadForSender(readEm(this.deps), p, deliveryId);
-    if (delivery.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${delivery.state}; files can only be added before it is sent`);
-    const count = await readEm(this.deps).count(DeliveryFileSchema, { deliveryId, kind: 'file', name: { $ne: name } });
-    if (count >= this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
-    const file = await this.storeItem(p, delivery, 'file', name, body, options);
-    return fileView(file);
-  }
-
-  private async storeItem(p: Principal, delivery: Delivery, kind: 'file' | 'message', name: string, body: Readable, options: AddFileOptions): Promise<DeliveryFile> {
+    let delivery: Delivery;
+    let created = false;
+    if ('deliveryId' in target) {
+      delivery = await this.loadForSender(readEm(this.deps), p, target.deliveryId);
+      if (delivery.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${delivery.state}; files can only be added before it is sent`);
+    } else {
+      ({ delivery, created } = await this.ensureFolderDelivery(p, target.folder));
+    }
     const em0 = readEm(this.deps);
-    const limit = new SizeLimit(this.cfg.maxFileBytes);
-    const blobKey = randomBytes(16).toString('hex');
+    if (kind === 'file' && !temp) {
+      const count = await em0.count(DeliveryFileSchema, { deliveryId: delivery.id, kind: 'file', temp: false, name: { $ne: name } });
+      if (count >= this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
+    }
+    const literalName = options.literalName ?? name;
     let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
-    let encrypted: Readable;
-    // pipeline() forwards an error of any stage (client gone, size limit, disk) to all others.
-    const settled = (err: Error | null) => err && this.deps.log.debug({ error: err.message }, 'upload stream ended with an error');
+    let encrypt: (plain: Readable) => Promise<Readable> | Readable;
     if (delivery.level >= 3) {
       const sessionKey = newKey();
       const keys = await this.keysForUpload(em0, delivery);
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
-      encrypted = pipeline(body, limit, createSeipdV1Encryptor({ sessionKey, filename: name }), settled);
+      const encryptor = createSeipdV1Encryptor({ sessionKey, filename: literalName });
       sessionKey.fill(0);
+      encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
     } else {
-      encrypted = await encryptSeipdV2(pipeline(body, limit, settled), this.deliveryKey(delivery), name);
+      const key = this.deliveryKey(delivery);
+      encrypt = (plain) => encryptSeipdV2(plain, key, literalName);
     }
-    let info;
-    try {
-      info = await this.deps.blobs.put(blobKey, encrypted, options.signal ? { signal: options.signal } : {});
-    } catch (err) {
-      body.destroy();
-      limit.destroy();
-      if (limit.bytes > this.cfg.maxFileBytes) throw fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.cfg.maxFileBytes} bytes`);
-      if (err instanceof SealdropError) throw err;
-      if (options.signal?.aborted) throw fail('SEALDROP_E_ABORTED', 'the upload was aborted');
-      throw err;
-    }
-    const now = this.now();
-    let replaced: string | null = null;
-    try {
-      const file = await inTx(this.deps, async (em) => {
-        const d = await em.findOne(DeliverySchema, { id: delivery.id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-        if (!d || d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery was sent, revoked or expired during the upload');
-        const old = await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind, name });
-        if (old) {
-          replaced = old.blobKey ?? null;
-          await em.nativeDelete(DeliveryFileSchema, { id: old.id });
-        }
-        const file = em.create(DeliveryFileSchema, {
-          id: randomUUID(),
-          deliveryId: d.id,
-          kind,
-          name,
-          size: limit.bytes,
-          blobKey,
-          blobSize: info.size,
-          sha256: info.sha256,
-          createdAt: now,
+    const deliveryId = delivery.id;
+    return Upload.start<DeliveryFile>({
+      blobs: this.deps.blobs,
+      maxBytes: this.cfg.maxFileBytes,
+      encrypt,
+      commit: async ({ bytes, blobKey, blob }) => {
+        const now = this.now();
+        let replaced: string | null = null;
+        const file = await inTx(this.deps, async (em) => {
+          const d = await em.findOne(DeliverySchema, { id: deliveryId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+          if (!d || d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery was sent, revoked or expired during the upload');
+          const old = await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind, name });
+          if (old) {
+            replaced = old.blobKey ?? null;
+            await em.nativeDelete(DeliveryFileSchema, { id: old.id });
+          }
+          const file = em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId: d.id, kind, name, size: bytes, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now });
+          await this.insertWraps(em, file.id, wraps);
+          d.lastActivityAt = now;
+          await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: bytes, temp, replaced: Boolean(old) } }, now);
+          return file;
         });
-        await this.insertWraps(em, file.id, wraps);
-        await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: limit.bytes, replaced: Boolean(old) } }, now);
+        if (replaced) await this.deps.blobs.delete(replaced);
+        this.deps.events.emit('file.stored', { deliveryId, fileId: file.id, bytes, via: p.via });
         return file;
-      });
-      if (replaced) await this.deps.blobs.delete(replaced);
-      this.deps.events.emit('file.stored', { deliveryId: delivery.id, fileId: file.id, bytes: limit.bytes, via: p.via });
-      return file;
-    } catch (err) {
-      await this.deps.blobs.delete(blobKey);
-      throw err;
-    }
+      },
+      discarded: async () => {
+        if (created) await this.discardIfEmpty(deliveryId);
+      },
+    });
   }
 
   /** Keys to wrap a new file to: the owner's, and every recipient's that is active now. */
@@ -415,11 +499,19 @@ export class DeliveryService {
     const now = this.now();
     const actor = actorOf(p);
     let recipientCount = 0;
+    const tempBlobs: string[] = [];
     await inTx(this.deps, async (em) => {
       const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
       if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state}, not open`);
-      const items = await em.find(DeliveryFileSchema, { deliveryId: d.id });
+      const all = await em.find(DeliveryFileSchema, { deliveryId: d.id });
+      const items = all.filter((f) => !f.temp);
       if (!items.some((f) => f.kind === 'file') && !d.hasMessage) throw fail('SEALDROP_E_WRONG_STATE', 'add at least one file or a message before sending');
+      // Files still under a temporary name (interrupted client-side renames, editor noise) are never delivered.
+      const temps = all.filter((f) => f.temp);
+      if (temps.length) {
+        await em.nativeDelete(DeliveryFileSchema, { id: { $in: temps.map((f) => f.id) } });
+        tempBlobs.push(...temps.map((f) => f.blobKey).filter((k): k is string => Boolean(k)));
+      }
       d.state = 'sent';
       d.sentAt = now;
       d.expiresAt = new Date(now.getTime() + d.expiresInDays * DAY);
@@ -469,8 +561,9 @@ export class DeliveryService {
         }
       }
       if (releaseNeeded.length > 0) this.tellReleaseNeeded(em, d, owner, releaseNeeded, false);
-      await audit(em, { action: 'delivery.sent', actor, targetType: 'delivery', targetId: d.id, data: { recipients: recipients.map((r) => ({ email: r.email, state: r.state, fingerprint: r.releasedFingerprint ?? null })) } }, now);
+      await audit(em, { action: 'delivery.sent', actor, targetType: 'delivery', targetId: d.id, data: { files: items.filter((f) => f.kind === 'file').length, discardedTemp: temps.length, recipients: recipients.map((r) => ({ email: r.email, state: r.state, fingerprint: r.releasedFingerprint ?? null })) } }, now);
     });
+    for (const key of tempBlobs) await this.deps.blobs.delete(key);
     this.deps.events.emit('delivery.sent', { deliveryId, recipients: recipientCount });
     this.deps.events.emit('outbox.enqueued', { count: recipientCount });
     return this.get(p, deliveryId);
@@ -818,7 +911,7 @@ export class DeliveryService {
 
   private async view(em: Em, d: Delivery, role: DeliveryView['role'], mine: DeliveryRecipient | null): Promise<DeliveryView> {
     const [files, recipients, people] = await Promise.all([
-      em.find(DeliveryFileSchema, { deliveryId: d.id, kind: 'file' }, { orderBy: { name: 'asc' } }),
+      em.find(DeliveryFileSchema, { deliveryId: d.id, kind: 'file', temp: false }, { orderBy: { name: 'asc' } }),
       role === 'recipient' && mine ? Promise.resolve([mine]) : em.find(DeliveryRecipientSchema, { deliveryId: d.id }, { orderBy: { email: 'asc' } }),
       em.find(AccountSchema, { id: { $in: [d.senderId, d.ownerId] } }),
     ]);
@@ -1150,8 +1243,9 @@ function openMessage(key: Buffer, sealed: Uint8Array, deliveryId: string): strin
   return openWithKey(key, sealed, `message:${deliveryId}`).toString('utf8');
 }
 
-/** Expands a drop folder subject template: {folder}, {date} (YYYY-MM-DD), {time} (HH:MM). */
-export function renderSubject(template: string, folder: string, now: Date): string {
+/** Expands a subject template: the given variables ({folder}, {sender}, {recipient}...), {date} (YYYY-MM-DD), {time} (HH:MM, UTC). */
+export function renderSubject(template: string, vars: Record<string, string>, now: Date): string {
   const iso = now.toISOString();
-  return template.replaceAll('{folder}', folder).replaceAll('{date}', iso.slice(0, 10)).replaceAll('{time}', iso.slice(11, 16));
+  const all: Record<string, string> = { ...vars, date: iso.slice(0, 10), time: iso.slice(11, 16) };
+  return template.replace(/\{(\w+)\}/g, (m, k: string) => all[k] ?? m);
 }

@@ -1,0 +1,137 @@
+/**
+ * Upload: one file on its way in. Plaintext is written to `input`, counted against the size
+ * limit, encrypted as it streams and stored as a blob (temp name, fsync, rename); `complete()`
+ * commits the file row and its wraps, `abort()` leaves nothing behind. Every protocol (HTTP
+ * PUT, SFTP WRITE, WebDAV PUT) drives the same object; back-pressure is the input's.
+ */
+import { randomBytes } from 'node:crypto';
+import { pipeline, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
+import type { BlobInfo, BlobStore } from '../store/blob-store.ts';
+import { fail, SealdropError } from './errors.ts';
+
+/** Counts plaintext bytes and fails the stream once `max` is exceeded. */
+export class SizeLimit extends Transform {
+  bytes = 0;
+  constructor(private readonly max: number) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.max) cb(new SealdropError('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.max} bytes`));
+    else cb(null, chunk);
+  }
+}
+
+/** What an upload needs from its owner (the delivery service). */
+export interface UploadPlan<T> {
+  blobs: BlobStore;
+  maxBytes: number;
+  /** Turns the plaintext stream into the ciphertext stream to store. */
+  encrypt(plain: Readable): Promise<Readable> | Readable;
+  /** Records the stored blob (in a transaction); throwing discards the blob. */
+  commit(stored: { bytes: number; blobKey: string; blob: BlobInfo }): Promise<T>;
+  /** Called once after an abort or a failed completion, when nothing of the file remains. */
+  discarded?(): Promise<void>;
+}
+
+/** A file being uploaded. */
+export class Upload<T> {
+  private state: 'open' | 'completing' | 'done' | 'aborted' = 'open';
+  private completion: Promise<T> | undefined;
+
+  private constructor(
+    private readonly plan: UploadPlan<T>,
+    private readonly limit: SizeLimit,
+    private readonly blobKey: string,
+    private readonly stored: Promise<BlobInfo>,
+  ) {}
+
+  /** Starts an upload: the blob write begins at once and consumes what `input` receives. */
+  static async start<T>(plan: UploadPlan<T>): Promise<Upload<T>> {
+    const limit = new SizeLimit(plan.maxBytes);
+    const blobKey = randomBytes(16).toString('hex');
+    const encrypted = await plan.encrypt(limit);
+    // An error anywhere (size limit, cipher, disk) reaches every stage.
+    limit.on('error', (err) => encrypted.destroy(err));
+    const stored = plan.blobs.put(blobKey, encrypted);
+    stored.catch(() => undefined); // observed in complete()/abort()
+    return new Upload(plan, limit, blobKey, stored);
+  }
+
+  /** Where plaintext goes (a Writable with back-pressure). */
+  get input(): Writable {
+    return this.limit;
+  }
+
+  /** Plaintext bytes received so far. */
+  get bytes(): number {
+    return this.limit.bytes;
+  }
+
+  /** True while data may still be written. */
+  get open(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Ends the input, waits until the blob is stored, and commits; on failure nothing remains. */
+  complete(): Promise<T> {
+    if (this.state === 'aborted') return Promise.reject(fail('SEALDROP_E_ABORTED', 'the upload was aborted'));
+    this.completion ??= this.finish();
+    return this.completion;
+  }
+
+  private async finish(): Promise<T> {
+    this.state = 'completing';
+    if (!this.limit.writableEnded) this.limit.end();
+    let blob: BlobInfo;
+    try {
+      blob = await this.stored;
+    } catch (err) {
+      this.state = 'aborted';
+      await this.plan.discarded?.();
+      throw this.limit.bytes > this.plan.maxBytes ? fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.plan.maxBytes} bytes`) : err;
+    }
+    try {
+      const result = await this.plan.commit({ bytes: this.limit.bytes, blobKey: this.blobKey, blob });
+      this.state = 'done';
+      return result;
+    } catch (err) {
+      this.state = 'aborted';
+      await this.plan.blobs.delete(this.blobKey);
+      await this.plan.discarded?.();
+      throw err;
+    }
+  }
+
+  /** Abandons the upload: the partial blob is removed and the file never joins a delivery. */
+  async abort(reason: Error = fail('SEALDROP_E_ABORTED', 'the upload was aborted')): Promise<void> {
+    if (this.state === 'done' || this.state === 'aborted') return;
+    if (this.state === 'completing') {
+      await this.completion?.catch(() => undefined);
+      return;
+    }
+    this.state = 'aborted';
+    this.limit.destroy(reason);
+    await this.stored.catch(() => undefined);
+    await this.plan.blobs.delete(this.blobKey);
+    await this.plan.discarded?.();
+  }
+
+  /** Streams `body` into the upload and completes it; aborts if the body fails or `signal` fires. */
+  async fromStream(body: Readable, signal?: AbortSignal): Promise<T> {
+    const onAbort = () => body.destroy(fail('SEALDROP_E_ABORTED', 'the upload was aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        pipeline(body, this.limit, (err) => (err ? reject(err) : resolve()));
+      });
+    } catch (err) {
+      await this.abort(err instanceof SealdropError ? err : fail('SEALDROP_E_ABORTED', 'the upload was aborted'));
+      if (this.limit.bytes > this.plan.maxBytes) throw fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.plan.maxBytes} bytes`);
+      throw err instanceof SealdropError ? err : fail('SEALDROP_E_ABORTED', 'the upload was aborted before it completed');
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    return this.complete();
+  }
+}
