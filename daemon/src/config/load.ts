@@ -68,8 +68,11 @@ const normalizeKey = (k: string) => k.replace(/_/g, '').toLowerCase();
  */
 function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, problems: string[]): void {
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || !name.includes('__') || value === undefined) continue;
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     const segments = name.slice(ENV_PREFIX.length).split('__');
+    // Without "__" only top-level keys that are not sections count (SEALDROP_DROP_FOLDERS);
+    // other SEALDROP_ variables (SEALDROP_CONFIG, client settings) are not configuration keys.
+    if (segments.length === 1 && !isTopLevelLeaf(segments[0] as string)) continue;
     // A key that itself ends in "File" (kekFile) wins over the "_FILE" secret-file suffix.
     let keys = resolveKeys(segments);
     let fromFile = false;
@@ -99,6 +102,12 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, problems
     }
     target[keys[keys.length - 1] as string] = v;
   }
+}
+
+function isTopLevelLeaf(segment: string): boolean {
+  const shape = objectShape(configSchema) as Shape;
+  const key = Object.keys(shape).find((k) => normalizeKey(k) === normalizeKey(segment.replace(/_FILE$/, '')));
+  return key !== undefined && objectShape(shape[key] as z.ZodType) === undefined;
 }
 
 /** Maps env segments to schema keys (case-insensitive, underscores ignored), or null if one is unknown. */

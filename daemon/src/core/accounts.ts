@@ -264,6 +264,13 @@ export class AccountService {
     return { account, principal: this.principalOf(account, new Set(ROLE_SCOPES[account.role]), 'password', via, ip) };
   }
 
+  /** A principal with the full scopes of an active account (protocol logins by key, and work the daemon does for an account). */
+  async principalFor(accountId: string, auth: Principal['auth'], via: Via, ip?: string): Promise<Principal | null> {
+    const account = await readEm(this.deps).findOne(AccountSchema, { id: accountId });
+    if (!account || account.state !== 'active') return null;
+    return this.principalOf(account, new Set(ROLE_SCOPES[account.role]), auth, via, ip);
+  }
+
   private principalOf(account: Account, scopes: ReadonlySet<Scope>, auth: Principal['auth'], via: Via, ip: string | undefined): Principal {
     return { accountId: account.id, email: account.email, role: account.role, scopes, auth, via, ip };
   }

@@ -34,8 +34,8 @@ export interface Principal {
   email: string;
   role: Role;
   scopes: ReadonlySet<Scope>;
-  /** How the caller authenticated: a login session, an API token, or the server's own CLI. */
-  auth: 'session' | 'api_token' | 'password' | 'cli';
+  /** How the caller authenticated: a login session, an API token, a password or SSH key (protocol login), the server's CLI, or the daemon itself. */
+  auth: 'session' | 'api_token' | 'password' | 'ssh_key' | 'cli' | 'system';
   via: Via;
   ip?: string | undefined;
 }

@@ -482,6 +482,35 @@ export class DeliveryService {
     if (blobKey) await this.deps.blobs.delete(blobKey);
   }
 
+  /** Renames a file of an open delivery (replacing a file of the new name), marking it temporary or final. */
+  async renameFile(p: Principal, deliveryId: string, fileId: string, newNameInput: unknown, temp: boolean): Promise<void> {
+    requireScope(p, 'send');
+    const name = validateFileName(newNameInput);
+    let replacedBlob: string | null = null;
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be renamed before the delivery is sent');
+      const file = await em.findOne(DeliveryFileSchema, { id: fileId, deliveryId, kind: 'file' });
+      if (!file) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
+      if (file.name === name && file.temp === temp) return;
+      const other = await em.findOne(DeliveryFileSchema, { deliveryId, kind: 'file', name, id: { $ne: file.id } });
+      if (other) {
+        replacedBlob = other.blobKey ?? null;
+        await em.nativeDelete(DeliveryFileSchema, { id: other.id });
+      }
+      if (!temp && file.temp) {
+        const count = await em.count(DeliveryFileSchema, { deliveryId, kind: 'file', temp: false });
+        if (count >= this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
+      }
+      const from = file.name;
+      file.name = name;
+      file.temp = temp;
+      d.lastActivityAt = this.now();
+      await audit(em, { action: 'file.renamed', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId, from, to: name, temp, replaced: Boolean(other) } }, this.now());
+    });
+    if (replacedBlob) await this.deps.blobs.delete(replacedBlob);
+  }
+
   private deliveryKey(d: Delivery): Buffer {
     if (!d.deliveryKey) throw fail('SEALDROP_E_INTERNAL', 'delivery has no delivery key');
     return this.deps.kek.open('delivery-key', d.deliveryKey, d.id);

@@ -6,18 +6,24 @@ import { AccountService } from './accounts.ts';
 import type { CoreDeps } from './context.ts';
 import { DeliveryService } from './deliveries.ts';
 import { SecuPassService } from './secupass.ts';
+import { SshKeyService } from './ssh-keys.ts';
+import { TreeService } from './tree.ts';
 
 /** The wired core services. */
 export class Core {
   readonly accounts: AccountService;
   readonly secupass: SecuPassService;
   readonly deliveries: DeliveryService;
+  readonly sshKeys: SshKeyService;
+  readonly tree: TreeService;
 
   constructor(readonly deps: CoreDeps) {
     this.deliveries = new DeliveryService(deps);
     this.accounts = new AccountService(deps, this.deliveries);
     this.secupass = new SecuPassService(deps, this.deliveries);
     this.deliveries.attach(this.accounts, this.secupass);
+    this.sshKeys = new SshKeyService(deps);
+    this.tree = new TreeService(deps, this.deliveries, (accountId, via) => this.accounts.principalFor(accountId, 'system', via));
   }
 }
 

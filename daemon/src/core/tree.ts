@@ -1,0 +1,560 @@
+/**
+ * TreeService: the one virtual file tree that SFTP (and WebDAV) adapt. It maps paths to the
+ * delivery process:
+ *
+ *   /outbox/<email>/            a member's open delivery to that address (virtual folder)
+ *   /outbox/<email>/<subject>/  a separate open delivery with that subject (mkdir makes it)
+ *   /<drop-folder>/             the caller's open delivery into a configured drop folder
+ *   /inbox/<delivery>/<file>    read-only: deliveries available to the caller (.pgp at level 3/4)
+ *
+ * Grouping and completion rules live here, not in the protocols: temporary names are stored
+ * but never delivered, a rename to the final name completes a file, the trigger file sends a
+ * folder, the account's last clean session end sends what its sessions touched, and an idle
+ * sweep sends folders that stopped changing.
+ */
+import path from 'node:path/posix';
+import {
+  AccountSchema,
+  DeliveryFileSchema,
+  DeliveryRecipientSchema,
+  DeliverySchema,
+  KeyWrapSchema,
+  SecuPassKeySchema,
+  type Delivery,
+  type DeliveryFile,
+} from '../store/entities.ts';
+import { audit } from './audit.ts';
+import { actorOf, inTx, readEm, type CoreDeps, type Principal, type Via } from './context.ts';
+import { renderSubject, type DeliveryService, type DeliverySpec, type Download } from './deliveries.ts';
+import { fail, isSealdropError } from './errors.ts';
+import type { Upload } from './uploads.ts';
+import { normalizeEmail, validateFileName, validateSubject } from './validation.ts';
+
+/** A directory entry or stat result. */
+export interface TreeEntry {
+  name: string;
+  kind: 'dir' | 'file';
+  /** Plaintext size for the caller's own files; the downloadable size in /inbox. */
+  size: number;
+  mtime: Date;
+  /** True where the caller cannot write (inbox, root). */
+  readonly: boolean;
+}
+
+/** A writable tree folder: where its files go. */
+interface Folder {
+  key: string;
+  /** The path shown to the client. */
+  path: string;
+  spec(): Promise<DeliverySpec & { folderKey: string }>;
+}
+
+type Node =
+  | { t: 'root' }
+  | { t: 'inbox' }
+  | { t: 'outbox' }
+  | { t: 'inboxDelivery'; delivery: Delivery; name: string }
+  | { t: 'inboxFile'; delivery: Delivery; file: DeliveryFile; name: string }
+  | { t: 'folder'; folder: Folder; virtual: boolean }
+  | { t: 'folderFile'; folder: Folder; delivery: Delivery; file: DeliveryFile }
+  | { t: 'missing'; parent: Folder | null; name: string };
+
+/** An open write: a file upload, or the trigger file (its content is discarded). */
+export type TreeWrite =
+  | { kind: 'upload'; upload: Upload<DeliveryFile>; folderKey: string; name: string }
+  | { kind: 'trigger'; folderKey: string; folder: Folder; bytes: number };
+
+/** Options of openWrite (from the protocol's open flags). */
+export interface OpenWriteOptions {
+  /** The client wants to append or resume. */
+  append?: boolean;
+  /** Fail if the file exists. */
+  exclusive?: boolean;
+}
+
+const TEMP_SUFFIXES = ['.filepart', '.part', '.partial', '.tmp', '.crdownload'];
+const NOISE = new Set(['thumbs.db', 'desktop.ini', '.ds_store']);
+
+/** In-process activity of the tree: sessions per account, folders they touched, open transfers. */
+class Activity {
+  readonly sessions = new Map<string, Set<string>>();
+  readonly pending = new Map<string, Set<string>>();
+  readonly transfers = new Map<string, number>();
+
+  transferKey(accountId: string, folderKey: string): string {
+    return `${accountId}\n${folderKey}`;
+  }
+}
+
+/** The virtual tree. */
+export class TreeService {
+  private readonly activity = new Activity();
+
+  constructor(
+    private readonly deps: CoreDeps,
+    private readonly deliveries: DeliveryService,
+    private readonly principalFor: (accountId: string, via: Via) => Promise<Principal | null>,
+  ) {}
+
+  private get cfg() {
+    return this.deps.config.tree;
+  }
+
+  /** True for names stored but never delivered: `*.filepart`, `*.part`, `*.tmp`, dotfiles, desktop noise. */
+  isTempName(name: string): boolean {
+    const lower = name.toLowerCase();
+    if (name === this.cfg.triggerName) return false;
+    return name.startsWith('.') || name.startsWith('~$') || NOISE.has(lower) || TEMP_SUFFIXES.some((s) => lower.endsWith(s) && lower.length > s.length);
+  }
+
+  /** The name a temporary name stands for (`report.pdf.filepart` → `report.pdf`). */
+  finalNameOf(name: string): string {
+    const lower = name.toLowerCase();
+    const suffix = TEMP_SUFFIXES.find((s) => lower.endsWith(s) && lower.length > s.length);
+    return suffix ? name.slice(0, -suffix.length) : name;
+  }
+
+  // ---------------------------------------------------------------- resolution
+
+  private segments(p: string): string[] {
+    if (typeof p !== 'string' || p.includes('\u0000')) throw fail('SEALDROP_E_INVALID_NAME', 'the path contains NUL');
+    return path
+      .normalize(`/${p}`)
+      .split('/')
+      .filter((s) => s.length > 0);
+  }
+
+  /** The canonical absolute form of a path (`.` and `..` resolved, never above the root). */
+  canonical(p: string): string {
+    return `/${this.segments(p).join('/')}`;
+  }
+
+  /** Writes anywhere under /inbox (or to the root) are refused before any lookup. */
+  private assertWritable(rawPath: string): void {
+    const seg = this.segments(rawPath);
+    if (seg[0] === 'inbox') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
+    if (seg.length === 0) throw fail('SEALDROP_E_FORBIDDEN', 'the root folder is read-only');
+  }
+
+  private outboxFolder(p: Principal, emailSeg: string, sub?: string): Folder {
+    const email = normalizeEmail(emailSeg, 'folder');
+    const subject = sub === undefined ? undefined : validateSubject(validateFileName(sub, 'folder'), this.deps.config.deliveries.maxSubjectLength);
+    const key = subject === undefined ? `outbox/${email}` : `outbox/${email}/${subject}`;
+    return {
+      key,
+      path: subject === undefined ? `/outbox/${email}` : `/outbox/${email}/${subject}`,
+      spec: async () => ({
+        ownerId: p.accountId,
+        recipients: [email],
+        level: this.cfg.outboxLevel,
+        subject: subject ?? validateSubject(renderSubject(this.cfg.outboxSubject, { sender: p.email, recipient: email }, this.deps.clock.now()), this.deps.config.deliveries.maxSubjectLength),
+        expiresInDays: this.deps.config.deliveries.defaultExpiryDays,
+        dropFolder: null,
+        folderKey: key,
+      }),
+    };
+  }
+
+  private async dropFolderNode(p: Principal, name: string): Promise<Folder | null> {
+    const folder = this.deliveries.dropFolder(name);
+    if (!folder || !(await this.deliveries.mayWriteDropFolder(p, folder))) return null;
+    const key = `drop/${folder.name}`;
+    return {
+      key,
+      path: `/${folder.name}`,
+      spec: async () => ({ ...(await this.deliveries.writableDropFolder(p, folder.name)), folderKey: key }),
+    };
+  }
+
+  private mayUseOutbox(p: Principal): boolean {
+    return (p.role === 'member' || p.role === 'admin') && p.scopes.has('send');
+  }
+
+  private async fileIn(p: Principal, folder: Folder, name: string): Promise<{ delivery: Delivery; file: DeliveryFile } | null> {
+    const delivery = await this.deliveries.folderDelivery(p, folder.key);
+    if (!delivery) return null;
+    const file = await readEm(this.deps).findOne(DeliveryFileSchema, { deliveryId: delivery.id, kind: 'file', name });
+    return file ? { delivery, file } : null;
+  }
+
+  private async resolve(p: Principal, rawPath: string): Promise<Node> {
+    const seg = this.segments(rawPath);
+    const [a, b, c, d, ...more] = seg;
+    if (a === undefined) return { t: 'root' };
+    if (a === 'inbox') {
+      if (!p.scopes.has('fetch')) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+      if (b === undefined) return { t: 'inbox' };
+      const delivery = await this.inboxDelivery(p, b);
+      if (c === undefined) return { t: 'inboxDelivery', delivery, name: b };
+      if (d !== undefined) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+      const entry = (await this.inboxFiles(p, delivery)).find((f) => f.name === c);
+      if (!entry) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
+      return { t: 'inboxFile', delivery, file: entry.file, name: c };
+    }
+    if (a === 'outbox') {
+      if (!this.mayUseOutbox(p)) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+      if (b === undefined) return { t: 'outbox' };
+      const folder = this.outboxFolder(p, b);
+      if (c === undefined) return { t: 'folder', folder, virtual: true };
+      const name = validateFileName(c);
+      if (d === undefined) {
+        const found = await this.fileIn(p, folder, name);
+        if (found) return { t: 'folderFile', folder, ...found };
+        const sub = this.outboxFolder(p, b, c);
+        if (await this.deliveries.folderDelivery(p, sub.key)) return { t: 'folder', folder: sub, virtual: false };
+        return { t: 'missing', parent: folder, name };
+      }
+      if (more.length > 0) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+      const sub = this.outboxFolder(p, b, c);
+      if (!(await this.deliveries.folderDelivery(p, sub.key))) {
+        // Writing straight into a new subfolder creates it.
+        return { t: 'missing', parent: sub, name: validateFileName(d) };
+      }
+      const found = await this.fileIn(p, sub, validateFileName(d));
+      return found ? { t: 'folderFile', folder: sub, ...found } : { t: 'missing', parent: sub, name: validateFileName(d) };
+    }
+    const folder = await this.dropFolderNode(p, a);
+    if (!folder) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+    if (b === undefined) return { t: 'folder', folder, virtual: true };
+    if (c !== undefined) throw fail('SEALDROP_E_NOT_FOUND', 'drop folders have no subfolders');
+    const name = validateFileName(b);
+    const found = await this.fileIn(p, folder, name);
+    return found ? { t: 'folderFile', folder, ...found } : { t: 'missing', parent: folder, name };
+  }
+
+  // ---------------------------------------------------------------- inbox
+
+  /** The folder name of a delivery in /inbox: `YYYY-MM-DD subject [id8]`. */
+  inboxName(d: Delivery): string {
+    const date = (d.sentAt ?? d.createdAt).toISOString().slice(0, 10);
+    // eslint-disable-next-line no-control-regex
+    const subject = d.subject.replace(/[/\\\u0000-\u001f\u007f]/g, '_').replace(/\s+/g, ' ').trim().slice(0, 80).replace(/\.+$/, '');
+    return `${date} ${subject} [${d.id.slice(0, 8)}]`;
+  }
+
+  private async inboxDeliveries(p: Principal): Promise<Delivery[]> {
+    const em = readEm(this.deps);
+    const rows = await em.find(DeliveryRecipientSchema, { accountId: p.accountId, state: { $in: ['available', 'downloaded'] } });
+    if (rows.length === 0) return [];
+    const now = this.deps.clock.now().getTime();
+    const ds = await em.find(DeliverySchema, { id: { $in: rows.map((r) => r.deliveryId) }, state: 'sent' }, { orderBy: { sentAt: 'desc' } });
+    return ds.filter((d) => d.expiresAt.getTime() > now);
+  }
+
+  private async inboxDelivery(p: Principal, name: string): Promise<Delivery> {
+    const m = /\[([0-9a-f]{8})\]$/.exec(name);
+    const d = m ? (await this.inboxDeliveries(p)).find((x) => x.id.startsWith(m[1] as string) && this.inboxName(x) === name) : undefined;
+    if (!d) throw fail('SEALDROP_E_NOT_FOUND', 'no such delivery in your inbox');
+    return d;
+  }
+
+  private async inboxFiles(p: Principal, d: Delivery): Promise<Array<{ name: string; file: DeliveryFile; size: number }>> {
+    const em = readEm(this.deps);
+    const files = await em.find(DeliveryFileSchema, { deliveryId: d.id, temp: false, blobKey: { $ne: null } }, { orderBy: { name: 'asc' } });
+    const key = d.level >= 3 ? await em.findOne(SecuPassKeySchema, { accountId: p.accountId, destroyedAt: null }) : null;
+    const wraps = key ? await em.find(KeyWrapSchema, { keyId: key.id, fileId: { $in: files.map((f) => f.id) } }) : [];
+    const out: Array<{ name: string; file: DeliveryFile; size: number }> = [];
+    const names = new Set(files.filter((f) => f.kind === 'file').map((f) => (d.level >= 3 ? `${f.name}.pgp` : f.name)));
+    for (const f of files) {
+      let size = f.size;
+      if (d.level >= 3) {
+        const wrap = wraps.find((w) => w.fileId === f.id);
+        if (!wrap) continue;
+        size = wrap.pkesk.length + f.blobSize;
+      }
+      let name = f.kind === 'message' ? 'message.txt' : f.name;
+      if (d.level >= 3) name += '.pgp';
+      if (f.kind === 'message' && names.has(name)) name = `message (sealdrop).txt${d.level >= 3 ? '.pgp' : ''}`;
+      out.push({ name, file: f, size });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- reading the tree
+
+  /** Stat of a path. */
+  async stat(p: Principal, rawPath: string): Promise<TreeEntry> {
+    const node = await this.resolve(p, rawPath);
+    const now = this.deps.clock.now();
+    const name = path.basename(this.canonical(rawPath)) || '/';
+    switch (node.t) {
+      case 'root':
+      case 'inbox':
+      case 'outbox':
+        return { name, kind: 'dir', size: 0, mtime: now, readonly: node.t !== 'outbox' };
+      case 'folder': {
+        const d = await this.deliveries.folderDelivery(p, node.folder.key);
+        return { name, kind: 'dir', size: 0, mtime: d?.lastActivityAt ?? now, readonly: false };
+      }
+      case 'inboxDelivery':
+        return { name, kind: 'dir', size: 0, mtime: node.delivery.sentAt ?? node.delivery.createdAt, readonly: true };
+      case 'inboxFile': {
+        const entry = (await this.inboxFiles(p, node.delivery)).find((f) => f.file.id === node.file.id);
+        return { name, kind: 'file', size: entry?.size ?? 0, mtime: node.file.createdAt, readonly: true };
+      }
+      case 'folderFile':
+        return { name, kind: 'file', size: node.file.size, mtime: node.file.createdAt, readonly: false };
+      case 'missing':
+        throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+    }
+  }
+
+  /** The entries of a folder. */
+  async list(p: Principal, rawPath: string): Promise<TreeEntry[]> {
+    const node = await this.resolve(p, rawPath);
+    const now = this.deps.clock.now();
+    const em = readEm(this.deps);
+    const dir = (name: string, mtime: Date = now, readonly = false): TreeEntry => ({ name, kind: 'dir', size: 0, mtime, readonly });
+    switch (node.t) {
+      case 'root': {
+        const out: TreeEntry[] = [];
+        if (p.scopes.has('fetch')) out.push(dir('inbox', now, true));
+        if (this.mayUseOutbox(p)) out.push(dir('outbox'));
+        for (const f of this.deps.config.dropFolders) if (await this.deliveries.mayWriteDropFolder(p, f)) out.push(dir(f.name));
+        return out;
+      }
+      case 'outbox': {
+        const open = await em.find(DeliverySchema, { senderId: p.accountId, state: 'open', folderKey: { $like: 'outbox/%' } });
+        const emails = [...new Set(open.map((d) => (d.folderKey as string).split('/')[1] as string))].sort();
+        return emails.map((e) => dir(e));
+      }
+      case 'folder': {
+        const d = await this.deliveries.folderDelivery(p, node.folder.key);
+        const files = d ? await em.find(DeliveryFileSchema, { deliveryId: d.id, kind: 'file' }, { orderBy: { name: 'asc' } }) : [];
+        const out: TreeEntry[] = files.map((f) => ({ name: f.name, kind: 'file', size: f.size, mtime: f.createdAt, readonly: false }));
+        if (node.folder.key.startsWith('outbox/') && node.folder.key.split('/').length === 2) {
+          const subs = await em.find(DeliverySchema, { senderId: p.accountId, state: 'open', folderKey: { $like: `${node.folder.key}/%` } });
+          for (const s of subs) out.push(dir((s.folderKey as string).slice(node.folder.key.length + 1), s.lastActivityAt ?? s.createdAt));
+        }
+        return out;
+      }
+      case 'inbox':
+        return (await this.inboxDeliveries(p)).map((d) => dir(this.inboxName(d), d.sentAt ?? d.createdAt, true));
+      case 'inboxDelivery':
+        return (await this.inboxFiles(p, node.delivery)).map((f) => ({ name: f.name, kind: 'file', size: f.size, mtime: f.file.createdAt, readonly: true }));
+      default:
+        throw fail('SEALDROP_E_WRONG_STATE', 'not a folder');
+    }
+  }
+
+  // ---------------------------------------------------------------- changing the tree
+
+  /** Creates a folder: recipient folders are virtual (always there); a subject subfolder is an open delivery. */
+  async mkdir(p: Principal, rawPath: string): Promise<void> {
+    this.assertWritable(rawPath);
+    const seg = this.segments(rawPath);
+    if (seg[0] !== 'outbox' || seg.length < 2 || seg.length > 3 || !this.mayUseOutbox(p)) {
+      throw fail('SEALDROP_E_FORBIDDEN', 'folders can be made only as /outbox/<e-mail address>/<subject>');
+    }
+    const folder = this.outboxFolder(p, seg[1] as string, seg[2]);
+    if (seg.length === 2) return;
+    if (await this.deliveries.folderDelivery(p, folder.key)) throw fail('SEALDROP_E_CONFLICT', 'the folder exists');
+    await this.deliveries.ensureFolderDelivery(p, await folder.spec());
+  }
+
+  /** Removes an empty folder (a subject subfolder's open delivery without files). */
+  async rmdir(p: Principal, rawPath: string): Promise<void> {
+    this.assertWritable(rawPath);
+    const node = await this.resolve(p, rawPath);
+    if (node.t !== 'folder') throw fail(node.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_FORBIDDEN', 'not a folder you can remove');
+    const d = await this.deliveries.folderDelivery(p, node.folder.key);
+    if (!d) return;
+    if (!(await this.deliveries.discardIfEmpty(d.id))) throw fail('SEALDROP_E_WRONG_STATE', 'the folder is not empty');
+  }
+
+  /** Removes one of the caller's unsent files. */
+  async remove(p: Principal, rawPath: string): Promise<void> {
+    this.assertWritable(rawPath);
+    const node = await this.resolve(p, rawPath);
+    if (node.t === 'inboxFile' || node.t === 'inboxDelivery') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
+    if (node.t !== 'folderFile') throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
+    await this.deliveries.removeFile(p, node.delivery.id, node.file.id);
+    this.touch(p, node.folder.key);
+  }
+
+  /**
+   * Renames one of the caller's unsent files within its folder. A rename from a temporary name
+   * to a final one completes the file; a rename to the trigger name sends the folder. With
+   * `overwrite` an existing target is replaced (POSIX rename), otherwise it is an error.
+   */
+  async rename(p: Principal, fromPath: string, toPath: string, overwrite: boolean): Promise<void> {
+    this.assertWritable(fromPath);
+    this.assertWritable(toPath);
+    const from = await this.resolve(p, fromPath);
+    if (from.t === 'inboxFile' || from.t === 'inboxDelivery') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
+    if (from.t !== 'folderFile') throw fail(from.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_FORBIDDEN', from.t === 'missing' ? 'no such file' : 'only your unsent files can be renamed');
+    const to = await this.resolve(p, toPath);
+    const targetFolder = to.t === 'folderFile' ? to.folder : to.t === 'missing' ? to.parent : null;
+    if (!targetFolder || targetFolder.key !== from.folder.key) throw fail('SEALDROP_E_FORBIDDEN', 'files can be renamed only within their folder');
+    const toName = to.t === 'folderFile' ? to.file.name : (to as { name: string }).name;
+    if (toName === this.cfg.triggerName) {
+      await this.deliveries.removeFile(p, from.delivery.id, from.file.id);
+      await this.trigger(p, from.folder);
+      return;
+    }
+    if (to.t === 'folderFile' && !overwrite) throw fail('SEALDROP_E_CONFLICT', 'a file of that name exists');
+    await this.deliveries.renameFile(p, from.delivery.id, from.file.id, toName, this.isTempName(toName));
+    this.touch(p, from.folder.key);
+  }
+
+  /** Opens a file of /inbox for reading (a standard .pgp file at level 3/4). */
+  async openRead(p: Principal, rawPath: string): Promise<Download> {
+    const node = await this.resolve(p, rawPath);
+    if (node.t === 'folderFile') throw fail('SEALDROP_E_FORBIDDEN', 'your unsent files are stored encrypted and are not read back; see /inbox for deliveries to you');
+    if (node.t !== 'inboxFile') throw fail(node.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_WRONG_STATE', node.t === 'missing' ? 'no such file' : 'not a file');
+    return this.deliveries.download(p, node.delivery.id, node.file.kind === 'message' ? { kind: 'message' } : node.file.id);
+  }
+
+  /**
+   * Opens a file for writing in a folder. Temporary names are stored but never delivered; the
+   * trigger name sends the folder when closed. Appending (resume) is refused: uploads are whole.
+   */
+  async openWrite(p: Principal, rawPath: string, options: OpenWriteOptions = {}): Promise<TreeWrite> {
+    this.assertWritable(rawPath);
+    const node = await this.resolve(p, rawPath);
+    if (node.t === 'inbox' || node.t === 'inboxDelivery' || node.t === 'inboxFile') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
+    if (node.t !== 'missing' && node.t !== 'folderFile') throw fail('SEALDROP_E_FORBIDDEN', 'files can be written only into /outbox/<e-mail address>/ and drop folders');
+    const folder = node.t === 'missing' ? node.parent : node.folder;
+    const name = node.t === 'missing' ? node.name : node.file.name;
+    if (!folder) throw fail('SEALDROP_E_FORBIDDEN', 'files can be written only into /outbox/<e-mail address>/ and drop folders');
+    if (options.append) throw fail('SEALDROP_E_WRONG_STATE', 'appending and resuming are not supported: upload the whole file again');
+    if (node.t === 'folderFile' && options.exclusive) throw fail('SEALDROP_E_CONFLICT', 'the file exists');
+    if (name === this.cfg.triggerName) return { kind: 'trigger', folderKey: folder.key, folder, bytes: 0 };
+    const temp = this.isTempName(name);
+    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, { temp, literalName: this.finalNameOf(name) });
+    this.transfer(p, folder.key, +1);
+    return { kind: 'upload', upload, folderKey: folder.key, name };
+  }
+
+  /**
+   * Closes a write: completes the upload (or, for the trigger, sends the folder). A write that is
+   * abandoned must be passed to abortWrite instead.
+   */
+  async closeWrite(p: Principal, w: TreeWrite): Promise<void> {
+    if (w.kind === 'trigger') {
+      await this.trigger(p, w.folder);
+      return;
+    }
+    try {
+      await w.upload.complete();
+    } finally {
+      this.transfer(p, w.folderKey, -1);
+      this.touch(p, w.folderKey);
+    }
+  }
+
+  /** Abandons a write: a partial file never joins a delivery. */
+  async abortWrite(p: Principal, w: TreeWrite): Promise<void> {
+    if (w.kind === 'trigger') return;
+    try {
+      await w.upload.abort();
+    } finally {
+      this.transfer(p, w.folderKey, -1);
+    }
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  private async trigger(p: Principal, folder: Folder): Promise<void> {
+    const sent = await this.sendFolder(p, folder.key, 'trigger');
+    if (!sent) this.deps.log.info({ folder: folder.key, account: p.email }, 'trigger file in a folder with nothing to send');
+  }
+
+  /** Sends the caller's open delivery of a folder if it holds a deliverable file; returns whether it did. */
+  async sendFolder(p: Principal, folderKey: string, reason: 'trigger' | 'session_end' | 'idle'): Promise<boolean> {
+    const d = await this.deliveries.folderDelivery(p, folderKey);
+    if (!d) return false;
+    const files = await readEm(this.deps).count(DeliveryFileSchema, { deliveryId: d.id, kind: 'file', temp: false });
+    if (files === 0) return false;
+    await this.deliveries.send(p, d.id);
+    await inTx(this.deps, (em) => audit(em, { action: 'folder.sent', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { folder: folderKey, reason } }, this.deps.clock.now()));
+    this.activity.pending.get(p.accountId)?.delete(folderKey);
+    return true;
+  }
+
+  private touch(p: Principal, folderKey: string): void {
+    let set = this.activity.pending.get(p.accountId);
+    if (!set) this.activity.pending.set(p.accountId, (set = new Set()));
+    set.add(folderKey);
+  }
+
+  private transfer(p: Principal, folderKey: string, delta: number): void {
+    const key = this.activity.transferKey(p.accountId, folderKey);
+    const n = (this.activity.transfers.get(key) ?? 0) + delta;
+    if (n <= 0) this.activity.transfers.delete(key);
+    else this.activity.transfers.set(key, n);
+  }
+
+  /** A protocol session of the account began. */
+  sessionOpened(p: Principal, sessionId: string): void {
+    let set = this.activity.sessions.get(p.accountId);
+    if (!set) this.activity.sessions.set(p.accountId, (set = new Set()));
+    set.add(sessionId);
+  }
+
+  /** Sessions of the account open now. */
+  sessionCount(accountId: string): number {
+    return this.activity.sessions.get(accountId)?.size ?? 0;
+  }
+
+  /**
+   * A session ended. If it ended cleanly and it was the account's last, every folder its
+   * sessions touched with no transfer open is sent (one delivery, one mail each). An abnormal
+   * end sends nothing.
+   */
+  async sessionClosed(p: Principal, sessionId: string, clean: boolean): Promise<void> {
+    const set = this.activity.sessions.get(p.accountId);
+    set?.delete(sessionId);
+    if (set && set.size === 0) this.activity.sessions.delete(p.accountId);
+    if (!clean || !this.cfg.sendOnSessionEnd || this.sessionCount(p.accountId) > 0) return;
+    const pending = [...(this.activity.pending.get(p.accountId) ?? [])];
+    for (const folderKey of pending) {
+      if (this.activity.transfers.has(this.activity.transferKey(p.accountId, folderKey))) continue;
+      try {
+        await this.sendFolder(p, folderKey, 'session_end');
+      } catch (err) {
+        if (!isSealdropError(err)) throw err;
+        this.deps.log.warn({ folder: folderKey, account: p.email, code: err.code, error: err.message }, 'could not send a folder at session end');
+      }
+    }
+    this.activity.pending.delete(p.accountId);
+  }
+
+  /** Sends open folder deliveries idle for `tree.idleSendSeconds` (if on) with no transfer open here. Returns how many. */
+  async sendIdle(): Promise<number> {
+    const idle = this.cfg.idleSendSeconds;
+    if (idle <= 0) return 0;
+    const cutoff = new Date(this.deps.clock.now().getTime() - idle * 1000);
+    const due = await readEm(this.deps).find(DeliverySchema, { state: 'open', folderKey: { $ne: null }, lastActivityAt: { $lte: cutoff } }, { limit: 200 });
+    let sent = 0;
+    for (const d of due) {
+      const folderKey = d.folderKey as string;
+      if (this.activity.transfers.has(this.activity.transferKey(d.senderId, folderKey))) continue;
+      const p = await this.principalFor(d.senderId, 'system');
+      if (!p) continue;
+      try {
+        if (await this.sendFolder(p, folderKey, 'idle')) sent++;
+      } catch (err) {
+        if (!isSealdropError(err)) throw err;
+        this.deps.log.warn({ deliveryId: d.id, code: err.code, error: err.message }, 'idle send failed');
+      }
+    }
+    return sent;
+  }
+
+  /** Removes open tree deliveries without files (left by an interrupted first upload). Returns how many. */
+  async removeEmptyFolders(): Promise<number> {
+    const em = readEm(this.deps);
+    const open = await em.find(DeliverySchema, { state: 'open', folderKey: { $ne: null } });
+    let n = 0;
+    for (const d of open) if (await this.deliveries.discardIfEmpty(d.id)) n++;
+    return n;
+  }
+
+  /** The account of a principal still exists and is active (long sessions re-check). */
+  async stillActive(p: Principal): Promise<boolean> {
+    const a = await readEm(this.deps).findOne(AccountSchema, { id: p.accountId });
+    return Boolean(a && a.state === 'active');
+  }
+}
+

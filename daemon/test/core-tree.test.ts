@@ -1,0 +1,186 @@
+/**
+ * The virtual tree against the core in-process: folders, temporary names, rename completion,
+ * trigger file, session-end and idle sending, inbox, and the rules every protocol shares.
+ */
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import * as openpgp from 'openpgp';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Principal } from '../src/core/context.ts';
+import { isSealdropError, type ErrorCode } from '../src/core/errors.ts';
+import type { TreeWrite } from '../src/core/tree.ts';
+import { DeliverySchema } from '../src/store/entities.ts';
+import { createHarness, sessionPrincipal, type Harness } from './support/core-harness.ts';
+
+const PW = 'correct horse battery staple';
+let h: Harness;
+
+async function member(email: string, secupass?: string, role: 'member' | 'service' = 'member', owner?: string): Promise<Principal> {
+  await h.core.accounts.createAccount({ accountId: null, email: 'test' }, { email, role, password: PW, owner });
+  const p = await sessionPrincipal(h, email, PW);
+  if (secupass) await h.core.secupass.activate(p, { secupass });
+  return p;
+}
+
+async function put(p: Principal, path: string, data: Buffer): Promise<void> {
+  const w = await h.core.tree.openWrite(p, path);
+  if (w.kind === 'upload') await new Promise<void>((resolve, reject) => w.upload.input.write(data, (err) => (err ? reject(err) : resolve())));
+  await h.core.tree.closeWrite(p, w);
+}
+
+async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
+  await expect(promise).rejects.toSatisfy((e: unknown) => {
+    if (!isSealdropError(e, code)) throw new Error(`expected ${code}, got ${String((e as Error)?.message)} (${(e as { code?: string }).code})`);
+    return true;
+  });
+}
+
+beforeEach(async () => {
+  h = await createHarness({
+    SEALDROP_DROP_FOLDERS: '[{name: invoices, owner: boss@example.org, recipients: [partner@example.net], level: 3, subject: "Invoices {date}"}]',
+  });
+});
+afterEach(async () => h.close());
+
+describe('the virtual tree', () => {
+  it('lists folders by role and refuses what a caller may not touch', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    await member('boss@example.org', 'boss secupass long');
+    const erp = await member('erp@example.org', undefined, 'service', 'boss@example.org');
+    expect((await h.core.tree.list(alice, '/')).map((e) => e.name)).toEqual(['inbox', 'outbox']);
+    expect((await h.core.tree.list(erp, '/')).map((e) => e.name)).toEqual(['invoices']);
+    await expectCode(h.core.tree.stat(erp, '/outbox'), 'SEALDROP_E_NOT_FOUND');
+    await expectCode(h.core.tree.stat(alice, '/invoices'), 'SEALDROP_E_NOT_FOUND');
+    await expectCode(h.core.tree.openWrite(alice, '/inbox/x.txt'), 'SEALDROP_E_FORBIDDEN');
+    await expectCode(h.core.tree.openWrite(alice, '/outbox/not-an-address/x.txt'), 'SEALDROP_E_INVALID_EMAIL');
+    await expectCode(h.core.tree.openWrite(alice, '/x.txt'), 'SEALDROP_E_NOT_FOUND');
+    await expectCode(h.core.tree.openWrite(alice, '/outbox/a@example.org/x\\y'), 'SEALDROP_E_INVALID_NAME');
+    expect(h.core.tree.canonical('/outbox/../../etc/passwd')).toBe('/etc/passwd');
+    await expectCode(h.core.tree.stat(alice, '/outbox/../../etc/passwd'), 'SEALDROP_E_NOT_FOUND');
+    expect((await h.core.tree.stat(alice, '/outbox/Any@Example.org')).kind).toBe('dir');
+  });
+
+  it('collects uploads, completes temporary names by rename, sends on the trigger file once', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    const data = randomBytes(70_000);
+    await put(alice, '/outbox/x@example.org/a.bin', data);
+    await put(alice, '/outbox/x@example.org/b.pdf.filepart', Buffer.from('b'));
+    await put(alice, '/outbox/x@example.org/.hidden', Buffer.from('h'));
+    const listed = await h.core.tree.list(alice, '/outbox/x@example.org');
+    expect(listed.map((e) => [e.name, e.size])).toEqual([
+      ['.hidden', 1],
+      ['a.bin', 70_000],
+      ['b.pdf.filepart', 1],
+    ]);
+    expect((await h.core.tree.stat(alice, '/outbox/x@example.org/a.bin')).size).toBe(70_000);
+    await h.core.tree.rename(alice, '/outbox/x@example.org/b.pdf.filepart', '/outbox/x@example.org/b.pdf', false);
+    await expectCode(h.core.tree.rename(alice, '/outbox/x@example.org/b.pdf', '/outbox/x@example.org/a.bin', false), 'SEALDROP_E_CONFLICT');
+    await expectCode(h.core.tree.rename(alice, '/outbox/x@example.org/b.pdf', '/outbox/y@example.org/b.pdf', true), 'SEALDROP_E_FORBIDDEN');
+    await expectCode(h.core.tree.openWrite(alice, '/outbox/x@example.org/a.bin', { append: true }), 'SEALDROP_E_WRONG_STATE');
+    expect((await h.mails()).length).toBe(0);
+    await put(alice, '/outbox/x@example.org/.ready', Buffer.alloc(0));
+    const out = await h.core.deliveries.list(alice, { box: 'outbox' });
+    expect(out).toHaveLength(1);
+    expect(out[0]?.state).toBe('sent');
+    expect(out[0]?.subject).toBe('Files from alice@example.org');
+    expect(out[0]?.files.map((f) => f.name)).toEqual(['a.bin', 'b.pdf']);
+    expect((await h.mails('x@example.org')).map((m) => m.template)).toEqual(['invitation']);
+    expect(await h.core.tree.list(alice, '/outbox/x@example.org')).toEqual([]);
+    // A second trigger with nothing new sends nothing.
+    await put(alice, '/outbox/x@example.org/.ready', Buffer.alloc(0));
+    expect(await h.core.deliveries.list(alice, { box: 'outbox' })).toHaveLength(1);
+  });
+
+  it('groups a subfolder into its own delivery with that subject; a failed first upload leaves no delivery', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    await put(alice, '/outbox/x@example.org/Q3 Report/r.txt', Buffer.from('r'));
+    expect((await h.core.tree.list(alice, '/outbox/x@example.org')).map((e) => [e.name, e.kind])).toEqual([['Q3 Report', 'dir']]);
+    const w = (await h.core.tree.openWrite(alice, '/outbox/z@example.org/big.bin')) as TreeWrite & { kind: 'upload' };
+    w.upload.input.write(randomBytes(1000));
+    await h.core.tree.abortWrite(alice, w);
+    expect(await h.orm.em.fork().count(DeliverySchema, { folderKey: 'outbox/z@example.org' })).toBe(0);
+    await h.core.tree.mkdir(alice, '/outbox/x@example.org/Empty');
+    await expectCode(h.core.tree.rmdir(alice, '/outbox/x@example.org/Q3 Report'), 'SEALDROP_E_WRONG_STATE');
+    await h.core.tree.rmdir(alice, '/outbox/x@example.org/Empty');
+    await expectCode(h.core.tree.stat(alice, '/outbox/x@example.org/Empty'), 'SEALDROP_E_NOT_FOUND');
+    // The account's last clean session end sends what its sessions touched.
+    h.core.tree.sessionOpened(alice, 's1');
+    await h.core.tree.sessionClosed(alice, 's1', true);
+    const sent = await h.core.deliveries.list(alice, { box: 'outbox' });
+    expect(sent.map((d) => [d.subject, d.state])).toEqual([['Q3 Report', 'sent']]);
+  });
+
+  it('sends on the last clean session end only, and never on an abnormal one', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    h.core.tree.sessionOpened(alice, 'a');
+    h.core.tree.sessionOpened(alice, 'b');
+    await put(alice, '/outbox/x@example.org/1.txt', Buffer.from('1'));
+    await h.core.tree.sessionClosed(alice, 'a', true);
+    expect((await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state).toBe('open');
+    await h.core.tree.sessionClosed(alice, 'b', false);
+    expect((await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state).toBe('open');
+    h.core.tree.sessionOpened(alice, 'c');
+    await h.core.tree.sessionClosed(alice, 'c', true);
+    expect((await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state).toBe('sent');
+  });
+
+  it('sends idle folders after the configured time', async () => {
+    const idle = await createHarness({ SEALDROP_TREE__IDLE_SEND_SECONDS: '60' });
+    const prev = h;
+    h = idle;
+    try {
+      const alice = await member('alice@example.org', 'alice secupass long');
+      await put(alice, '/outbox/x@example.org/1.txt', Buffer.from('1'));
+      expect(await h.core.tree.sendIdle()).toBe(0);
+      h.clock.offsetMs = 61_000;
+      expect(await h.core.tree.sendIdle()).toBe(1);
+      expect(await h.core.tree.sendIdle()).toBe(0);
+    } finally {
+      h = prev;
+      await idle.close();
+    }
+  });
+
+  it('lets a service account drop into its owner folder; the owner releases; the recipient reads /inbox', async () => {
+    const boss = await member('boss@example.org', 'boss secupass long');
+    const erp = await member('erp@example.org', undefined, 'service', 'boss@example.org');
+    const partner = await member('partner@example.net', 'partner secupass long');
+    const data = randomBytes(5000);
+    await put(erp, '/invoices/inv-1.csv', data);
+    await put(erp, '/invoices/.ready', Buffer.alloc(0));
+    const d = (await h.core.deliveries.list(boss, { box: 'outbox' }))[0];
+    expect(d).toMatchObject({ owner: 'boss@example.org', sender: 'erp@example.org', state: 'sent', dropFolder: 'invoices' });
+    expect(d?.subject).toMatch(/^Invoices \d{4}-\d{2}-\d{2}$/);
+    // The partner's key was active at upload: available at once, no release needed.
+    expect(d?.recipients[0]?.state).toBe('available');
+    const [dir] = await h.core.tree.list(partner, '/inbox');
+    expect(dir?.name).toMatch(/^\d{4}-\d{2}-\d{2} Invoices \d{4}-\d{2}-\d{2} \[[0-9a-f]{8}\]$/);
+    const files = await h.core.tree.list(partner, `/inbox/${dir?.name}`);
+    expect(files.map((f) => f.name)).toEqual(['inv-1.csv.pgp']);
+    const dl = await h.core.tree.openRead(partner, `/inbox/${dir?.name}/inv-1.csv.pgp`);
+    const parts: Buffer[] = [];
+    for await (const c of dl.stream as Readable) parts.push(c as Buffer);
+    const bytes = Buffer.concat(parts);
+    expect(bytes.length).toBe(files[0]?.size);
+    const key = await h.core.secupass.getKey(partner);
+    const priv = await openpgp.decryptKey({ privateKey: await openpgp.readPrivateKey({ armoredKey: key.privateKey }), passphrase: 'partner secupass long' });
+    const { data: plain, filename } = await openpgp.decrypt({ message: await openpgp.readMessage({ binaryMessage: bytes }), decryptionKeys: priv, format: 'binary' });
+    expect(Buffer.from(plain as Uint8Array).equals(data)).toBe(true);
+    expect(filename).toBe('inv-1.csv');
+    await expectCode(h.core.tree.remove(partner, `/inbox/${dir?.name}/inv-1.csv.pgp`), 'SEALDROP_E_FORBIDDEN');
+    await expectCode(h.core.tree.openRead(erp, '/invoices/inv-1.csv'), 'SEALDROP_E_NOT_FOUND');
+    void Readable;
+  });
+
+  it('keeps the literal file name of a temporary upload without its temporary suffix', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    expect(h.core.tree.isTempName('x.pdf.filepart')).toBe(true);
+    expect(h.core.tree.isTempName('.ready')).toBe(false);
+    expect(h.core.tree.isTempName('~$doc.docx')).toBe(true);
+    expect(h.core.tree.isTempName('Thumbs.db')).toBe(true);
+    expect(h.core.tree.isTempName('.part')).toBe(true);
+    expect(h.core.tree.isTempName('report.tmp.pdf')).toBe(false);
+    expect(h.core.tree.finalNameOf('x.pdf.filepart')).toBe('x.pdf');
+    void alice;
+  });
+});
