@@ -12,6 +12,7 @@ import { Kek } from './crypto/at-rest.ts';
 import { createLogger } from './log.ts';
 import { fileSender, MailWorker, smtpSender, type MailSender } from './mail/worker.ts';
 import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
+import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
 import { FsBlobStore } from './store/fs-blob-store.ts';
 import { openStore, pendingMigrations, type Orm } from './store/orm.ts';
@@ -23,6 +24,7 @@ export interface Daemon {
   log: Logger;
   mail: MailWorker;
   http: HttpServer | undefined;
+  sftp: SftpServer | undefined;
   /** Stops everything in order; idempotent. */
   stop(): Promise<void>;
 }
@@ -55,7 +57,8 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
 
   // Recovery: with SQLite only this process uses the data folder, so anything half-written is stale.
   const recovered = await core.deliveries.recoverOrphans(0);
-  if (recovered.temp || recovered.orphans) log.info(recovered, 'removed leftovers of interrupted uploads');
+  const emptyFolders = await core.tree.removeEmptyFolders();
+  if (recovered.temp || recovered.orphans || emptyFolders) log.info({ ...recovered, emptyFolders }, 'removed leftovers of interrupted uploads');
   await checkDropFolders(core, log);
 
   const sender = options.mailSender ?? (config.mail.transport === 'smtp' ? smtpSender(config.mail.smtp) : fileSender(paths.mailDir));
@@ -70,6 +73,17 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
     );
   }, config.deliveries.expirySweepSeconds * 1000);
   expiry.unref();
+  const idleSeconds = config.tree.idleSendSeconds;
+  const idle = setInterval(
+    () => {
+      core.tree.sendIdle().then(
+        (n) => n > 0 && log.info({ sent: n }, 'idle folders sent'),
+        (err: unknown) => log.error({ err }, 'idle send failed'),
+      );
+    },
+    Math.max(1, Math.min(30, Math.floor(idleSeconds / 2) || 30)) * 1000,
+  );
+  idle.unref();
 
   let http: HttpServer | undefined;
   if (config.http.enabled) {
@@ -86,16 +100,25 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
     log.info({ url: `http://${config.http.host}:${http.port}`, publicBaseUrl: config.server.publicBaseUrl }, 'HTTP API listening');
   }
 
+  let sftp: SftpServer | undefined;
+  if (config.sftp.enabled) {
+    sftp = await startSftpServer({ core, config, hostKeyDir: paths.hostKeyDir, log });
+    log.info({ address: `${config.sftp.host}:${sftp.port}`, hostKeys: sftp.hostKeys.map((k) => `${k.type} ${k.fingerprint}`) }, 'SFTP listening');
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       log.info('shutting down');
       clearInterval(expiry);
+      clearInterval(idle);
+      const sftpClosed = sftp?.close(config.server.shutdownTimeoutSeconds * 1000);
       if (http) {
         const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutSeconds * 1000).unref());
         await Promise.race([http.close(), timeout]);
         http.server.closeAllConnections();
       }
+      await sftpClosed;
       await mail.stop(true);
       await orm.close();
       log.info('stopped');
@@ -103,7 +126,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
     })();
     return stopping;
   };
-  return { core, orm, log, mail, http, stop };
+  return { core, orm, log, mail, http, sftp, stop };
 }
 
 async function checkDropFolders(core: Core, log: Logger): Promise<void> {

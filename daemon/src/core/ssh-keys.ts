@@ -87,7 +87,6 @@ export class SshKeyService {
       if (target.email !== undefined) account = await em.findOne(AccountSchema, { email: normalizeEmail(target.email) });
       else account = target.accountId ? await em.findOne(AccountSchema, { id: target.accountId }) : null;
       if (!account) throw fail('SEALDROP_E_NOT_FOUND', 'no such account');
-      if (account.role === 'guest') throw fail('SEALDROP_E_FORBIDDEN', 'guest accounts use the web and the API, not SFTP keys');
       if (await em.findOne(SshKeySchema, { fingerprint: parsed.fingerprint })) throw fail('SEALDROP_E_CONFLICT', `the key ${parsed.fingerprint} is registered already`);
       const row = em.create(SshKeySchema, {
         id: randomUUID(),

@@ -9,16 +9,46 @@ import { pipeline, Transform, type Readable, type TransformCallback, type Writab
 import type { BlobInfo, BlobStore } from '../store/blob-store.ts';
 import { fail, SealdropError } from './errors.ts';
 
-/** Counts plaintext bytes and fails the stream once `max` is exceeded. */
+/**
+ * Counts plaintext bytes, fails the stream once `max` is exceeded, and tells writers when its
+ * buffer has room again (`room()`), so protocols can acknowledge data while the pipeline keeps
+ * running instead of stopping until the buffer is empty ('drain').
+ */
 export class SizeLimit extends Transform {
   bytes = 0;
+  private waiters: Array<{ max: number; resolve: () => void; reject: (err: Error) => void }> = [];
+
   constructor(private readonly max: number) {
     super({ highWaterMark: 1024 * 1024 });
+    this.once('error', (err) => this.settle(err));
+    this.once('close', () => this.settle(this.errored ?? new SealdropError('SEALDROP_E_ABORTED', 'the upload was closed')));
   }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    if (this.bytes > this.max) cb(new SealdropError('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.max} bytes`));
-    else cb(null, chunk);
+    if (this.bytes > this.max) {
+      cb(new SealdropError('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.max} bytes`));
+      return;
+    }
+    cb(null, chunk);
+    if (this.waiters.length) this.settle(null);
+  }
+
+  /** Resolves once at most `maxBuffered` bytes wait in the input buffer; rejects if the stream failed. */
+  room(maxBuffered: number): Promise<void> {
+    if (this.errored) return Promise.reject(this.errored);
+    if (this.writableLength <= maxBuffered) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ max: maxBuffered, resolve, reject }));
+  }
+
+  private settle(err: Error | null): void {
+    const keep: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (err) w.reject(err);
+      else if (this.writableLength <= w.max) w.resolve();
+      else keep.push(w);
+    }
+    this.waiters = keep;
   }
 }
 
@@ -61,6 +91,16 @@ export class Upload<T> {
   /** Where plaintext goes (a Writable with back-pressure). */
   get input(): Writable {
     return this.limit;
+  }
+
+  /**
+   * Writes plaintext; resolves once the upload's buffer holds at most `maxBuffered` bytes (the
+   * point to acknowledge the data to the client). Rejects if the upload failed.
+   */
+  write(data: Buffer, maxBuffered = 4 * 1024 * 1024): Promise<void> {
+    if (this.state !== 'open') return Promise.reject(fail('SEALDROP_E_ABORTED', 'the upload is not open'));
+    this.limit.write(data);
+    return this.limit.room(maxBuffered);
   }
 
   /** Plaintext bytes received so far. */

@@ -4,14 +4,17 @@
  * under a real key. Works on a shared filesystem across instances (rename is atomic there too).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, createWriteStream, promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../core/errors.ts';
 import { isBlobKey, type BlobInfo, type BlobStore, type PutOptions } from './blob-store.ts';
 
 const TMP = 'tmp';
+const COALESCE_BYTES = 1024 * 1024;
+const SYNC_EVERY = 32 * 1024 * 1024;
 
 /** A BlobStore on the local (or a shared) filesystem. */
 export class FsBlobStore implements BlobStore {
@@ -35,22 +38,30 @@ export class FsBlobStore implements BlobStore {
     const tmp = path.join(this.root, TMP, `${key}.${randomBytes(6).toString('hex')}.part`);
     const hash = createHash('sha256');
     let size = 0;
+    // Hashes, counts, and gathers small chunks into ~1 MiB writes (many small writes cost more
+    // than the copy: measured 185 → 295 MB/s for the encrypted upload path).
+    let parts: Buffer[] = [];
+    let pending = 0;
     const meter = new Transform({
+      writableHighWaterMark: COALESCE_BYTES,
+      readableHighWaterMark: 2 * COALESCE_BYTES,
       transform(chunk: Buffer, _enc, cb) {
         hash.update(chunk);
         size += chunk.length;
-        cb(null, chunk);
+        parts.push(chunk);
+        pending += chunk.length;
+        if (pending < COALESCE_BYTES) return cb();
+        const out = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, pending);
+        parts = [];
+        pending = 0;
+        cb(null, out);
+      },
+      flush(cb) {
+        cb(null, pending ? Buffer.concat(parts, pending) : undefined);
       },
     });
     try {
-      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: 256 * 1024 });
-      await pipeline(data, meter, out, options.signal ? { signal: options.signal } : {});
-      const handle = await fs.open(tmp, 'r+');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await pipeline(data, meter, new DurableFile(tmp), options.signal ? { signal: options.signal } : {});
       await fs.rename(tmp, final);
       await syncDir(dir);
     } catch (err) {
@@ -112,6 +123,73 @@ export class FsBlobStore implements BlobStore {
       }
     }
     return removed;
+  }
+}
+
+/**
+ * A file sink that is durable when it finishes: writes with writev, starts an fdatasync every
+ * SYNC_EVERY bytes while writing goes on (so the final fsync has little left to flush), and
+ * fsyncs before 'finish'.
+ */
+class DurableFile extends Writable {
+  private fh: FileHandle | undefined;
+  private written = 0;
+  private synced = 0;
+  private syncing: Promise<void> | undefined;
+
+  constructor(private readonly file: string) {
+    super({ highWaterMark: 4 * COALESCE_BYTES });
+  }
+
+  override _construct(cb: (err?: Error | null) => void): void {
+    fs.open(this.file, 'wx', 0o600).then((fh) => {
+      this.fh = fh;
+      cb();
+    }, cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    const fh = this.fh as FileHandle;
+    const buffers = chunks.map((c) => c.chunk);
+    fh.writev(buffers).then(({ bytesWritten }) => {
+      this.written += bytesWritten;
+      if (!this.syncing && this.written - this.synced >= SYNC_EVERY) {
+        const upTo = this.written;
+        this.syncing = fh.datasync().then(
+          () => {
+            this.synced = upTo;
+            this.syncing = undefined;
+          },
+          () => {
+            this.syncing = undefined;
+          },
+        );
+      }
+      cb();
+    }, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const fh = this.fh as FileHandle;
+    Promise.resolve(this.syncing)
+      .then(() => fh.sync())
+      .then(() => fh.close())
+      .then(() => {
+        this.fh = undefined;
+        cb();
+      }, cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (!fh) return cb(err);
+    Promise.resolve(this.syncing)
+      .then(() => fh.close())
+      .then(
+        () => cb(err),
+        () => cb(err),
+      );
   }
 }
 

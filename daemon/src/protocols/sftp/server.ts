@@ -1,0 +1,202 @@
+/**
+ * The SFTP front-end (ssh2): host keys, password and public-key authentication against the
+ * core, per-account session limits, and one SftpSession per SFTP channel. Tuned like OpenSSH:
+ * TCP_NODELAY, the limits@openssh.com extension (patched into ssh2), AES-GCM and
+ * chacha20-poly1305 offered, and `sftp.end()` when the client ends the channel.
+ */
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import ssh2, { type AuthContext, type Connection } from 'ssh2';
+import type { Config } from '../../config/schema.ts';
+import type { Principal } from '../../core/context.ts';
+import { isSealdropError } from '../../core/errors.ts';
+import type { Core } from '../../core/index.ts';
+import { loadHostKeys, type HostKey } from './host-keys.ts';
+import { SftpSession } from './session.ts';
+
+/** Options of startSftpServer. */
+export interface SftpOptions {
+  core: Core;
+  config: Config;
+  hostKeyDir: string;
+  log: Logger;
+}
+
+/** A running SFTP server. */
+export interface SftpServer {
+  port: number;
+  hostKeys: HostKey[];
+  /** Stops accepting; waits up to `timeoutMs` for sessions to finish, then ends them. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
+
+/** Starts the SFTP server on the configured address. */
+export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOptions): Promise<SftpServer> {
+  const slog = log.child({ component: 'sftp' });
+  const hostKeys = loadHostKeys(hostKeyDir, (k) => slog.info({ type: k.type, file: k.file, fingerprint: k.fingerprint }, 'generated SSH host key'));
+  const clients = new Set<Connection>();
+  const perAccount = new Map<string, number>();
+  const cfg = config.sftp;
+
+  const server = new ssh2.Server(
+    {
+      hostKeys: hostKeys.map((k) => k.privateKey),
+      algorithms: { cipher: CIPHERS as never },
+      ident: 'sealdrop',
+    },
+    (client, info) => {
+      const id = randomUUID().slice(0, 8);
+      const ip = info.ip;
+      const clog = slog.child({ session: id, ip });
+      clients.add(client);
+      // Without TCP_NODELAY, Nagle delays the small status replies and uploads crawl.
+      (client as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
+      let principal: Principal | undefined;
+      let counted = false;
+      let clean = false;
+      let channelEnded = false;
+      const sessions: SftpSession[] = [];
+      const authTimer = setTimeout(() => {
+        clog.info('authentication timed out');
+        client.end();
+      }, cfg.authTimeoutSeconds * 1000);
+      authTimer.unref();
+
+      client.on('authentication', (ctx: AuthContext) => {
+        authenticate(core, ctx, ip).then(
+          (p) => {
+            if (!p) return;
+            const n = perAccount.get(p.accountId) ?? 0;
+            if (n >= cfg.maxSessionsPerAccount) {
+              clog.warn({ account: p.email }, 'too many concurrent sessions for the account');
+              ctx.reject(['password', 'publickey'], false);
+              return;
+            }
+            principal = p;
+            ctx.accept();
+          },
+          (err: unknown) => {
+            if (!isSealdropError(err)) clog.error({ err }, 'authentication failed with an error');
+            ctx.reject(['password', 'publickey'], false);
+          },
+        );
+      });
+
+      client.on('ready', () => {
+        clearTimeout(authTimer);
+        const p = principal as Principal;
+        perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 0) + 1);
+        counted = true;
+        core.tree.sessionOpened(p, id);
+        clog.info({ account: p.email, auth: p.auth }, 'sftp session started');
+        const sock = (client as unknown as { _sock?: Socket })._sock;
+        if (sock && cfg.idleTimeoutSeconds > 0) {
+          sock.setTimeout(cfg.idleTimeoutSeconds * 1000, () => {
+            clog.info('idle session closed');
+            client.end();
+          });
+        }
+        client.on('session', (acceptSession) => {
+          const session = acceptSession();
+          session.on('sftp', (acceptSftp) => {
+            const sftp = acceptSftp();
+            sessions.push(new SftpSession(core, p, sftp, clog));
+            sftp.on('end', () => {
+              channelEnded = true;
+              sftp.end();
+            });
+          });
+          session.on('exec', (_accept, reject) => reject());
+          session.on('shell', (_accept, reject) => reject());
+          session.on('pty', (_accept, reject) => reject?.());
+        });
+        client.on('tcpip', (_accept, reject) => reject());
+        client.on('openssh.streamlocal', (_accept, reject) => reject());
+      });
+
+      client.on('end', () => {
+        // The client closed the connection after ending its SFTP channel: a clean end.
+        clean = channelEnded;
+      });
+      client.on('error', (err: Error) => {
+        clean = false;
+        clog.info({ error: err.message }, 'connection error');
+      });
+      client.on('close', () => {
+        clearTimeout(authTimer);
+        clients.delete(client);
+        const p = principal;
+        if (!p || !counted) return;
+        perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 1) - 1);
+        if ((perAccount.get(p.accountId) ?? 0) <= 0) perAccount.delete(p.accountId);
+        void (async () => {
+          let aborted = 0;
+          for (const s of sessions) aborted += await s.abandon();
+          await core.tree.sessionClosed(p, id, clean && aborted === 0);
+          clog.info({ account: p.email, clean, abortedUploads: aborted }, 'sftp session ended');
+        })().catch((err: unknown) => clog.error({ err }, 'ending the session failed'));
+      });
+    },
+  );
+  server.on('error', (err: Error) => slog.error({ err }, 'sftp server error'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.port, cfg.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  for (const k of hostKeys) slog.info({ type: k.type, fingerprint: k.fingerprint }, 'SSH host key');
+  return {
+    port,
+    hostKeys,
+    async close(timeoutMs: number) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        const deadline = setTimeout(() => {
+          for (const c of clients) c.end();
+          resolve();
+        }, timeoutMs);
+        deadline.unref();
+        if (clients.size === 0) resolve();
+      });
+      for (const c of clients) c.end();
+    },
+  };
+}
+
+/** Authenticates one attempt; null means "answered already" (a key query accepted). */
+async function authenticate(core: Core, ctx: AuthContext, ip: string): Promise<Principal | null> {
+  if (ctx.method === 'password') {
+    const { principal } = await core.accounts.verifyCredentials({ email: ctx.username, password: ctx.password }, ip, 'sftp');
+    return principal;
+  }
+  if (ctx.method === 'publickey') {
+    const found = await core.sshKeys.accountForKey(ctx.key.data);
+    let username: string | undefined;
+    try {
+      username = ctx.username.trim().toLowerCase();
+    } catch {
+      username = undefined;
+    }
+    if (!found || found.account.email !== username) throw new Error('unknown key');
+    const stored = ssh2.utils.parseKey(found.key.publicKey);
+    if (stored instanceof Error) throw stored;
+    const pub = Array.isArray(stored) ? stored[0] : stored;
+    if (!pub || !timingSafeEqual(pub.getPublicSSH(), ctx.key.data)) throw new Error('unknown key');
+    if (!ctx.signature || !ctx.blob) {
+      // The client asks whether this key would do; it signs next.
+      ctx.accept();
+      return null;
+    }
+    if (pub.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) throw new Error('bad signature');
+    await core.sshKeys.touch(found.key.id);
+    return core.accounts.principalFor(found.account.id, 'ssh_key', 'sftp', ip);
+  }
+  throw new Error('method not allowed');
+}

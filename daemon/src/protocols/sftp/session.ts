@@ -1,0 +1,332 @@
+/**
+ * One SFTP session: translates SFTP requests into calls on the core's virtual tree and core
+ * errors into SFTP statuses. Writes must arrive in order (no resume); a WRITE is answered only
+ * once its data is accepted by the upload stream, which is the back-pressure the client sees.
+ * Reads stream a download forward; directories are listed once per handle.
+ */
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import ssh2, { type Attributes, type FileEntry, type SFTPWrapper } from 'ssh2';
+import type { Principal } from '../../core/context.ts';
+import type { Download } from '../../core/deliveries.ts';
+import { fail, isSealdropError } from '../../core/errors.ts';
+import type { Core } from '../../core/index.ts';
+import type { TreeEntry, TreeWrite } from '../../core/tree.ts';
+import { sftpStatus } from './status.ts';
+
+const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;
+
+/** What the server advertises in limits@openssh.com (OpenSSH uses these sizes then). */
+export const SFTP_LIMITS = {
+  maxPacketLength: 256 * 1024,
+  maxReadLength: 255 * 1024,
+  maxWriteLength: 255 * 1024,
+  maxOpenHandles: 64,
+};
+
+type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
+type ReadHandle = { kind: 'read'; path: string; download: Download; position: number; pending: Buffer[]; pendingBytes: number; iterator: AsyncIterator<Buffer>; done: boolean; chain: Promise<void> };
+type DirHandle = { kind: 'dir'; path: string; entries: TreeEntry[]; sent: boolean };
+type Handle = WriteHandle | ReadHandle | DirHandle;
+
+function attrsOf(e: { kind: 'dir' | 'file'; size: number; mtime: Date; readonly: boolean }): Attributes {
+  const time = Math.floor(e.mtime.getTime() / 1000);
+  const mode = e.kind === 'dir' ? (e.readonly ? 0o040555 : 0o040755) : e.readonly ? 0o100444 : 0o100644;
+  return { mode, uid: 0, gid: 0, size: e.size, atime: time, mtime: time };
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+function longname(e: TreeEntry): string {
+  const perms = e.kind === 'dir' ? (e.readonly ? 'dr-xr-xr-x' : 'drwxr-xr-x') : e.readonly ? '-r--r--r--' : '-rw-r--r--';
+  const d = e.mtime;
+  const date = `${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, ' ')} ${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`;
+  return `${perms}    1 sealdrop sealdrop ${String(e.size).padStart(12, ' ')} ${date} ${e.name}`;
+}
+
+/** Serves SFTP requests of one authenticated session. */
+export class SftpSession {
+  private readonly handles = new Map<number, Handle>();
+  private nextHandle = 1;
+  private closed = false;
+
+  constructor(
+    private readonly core: Core,
+    private readonly p: Principal,
+    private readonly sftp: SFTPWrapper,
+    private readonly log: Logger,
+  ) {
+    const on = <A extends unknown[]>(event: string, fn: (reqid: number, ...args: A) => Promise<void>) => {
+      sftp.on(event, (reqid: number, ...args: A) => {
+        fn.call(this, reqid, ...args).catch((err: unknown) => this.fail(reqid, err));
+      });
+    };
+    on('OPEN', this.open);
+    on('WRITE', this.write);
+    on('READ', this.read);
+    on('CLOSE', this.close);
+    on('FSTAT', this.fstat);
+    on('FSETSTAT', async (reqid: number) => this.ok(reqid));
+    on('SETSTAT', async (reqid: number) => this.ok(reqid));
+    on('STAT', this.stat);
+    on('LSTAT', this.stat);
+    on('OPENDIR', this.opendir);
+    on('READDIR', this.readdir);
+    on('REALPATH', this.realpath);
+    on('MKDIR', async (reqid: number, path: string) => {
+      await this.core.tree.mkdir(this.p, path);
+      this.ok(reqid);
+    });
+    on('RMDIR', async (reqid: number, path: string) => {
+      await this.core.tree.rmdir(this.p, path);
+      this.ok(reqid);
+    });
+    on('REMOVE', async (reqid: number, path: string) => {
+      await this.core.tree.remove(this.p, path);
+      this.ok(reqid);
+    });
+    on('RENAME', async (reqid: number, from: string, to: string) => {
+      await this.core.tree.rename(this.p, from, to, false);
+      this.ok(reqid);
+    });
+    on('EXTENDED', this.extended);
+    on('READLINK', async (reqid: number) => this.sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED, 'there are no links'));
+    on('SYMLINK', async (reqid: number) => this.sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED, 'links cannot be made'));
+  }
+
+  private ok(reqid: number): void {
+    if (!this.closed) this.sftp.status(reqid, STATUS_CODE.OK);
+  }
+
+  private fail(reqid: number, err: unknown): void {
+    if (!isSealdropError(err)) this.log.error({ err, code: 'SEALDROP_E_INTERNAL' }, 'sftp request failed');
+    else this.log.info({ code: err.code, error: err.message }, 'sftp request refused');
+    if (this.closed) return;
+    const { code, message } = sftpStatus(err);
+    this.sftp.status(reqid, code, message);
+  }
+
+  private handleOf(buf: Buffer): Handle {
+    const h = buf.length === 4 ? this.handles.get(buf.readUInt32BE(0)) : undefined;
+    if (!h) throw fail('SEALDROP_E_VALIDATION', 'invalid handle');
+    return h;
+  }
+
+  private newHandle(h: Handle): Buffer {
+    if (this.handles.size >= SFTP_LIMITS.maxOpenHandles) throw fail('SEALDROP_E_LIMIT', `at most ${SFTP_LIMITS.maxOpenHandles} open files per session`);
+    const id = this.nextHandle++;
+    this.handles.set(id, h);
+    const buf = Buffer.alloc(4);
+    buf.writeUInt32BE(id, 0);
+    return buf;
+  }
+
+  private async open(reqid: number, path: string, flags: number): Promise<void> {
+    const writing = (flags & OPEN_MODE.WRITE) !== 0;
+    if (!writing) {
+      const download = await this.core.tree.openRead(this.p, path);
+      const iterator = (download.stream as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      this.sftp.handle(reqid, this.newHandle({ kind: 'read', path, download, position: 0, pending: [], pendingBytes: 0, iterator, done: false, chain: Promise.resolve() }));
+      return;
+    }
+    if ((flags & OPEN_MODE.READ) !== 0) throw fail('SEALDROP_E_VALIDATION', 'files are opened either for reading or for writing');
+    const append = (flags & OPEN_MODE.APPEND) !== 0 || (flags & OPEN_MODE.TRUNC) === 0 && (await this.exists(path));
+    const tw = await this.core.tree.openWrite(this.p, path, { append, exclusive: (flags & OPEN_MODE.EXCL) !== 0 });
+    this.sftp.handle(reqid, this.newHandle({ kind: 'write', path, tw, offset: 0, chain: Promise.resolve(), failed: null }));
+  }
+
+  private async exists(path: string): Promise<boolean> {
+    try {
+      await this.core.tree.stat(this.p, path);
+      return true;
+    } catch (err) {
+      if (isSealdropError(err, 'SEALDROP_E_NOT_FOUND')) return false;
+      throw err;
+    }
+  }
+
+  private async write(reqid: number, hbuf: Buffer, offset: number, data: Buffer): Promise<void> {
+    const h = this.handleOf(hbuf);
+    if (h.kind !== 'write') throw fail('SEALDROP_E_VALIDATION', 'the file is not open for writing');
+    if (h.failed) throw h.failed;
+    if (offset !== h.offset) {
+      h.failed = fail('SEALDROP_E_WRONG_STATE', `writes must be in order from the start (expected offset ${h.offset}, got ${offset}); resuming is not supported`);
+      await this.abortWrite(h);
+      throw h.failed;
+    }
+    h.offset += data.length;
+    if (h.tw.kind === 'trigger') {
+      h.tw.bytes += data.length;
+      this.ok(reqid);
+      return;
+    }
+    // Answer once the upload buffer has room again: the client's window of outstanding writes
+    // and this buffer bound the memory, while the pipeline keeps running.
+    const accepted = h.tw.upload.write(data);
+    accepted.catch(() => undefined);
+    h.chain = h.chain.then(() => accepted);
+    await h.chain.catch((err: unknown) => {
+      h.failed ??= isSealdropError(err) ? err : fail('SEALDROP_E_ABORTED', 'the upload failed');
+      throw h.failed;
+    });
+    this.ok(reqid);
+  }
+
+  private async read(reqid: number, hbuf: Buffer, offset: number, length: number): Promise<void> {
+    const h = this.handleOf(hbuf);
+    if (h.kind !== 'read') throw fail('SEALDROP_E_VALIDATION', 'the file is not open for reading');
+    const run = h.chain.then(async () => {
+      if (offset < h.position) throw fail('SEALDROP_E_WRONG_STATE', 'reading backwards is not supported; read the file from the start');
+      await this.fill(h, offset - h.position + Math.min(length, SFTP_LIMITS.maxReadLength));
+      const skip = Math.min(offset - h.position, h.pendingBytes);
+      this.take(h, skip);
+      h.position += skip;
+      if (h.pendingBytes === 0) {
+        if (!this.closed) this.sftp.status(reqid, STATUS_CODE.EOF);
+        return;
+      }
+      const chunk = this.take(h, Math.min(length, SFTP_LIMITS.maxReadLength));
+      h.position += chunk.length;
+      if (!this.closed) this.sftp.data(reqid, chunk);
+    });
+    h.chain = run.catch(() => undefined);
+    await run;
+  }
+
+  private async fill(h: ReadHandle, want: number): Promise<void> {
+    while (h.pendingBytes < want && !h.done) {
+      const next = await h.iterator.next();
+      if (next.done) h.done = true;
+      else {
+        h.pending.push(next.value);
+        h.pendingBytes += next.value.length;
+      }
+    }
+  }
+
+  private take(h: ReadHandle, n: number): Buffer {
+    const out: Buffer[] = [];
+    let left = Math.min(n, h.pendingBytes);
+    while (left > 0) {
+      const head = h.pending[0] as Buffer;
+      if (head.length <= left) {
+        out.push(head);
+        h.pending.shift();
+        left -= head.length;
+        h.pendingBytes -= head.length;
+      } else {
+        out.push(head.subarray(0, left));
+        h.pending[0] = head.subarray(left);
+        h.pendingBytes -= left;
+        left = 0;
+      }
+    }
+    return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+  }
+
+  private async close(reqid: number, hbuf: Buffer): Promise<void> {
+    const h = this.handleOf(hbuf);
+    this.handles.delete(hbuf.readUInt32BE(0));
+    if (h.kind === 'write') {
+      await h.chain.catch(() => undefined);
+      if (h.failed) {
+        await this.abortWrite(h);
+        throw h.failed;
+      }
+      await this.core.tree.closeWrite(this.p, h.tw);
+    } else if (h.kind === 'read') {
+      await h.iterator.return?.();
+      (h.download.stream as Readable).destroy();
+    }
+    this.ok(reqid);
+  }
+
+  private async abortWrite(h: WriteHandle): Promise<void> {
+    await this.core.tree.abortWrite(this.p, h.tw).catch((err: unknown) => this.log.warn({ err }, 'abort of an upload failed'));
+  }
+
+  private async fstat(reqid: number, hbuf: Buffer): Promise<void> {
+    const h = this.handleOf(hbuf);
+    const now = new Date();
+    if (h.kind === 'write') this.sftp.attrs(reqid, attrsOf({ kind: 'file', size: h.offset, mtime: now, readonly: false }));
+    else if (h.kind === 'read') this.sftp.attrs(reqid, attrsOf({ kind: 'file', size: h.download.size ?? 0, mtime: now, readonly: true }));
+    else this.sftp.attrs(reqid, attrsOf({ kind: 'dir', size: 0, mtime: now, readonly: false }));
+  }
+
+  private async stat(reqid: number, path: string): Promise<void> {
+    this.sftp.attrs(reqid, attrsOf(await this.core.tree.stat(this.p, path)));
+  }
+
+  private async opendir(reqid: number, path: string): Promise<void> {
+    const entries = await this.core.tree.list(this.p, path);
+    this.sftp.handle(reqid, this.newHandle({ kind: 'dir', path, entries, sent: false }));
+  }
+
+  private async readdir(reqid: number, hbuf: Buffer): Promise<void> {
+    const h = this.handleOf(hbuf);
+    if (h.kind !== 'dir') throw fail('SEALDROP_E_VALIDATION', 'not a directory handle');
+    if (h.sent) {
+      this.sftp.status(reqid, STATUS_CODE.EOF);
+      return;
+    }
+    h.sent = true;
+    const now = new Date();
+    const names: FileEntry[] = [
+      { filename: '.', longname: longname({ name: '.', kind: 'dir', size: 0, mtime: now, readonly: false }), attrs: attrsOf({ kind: 'dir', size: 0, mtime: now, readonly: false }) },
+      { filename: '..', longname: longname({ name: '..', kind: 'dir', size: 0, mtime: now, readonly: false }), attrs: attrsOf({ kind: 'dir', size: 0, mtime: now, readonly: false }) },
+      ...h.entries.map((e) => ({ filename: e.name, longname: longname(e), attrs: attrsOf(e) })),
+    ];
+    this.sftp.name(reqid, names);
+  }
+
+  private async realpath(reqid: number, path: string): Promise<void> {
+    const canonical = this.core.tree.canonical(path || '/');
+    this.sftp.name(reqid, [{ filename: canonical, longname: canonical, attrs: {} as Attributes }]);
+  }
+
+  private async extended(reqid: number, name: string, data: Buffer | undefined): Promise<void> {
+    if (name === 'limits@openssh.com') {
+      const buf = Buffer.alloc(32);
+      buf.writeBigUInt64BE(BigInt(SFTP_LIMITS.maxPacketLength), 0);
+      buf.writeBigUInt64BE(BigInt(SFTP_LIMITS.maxReadLength), 8);
+      buf.writeBigUInt64BE(BigInt(SFTP_LIMITS.maxWriteLength), 16);
+      buf.writeBigUInt64BE(BigInt(SFTP_LIMITS.maxOpenHandles), 24);
+      (this.sftp as unknown as { extendedReply(reqid: number, data: Buffer): void }).extendedReply(reqid, buf);
+      return;
+    }
+    if (name === 'posix-rename@openssh.com' && data) {
+      const [from, to] = readStrings(data, 2);
+      await this.core.tree.rename(this.p, from as string, to as string, true);
+      this.ok(reqid);
+      return;
+    }
+    this.sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED, `${name} is not supported`);
+  }
+
+  /** Abandons every open upload (the session ended); returns how many there were. */
+  async abandon(): Promise<number> {
+    this.closed = true;
+    let n = 0;
+    for (const h of this.handles.values()) {
+      if (h.kind === 'write') {
+        n++;
+        await this.abortWrite(h);
+      } else if (h.kind === 'read') (h.download.stream as Readable).destroy();
+    }
+    this.handles.clear();
+    return n;
+  }
+}
+
+function readStrings(buf: Buffer, n: number): string[] {
+  const out: string[] = [];
+  let p = 0;
+  for (let i = 0; i < n; i++) {
+    if (p + 4 > buf.length) throw fail('SEALDROP_E_VALIDATION', 'malformed extended request');
+    const len = buf.readUInt32BE(p);
+    if (p + 4 + len > buf.length) throw fail('SEALDROP_E_VALIDATION', 'malformed extended request');
+    out.push(buf.toString('utf8', p + 4, p + 4 + len));
+    p += 4 + len;
+  }
+  return out;
+}
