@@ -26,6 +26,8 @@ Commands:
   migrate               apply pending database migrations and exit
   account add           create an account (with a password from stdin, or invited by mail)
   account list          list accounts
+  ssh-key add|list|remove  manage the SSH keys accounts log in with over SFTP
+  host-keys             print the SFTP host key fingerprints (generating keys on first use)
   config check          validate the configuration and exit
   config show           print the effective configuration (secrets redacted)
   help [command]        show help for a command
@@ -59,6 +61,18 @@ add:  creates an account. With --password-stdin the password is read from
       --owner M is required for service accounts: the member who holds the key
       for its uploads and releases them.
 list: prints the accounts, one per line (email, role, state, owner).`,
+  'ssh-key': `Usage: sealdrop ssh-key add --email E (--key-file F | --key-stdin)
+       sealdrop ssh-key list --email E
+       sealdrop ssh-key remove FINGERPRINT|ID
+
+add:    registers an OpenSSH public key (the content of an id_*.pub file) for the account;
+        accepted: ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa of 2048 bits or more.
+list:   prints the account's keys: fingerprint, type, comment, last use.
+remove: removes a key by its SHA256 fingerprint or id.`,
+  'host-keys': `Usage: sealdrop host-keys [--config FILE]
+
+Prints the SFTP server's host keys (ed25519 and RSA) with their SHA256 fingerprints, so users
+can check them on first connect. Keys are generated in sftp.hostKeyDir on first use and kept.`,
   config: `Usage: sealdrop config check [--config FILE]
        sealdrop config show [--config FILE]
 
@@ -112,6 +126,10 @@ export async function main(argv: string[]): Promise<number> {
         return await account(rest);
       case 'config':
         return await configCommand(rest);
+      case 'ssh-key':
+        return await sshKey(rest);
+      case 'host-keys':
+        return await hostKeys(rest);
     }
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -213,7 +231,7 @@ async function account(args: string[]): Promise<number> {
     const password = values['password-stdin'] ? await readStdin() : undefined;
     if (values['password-stdin'] && !password) throw new UsageError('--password-stdin read an empty password');
     const result = await withCore(loaded, (core) =>
-      core.accounts.createAccount({ accountId: null, email: 'cli' }, { email: values.email, role: values.role, owner: values.owner, password }),
+      core.accounts.createAccount(CLI_ACTOR, { email: values.email, role: values.role, owner: values.owner, password }),
     );
     console.log(result.invited ? `invited ${result.account.email} (${result.account.role}); the invitation mail is queued` : `created ${result.account.email} (${result.account.role})`);
     return EXIT.ok;
@@ -228,6 +246,57 @@ async function account(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   throw new UsageError(`unknown account command "${sub}"`);
+}
+
+const CLI_ACTOR = { accountId: null, email: 'cli' };
+
+async function sshKey(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (!sub || sub === '--help' || sub === '-h') {
+    console.log(HELP['ssh-key']);
+    return sub ? EXIT.ok : EXIT.usage;
+  }
+  if (sub === 'add') {
+    const { values } = parse(rest, { email: { type: 'string' }, 'key-file': { type: 'string' }, 'key-stdin': { type: 'boolean' } });
+    if (!values.email) throw new UsageError('--email is required');
+    if (!values['key-file'] === !values['key-stdin']) throw new UsageError('give the key with --key-file F or --key-stdin');
+    const line = values['key-file'] ? (await import('node:fs')).readFileSync(values['key-file'] as string, 'utf8') : await readStdin();
+    const loaded = load(values.config as string | undefined);
+    const key = await withCore(loaded, (core) => core.sshKeys.add(CLI_ACTOR, { email: values.email }, line));
+    console.log(`added ${key.algorithm} ${key.fingerprint} for ${String(values.email).toLowerCase()}`);
+    return EXIT.ok;
+  }
+  if (sub === 'list') {
+    const { values } = parse(rest, { email: { type: 'string' } });
+    if (!values.email) throw new UsageError('--email is required');
+    const loaded = load(values.config as string | undefined);
+    const keys = await withCore(loaded, (core) => core.sshKeys.list({ email: values.email }));
+    for (const k of keys) console.log([k.fingerprint, k.algorithm, k.comment ?? '-', k.lastUsedAt ?? 'never used'].join('\t'));
+    return EXIT.ok;
+  }
+  if (sub === 'remove') {
+    const { values, positionals } = parse(rest, {}, true);
+    if (positionals.length !== 1) throw new UsageError('give one fingerprint (SHA256:...) or key id');
+    const loaded = load(values.config as string | undefined);
+    await withCore(loaded, (core) => core.sshKeys.remove(CLI_ACTOR, positionals[0], { admin: true }));
+    console.log(`removed ${positionals[0]}`);
+    return EXIT.ok;
+  }
+  throw new UsageError(`unknown ssh-key command "${sub}"`);
+}
+
+async function hostKeys(args: string[]): Promise<number> {
+  const { values } = parse(args, {});
+  if (values.help) {
+    console.log(HELP['host-keys']);
+    return EXIT.ok;
+  }
+  const loaded = load(values.config as string | undefined);
+  const { loadHostKeys } = await import('../protocols/sftp/host-keys.ts');
+  for (const k of loadHostKeys(loaded.paths.hostKeyDir, (g) => console.error(`generated ${g.type} host key ${g.file}`))) {
+    console.log(`${k.type}\t${k.fingerprint}\t${k.publicKey}`);
+  }
+  return EXIT.ok;
 }
 
 async function configCommand(args: string[]): Promise<number> {

@@ -9,6 +9,7 @@ import { adminRoutes } from './routes/admin.ts';
 import { deliveryRoutes } from './routes/deliveries.ts';
 import { linkRoutes } from './routes/links.ts';
 import { secupassRoutes } from './routes/secupass.ts';
+import { sshKeyRoutes } from './routes/ssh-keys.ts';
 
 /** What route modules get. */
 export interface ApiContext {
@@ -26,6 +27,7 @@ export function apiRouter(ctx: ApiContext): Router {
   authed.use(bearerAuth(ctx.core));
   accountRoutes(authed, ctx);
   secupassRoutes(authed, ctx);
+  sshKeyRoutes(authed, ctx);
   deliveryRoutes(authed, ctx);
   adminRoutes(authed, ctx);
 
