@@ -36,6 +36,7 @@ export function sandbox(extraEnv: Record<string, string> = {}, smtpPort?: number
     SEALDROP_STORAGE__DATA_DIR: dataDir,
     SEALDROP_CRYPTO__KEK_FILE: kekFile,
     SEALDROP_HTTP__PORT: '0',
+    SEALDROP_SFTP__PORT: '0',
     SEALDROP_MAIL__POLL_INTERVAL_MS: '200',
     SEALDROP_MAIL__RETRY_BASE_MS: '200',
     TMPDIR: tmpDir,
@@ -67,11 +68,15 @@ export async function runCli(sb: Sandbox, args: string[], input?: string, extraE
 export interface DaemonProcess {
   url: string;
   port: number;
+  /** The SFTP port (0 if SFTP is off). */
+  sftpPort: number;
   child: ChildProcess;
   /** Everything it printed so far. */
   output(): string;
   /** SIGTERM and wait; resolves to the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL and wait (a crash). */
+  kill(): Promise<void>;
 }
 
 /** Starts `sealdrop serve` and waits until the HTTP API listens. */
@@ -80,13 +85,17 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
   const log: WriteStream = createWriteStream(sb.logFile, { flags: 'a' });
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const sftpOn = (extraEnv.SEALDROP_SFTP__ENABLED ?? sb.env.SEALDROP_SFTP__ENABLED) !== 'false';
+  let sftpPort = 0;
   const port = await new Promise<number>((resolve, reject) => {
     const onData = (d: Buffer) => {
       const text = d.toString();
       output += text;
       log.write(text);
+      const s = /"address":"[^"]*:(\d+)"[^\n]*"msg":"SFTP listening"/.exec(output);
+      if (s) sftpPort = Number(s[1]);
       const m = /"url":"http:\/\/[^:]+:(\d+)"/.exec(output);
-      if (m) resolve(Number(m[1]));
+      if (m && (!sftpOn || sftpPort)) resolve(Number(m[1]));
     };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
@@ -96,6 +105,7 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    sftpPort,
     child,
     output: () => output,
     async stop() {
@@ -103,6 +113,11 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
       const code = await exited;
       await new Promise<void>((resolve) => log.end(resolve));
       return code;
+    },
+    async kill() {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+      await new Promise<void>((resolve) => log.end(resolve));
     },
   };
 }

@@ -2,15 +2,20 @@
 import { execFileSync } from 'node:child_process';
 
 const TOOLS: Array<{ bin: string; args: string[]; pkg: string }> = [
+  // args are documentation of how each tool is called; presence is checked with `command -v`
   { bin: 'gpg', args: ['--version'], pkg: 'gnupg' },
   { bin: 'curl', args: ['--version'], pkg: 'curl' },
+  { bin: 'sftp', args: ['-h'], pkg: 'openssh-client' },
+  { bin: 'ssh-keygen', args: ['-?'], pkg: 'openssh-client' },
+  { bin: 'sshpass', args: ['-V'], pkg: 'sshpass' },
+  { bin: 'rclone', args: ['version'], pkg: 'rclone' },
 ];
 
 export default function setup(): void {
   const missing: string[] = [];
   for (const tool of TOOLS) {
     try {
-      execFileSync(tool.bin, tool.args, { stdio: 'ignore' });
+      execFileSync('sh', ['-c', `command -v ${tool.bin}`], { stdio: 'ignore' });
     } catch {
       missing.push(`${tool.bin} (Debian package ${tool.pkg})`);
     }

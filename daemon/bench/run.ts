@@ -1,0 +1,509 @@
+/**
+ * `npm run bench`: SFTP throughput of sealdrop (encrypted at rest) beside a private OpenSSH
+ * sshd + sftp-server (plaintext to disk), with the same client (/usr/bin/sftp in batch mode, key
+ * authentication) and cipher; plus the daemon's RSS during one large upload and 8 parallel
+ * uploads. A benchmark, not a test: it prints a Markdown report on stdout, progress on stderr.
+ *
+ *   npm run bench -- [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
+import { makeKey, RECEIVER, ROOT, SENDER, startOpenSsh, startSealdrop, tail, type RunningServer, type SealdropServer } from './servers.ts';
+import { makeRandomFile, quote, RssSampler, sftpBatch, type SftpTarget } from './sftp.ts';
+
+const CIPHERS = [
+  { name: 'aes128-gcm@openssh.com', short: 'aes128-gcm' },
+  { name: 'chacha20-poly1305@openssh.com', short: 'chacha20' },
+] as const;
+const AES = CIPHERS[0];
+const PAR_COUNT = 8;
+const PAR_MIB = 128;
+const MiB = 1024 * 1024;
+const RSS_TARGET_MB = 150;
+const OUTBOX = `/outbox/${RECEIVER}`;
+
+type Server = 'openssh' | 'sealdrop';
+
+interface Options {
+  sizeMiB: number;
+  runs: number;
+  dir: string;
+  keep: boolean;
+}
+
+const HELP = `Usage: npm run bench -- [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
+
+  --size MiB   size of the single-file transfers (default 1024)
+  --runs N     runs per measure; the median is reported (default 3)
+  --quick      smoke run: --size 256 --runs 1 (explicit --size/--runs win)
+  --dir DIR    create the temporary work folder in DIR (default: the OS temp folder)
+  --keep       keep the work folder (logs, configs) instead of deleting it`;
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string' },
+      runs: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      dir: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    print(HELP);
+    process.exit(0);
+  }
+  const int = (v: string | undefined, name: string, fallback: number) => {
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name} must be a positive integer`);
+    return Number(v);
+  };
+  return {
+    sizeMiB: int(values.size, 'size', values.quick ? 256 : 1024),
+    runs: int(values.runs, 'runs', values.quick ? 1 : 3),
+    dir: path.resolve(values.dir ?? os.tmpdir()),
+    keep: values.keep ?? false,
+  };
+}
+
+// ------------------------------------------------------------------ results
+
+interface Sample {
+  seconds: number;
+  bytes: number;
+}
+
+const mbps = (s: Sample) => s.bytes / 1e6 / s.seconds;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+class Results {
+  private readonly samples = new Map<string, Sample[]>();
+  readonly errors: string[] = [];
+
+  add(measure: string, server: Server, sample: Sample): void {
+    const key = `${measure}|${server}`;
+    const list = this.samples.get(key) ?? [];
+    list.push(sample);
+    this.samples.set(key, list);
+  }
+
+  get(measure: string, server: Server): Sample[] {
+    return this.samples.get(`${measure}|${server}`) ?? [];
+  }
+
+  /** Median MB/s, or undefined without samples. */
+  medianMbps(measure: string, server: Server): number | undefined {
+    const list = this.get(measure, server);
+    return list.length ? median(list.map(mbps)) : undefined;
+  }
+}
+
+interface RssRecord {
+  label: string;
+  before: number;
+  peak: number;
+  after: number;
+  hwm: number;
+  samples: number;
+}
+
+// ------------------------------------------------------------------ the run
+
+let workDir: string | undefined;
+let keepWork = false;
+let cleaning: Promise<void> | undefined;
+const servers: RunningServer[] = [];
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
+    await stopAllChildren();
+    if (workDir) {
+      if (keepWork) progress(`kept the work folder ${workDir}`);
+      else await rm(workDir, { recursive: true, force: true }).catch((err: unknown) => progress(`could not remove ${workDir}: ${String(err)}`));
+    }
+  })();
+  return cleaning;
+}
+
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+] as const) {
+  process.on(signal, () => {
+    progress(`${signal}: stopping the servers and removing the work folder`);
+    void cleanup().finally(() => process.exit(code));
+  });
+}
+
+/** Fails early when the disk holding the work folder runs low. */
+async function ensureSpace(need: number): Promise<void> {
+  const s = await statfs(workDir as string);
+  const free = s.bavail * s.bsize;
+  if (free < need + 2 * 1024 * MiB) throw new Error(`only ${(free / 1e9).toFixed(1)} GB free in ${workDir}; need ${((need + 2 * 1024 * MiB) / 1e9).toFixed(1)} GB`);
+}
+
+/** Flushes dirty pages before a timed transfer so earlier writes do not slow it down. */
+async function settle(): Promise<void> {
+  await runCommand('sync', []);
+}
+
+function fmtMbps(v: number | undefined): string {
+  return v === undefined ? 'n/a' : v.toFixed(1);
+}
+
+function fmtMB(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
+}
+
+function machineInfo(): string[] {
+  const cmd = (c: string, args: string[]) => {
+    try {
+      return execFileSync(c, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT }).trim();
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      return (e.stderr ?? '').trim() || `(${e.message.split('\n')[0]})`;
+    }
+  };
+  // ssh -V prints its version on stderr.
+  const ssh = spawnSync('ssh', ['-V'], { encoding: 'utf8' });
+  const sshVersion = `${ssh.stderr ?? ''}${ssh.stdout ?? ''}`.trim() || 'ssh -V failed';
+  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  const dirty = cmd('git', ['status', '--porcelain', '--', 'daemon/src', 'daemon/bin', 'daemon/patches']).split('\n').filter(Boolean).length;
+  return [
+    `- date: ${new Date().toISOString()}`,
+    `- machine: nproc ${cmd('nproc', [])}, ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`,
+    `- node ${process.version}; ${sshVersion}`,
+    `- sealdrop: git ${cmd('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` plus ${dirty} uncommitted change(s) in daemon/src, daemon/bin, daemon/patches` : ''}`,
+  ];
+}
+
+async function main(): Promise<number> {
+  const opt = parseOptions();
+  keepWork = opt.keep;
+  const size = opt.sizeMiB * MiB;
+  const parSize = PAR_MIB * MiB;
+  const header = machineInfo();
+  for (const line of header) progress(line.slice(2));
+
+  await mkdir(opt.dir, { recursive: true });
+  workDir = await mkdtemp(path.join(opt.dir, 'sealdrop-bench-'));
+  const work = workDir;
+  progress(`work folder ${work}`);
+  await ensureSpace(size * 2 + parSize * 2);
+
+  const results = new Results();
+  const rss: RssRecord[] = [];
+
+  // Keys, input files.
+  const senderKey = await makeKey(path.join(work, 'client_key'), 'bench sender');
+  // sealdrop refuses to register one key for two accounts, so the receiver has its own key.
+  const receiverKey = await makeKey(path.join(work, 'client_key_receiver'), 'bench receiver');
+  const input = path.join(work, `input-${opt.sizeMiB}MiB.bin`);
+  const parInput = path.join(work, `input-${PAR_MIB}MiB.bin`);
+  const empty = path.join(work, 'empty');
+  progress(`writing random input files (${opt.sizeMiB} MiB and ${PAR_MIB} MiB)`);
+  await makeRandomFile(input, size);
+  await makeRandomFile(parInput, parSize);
+  await writeFile(empty, '');
+  const dlDir = path.join(work, 'downloads');
+  const osshDir = path.join(work, 'openssh-files');
+  await mkdir(dlDir);
+  await mkdir(osshDir);
+
+  // Servers.
+  progress('starting OpenSSH sshd');
+  const ossh = await startOpenSsh(path.join(work, 'openssh'), `${senderKey}.pub`);
+  servers.push(ossh);
+  const sd: SealdropServer = await startSealdrop(work, { sender: senderKey, receiver: receiverKey }, 2 ** 40);
+  servers.push(sd);
+  const sdPid = sd.child.pid as number;
+  progress(`OpenSSH on port ${ossh.port} (pid ${ossh.child.pid}); sealdrop SFTP on ${sd.port}, HTTP on ${sd.httpPort} (pid ${sdPid})`);
+
+  const user = os.userInfo().username;
+  const osshT: SftpTarget = { port: ossh.port, user, keyFile: senderKey };
+  const sdSender: SftpTarget = { port: sd.port, user: SENDER, keyFile: senderKey };
+  const sdReceiver: SftpTarget = { port: sd.port, user: RECEIVER, keyFile: receiverKey };
+
+  const daemonAlive = () => {
+    if (sd.child.exitCode !== null || sd.child.signalCode !== null) {
+      throw new Error(`the sealdrop daemon has exited (code ${sd.child.exitCode}, signal ${sd.child.signalCode})`);
+    }
+  };
+
+  /** Runs one measured step; a failure is recorded and the benchmark goes on. */
+  const attempt = async (what: string, fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (err) {
+      const msg = `${what}: ${(err as Error).message}`;
+      results.errors.push(msg);
+      progress(`FAILED ${msg}`);
+    }
+  };
+
+  const mbpsText = (s: Sample) => `${s.seconds.toFixed(2)} s, ${mbps(s).toFixed(1)} MB/s`;
+
+  // -------------------------------------------------------------- download sources
+  // Both servers get the file once, untimed; sealdrop's goes out as a delivery to the receiver.
+  const osshSource = path.join(osshDir, 'dl-source.bin');
+  let inboxFile: string | undefined;
+  await attempt('OpenSSH download source', async () => {
+    progress('OpenSSH: uploading the download source');
+    await sftpBatch(work, osshT, AES.name, [`put ${quote(input)} ${quote(osshSource)}`]);
+  });
+  await attempt('sealdrop download source', async () => {
+    progress('sealdrop: uploading the download source (first upload after start; RSS sampled)');
+    const sampler = new RssSampler(sdPid).start();
+    try {
+      await sftpBatch(work, sdSender, AES.name, [`put ${quote(input)} ${quote(`${OUTBOX}/dl-source.bin`)}`]);
+    } finally {
+      rss.push({ label: `download source (first ${opt.sizeMiB} MiB upload after start, aes128-gcm, untimed)`, ...sampler.stop() });
+    }
+    progress('sealdrop: sending the delivery with .ready');
+    await sftpBatch(work, sdSender, AES.name, [`put ${quote(empty)} ${quote(`${OUTBOX}/.ready`)}`]);
+    for (let i = 0; i < 50 && !inboxFile; i++) {
+      const { stdout } = await sftpBatch(work, sdReceiver, AES.name, ['ls -1 /inbox']);
+      const folder = stdout
+        .split('\n')
+        .filter((l) => !l.startsWith('sftp>'))
+        .map((l) => l.trim().replace(/^\/inbox\//, ''))
+        .find((l) => l.includes(`Files from ${SENDER}`));
+      if (folder) inboxFile = `/inbox/${folder}/dl-source.bin.pgp`;
+      else await sleep(200);
+    }
+    if (!inboxFile) throw new Error('the delivery did not appear in the receiver\'s /inbox');
+    progress(`sealdrop: receiver sees ${inboxFile}`);
+  });
+
+  // -------------------------------------------------------------- single uploads
+  const uploadMeasure = (c: (typeof CIPHERS)[number]) => `upload ${c.short}`;
+  for (let run = 1; run <= opt.runs; run++) {
+    for (const c of CIPHERS) {
+      const tag = `${uploadMeasure(c)} run ${run}/${opt.runs}`;
+      await attempt(`${tag} OpenSSH`, async () => {
+        await ensureSpace(size * 2);
+        await settle();
+        const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
+        const r = await sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`]);
+        const written = (await stat(target)).size;
+        await rm(target, { force: true });
+        if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
+        const s = { seconds: r.seconds, bytes: size };
+        results.add(uploadMeasure(c), 'openssh', s);
+        progress(`${tag} OpenSSH: ${mbpsText(s)}`);
+      });
+      await attempt(`${tag} sealdrop`, async () => {
+        daemonAlive();
+        await ensureSpace(size * 2);
+        await settle();
+        const sampler = new RssSampler(sdPid).start();
+        let r;
+        try {
+          r = await sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`]);
+        } finally {
+          rss.push({ label: `${tag}`, ...sampler.stop() });
+        }
+        const s = { seconds: r.seconds, bytes: size };
+        results.add(uploadMeasure(c), 'sealdrop', s);
+        const m = rss[rss.length - 1] as RssRecord;
+        progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
+      });
+    }
+  }
+
+  // -------------------------------------------------------------- single downloads
+  const downloadMeasure = (c: (typeof CIPHERS)[number]) => `download ${c.short}`;
+  for (let run = 1; run <= opt.runs; run++) {
+    for (const c of CIPHERS) {
+      const tag = `${downloadMeasure(c)} run ${run}/${opt.runs}`;
+      await attempt(`${tag} OpenSSH`, async () => {
+        await ensureSpace(size * 2);
+        await settle();
+        const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
+        const r = await sftpBatch(work, osshT, c.name, [`get ${quote(osshSource, true)} ${quote(local)}`]);
+        const bytes = (await stat(local)).size;
+        await rm(local, { force: true });
+        if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
+        const s = { seconds: r.seconds, bytes };
+        results.add(downloadMeasure(c), 'openssh', s);
+        progress(`${tag} OpenSSH: ${mbpsText(s)}`);
+      });
+      await attempt(`${tag} sealdrop`, async () => {
+        daemonAlive();
+        if (!inboxFile) throw new Error('no download source (its setup failed)');
+        await ensureSpace(size * 2);
+        await settle();
+        const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
+        const r = await sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile, true)} ${quote(local)}`]);
+        const bytes = (await stat(local)).size;
+        await rm(local, { force: true });
+        if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
+        const s = { seconds: r.seconds, bytes };
+        results.add(downloadMeasure(c), 'sealdrop', s);
+        progress(`${tag} sealdrop: ${mbpsText(s)} (${bytes} bytes of OpenPGP)`);
+      });
+    }
+  }
+
+  // -------------------------------------------------------------- parallel uploads
+  const parMeasure = 'parallel';
+  const parallel = async (server: Server, target: SftpTarget, remote: (i: number) => string) => {
+    const started = process.hrtime.bigint();
+    const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`])));
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason as Error;
+    const each = runs.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
+    const s = { seconds, bytes: PAR_COUNT * parSize };
+    results.add(parMeasure, server, s);
+    return { s, each };
+  };
+  for (let run = 1; run <= opt.runs; run++) {
+    const tag = `${PAR_COUNT}×${PAR_MIB} MiB parallel upload run ${run}/${opt.runs}`;
+    await attempt(`${tag} OpenSSH`, async () => {
+      await ensureSpace(PAR_COUNT * parSize * 2);
+      await settle();
+      const names = (i: number) => path.join(osshDir, `par-${run}-${i}.bin`);
+      try {
+        const { s, each } = await parallel('openssh', osshT, names);
+        progress(`${tag} OpenSSH: ${mbpsText(s)} aggregate; per process ${each.map((x) => x.toFixed(2)).join(' ')} s`);
+      } finally {
+        for (let i = 0; i < PAR_COUNT; i++) await rm(names(i), { force: true });
+      }
+    });
+    await attempt(`${tag} sealdrop`, async () => {
+      daemonAlive();
+      await ensureSpace(PAR_COUNT * parSize * 2);
+      await settle();
+      const sampler = new RssSampler(sdPid).start();
+      try {
+        const { s, each } = await parallel('sealdrop', sdSender, (i) => `${OUTBOX}/par-${run}-${i}.bin`);
+        progress(`${tag} sealdrop: ${mbpsText(s)} aggregate; per process ${each.map((x) => x.toFixed(2)).join(' ')} s`);
+      } finally {
+        rss.push({ label: tag, ...sampler.stop() });
+      }
+    });
+  }
+
+  // -------------------------------------------------------------- the report
+  const daemonErrors = readFileSync(sd.stdoutFile, 'utf8')
+    .split('\n')
+    .filter((l) => /"level":(50|60)/.test(l));
+  const daemonStderr = tail(sd.stderrFile, 40);
+  const daemonExited = sd.child.exitCode !== null || sd.child.signalCode !== null;
+  report(opt, header, results, rss, { daemonErrors, daemonStderr, daemonExited });
+  return results.errors.length || daemonExited ? 1 : 0;
+}
+
+function report(
+  opt: Options,
+  header: string[],
+  results: Results,
+  rss: RssRecord[],
+  daemon: { daemonErrors: string[]; daemonStderr: string; daemonExited: boolean },
+): void {
+  const sizeLabel = opt.sizeMiB % 1024 === 0 ? `${opt.sizeMiB / 1024} GiB` : `${opt.sizeMiB} MiB`;
+  print(`# sealdrop vs OpenSSH: SFTP benchmark`);
+  print();
+  for (const line of header) print(line);
+  print(`- client: /usr/bin/sftp in batch mode, key authentication (ed25519), both servers on 127.0.0.1`);
+  print(`- single transfers: ${sizeLabel} of random data, median of ${opt.runs} run(s); parallel: ${PAR_COUNT} sftp processes × ${PAR_MIB} MiB, aes128-gcm, median of ${opt.runs} run(s)`);
+  print(`- MB/s = bytes / 1e6 / seconds, timed around the whole sftp process (connect, key exchange, auth, transfer, exit); 1 MB = 1e6 bytes (RSS too)`);
+  print(`- downloads from sealdrop fetch the OpenPGP file (.pgp, slightly larger than the input) and count its real size`);
+  print(`- OpenSSH writes plaintext to disk; sealdrop encrypts at rest (level 3 delivery to the receiver)`);
+  print();
+
+  type Row = { measure: string; o?: number; s?: number; target?: number; fmt?: (v: number | undefined) => string };
+  const rows: Row[] = [];
+  for (const c of CIPHERS) rows.push({ measure: `upload ${c.short} MB/s`, o: results.medianMbps(`upload ${c.short}`, 'openssh'), s: results.medianMbps(`upload ${c.short}`, 'sealdrop'), target: 1.0 });
+  for (const c of CIPHERS) rows.push({ measure: `download ${c.short} MB/s`, o: results.medianMbps(`download ${c.short}`, 'openssh'), s: results.medianMbps(`download ${c.short}`, 'sealdrop'), target: 0.95 });
+  rows.push({ measure: `${PAR_COUNT}×${PAR_MIB} MiB parallel upload MB/s (aes128-gcm)`, o: results.medianMbps('parallel', 'openssh'), s: results.medianMbps('parallel', 'sealdrop') });
+
+  print(`| measure | OpenSSH | sealdrop | ratio | target | met |`);
+  print(`|---|---:|---:|---:|---|---|`);
+  for (const r of rows) {
+    const ratio = r.o !== undefined && r.s !== undefined ? r.s / r.o : undefined;
+    const target = r.target === undefined ? '—' : `ratio ≥ ${r.target.toFixed(2)}`;
+    const met = r.target === undefined || ratio === undefined ? '—' : ratio >= r.target ? 'yes' : 'NO';
+    print(`| ${r.measure} | ${fmtMbps(r.o)} | ${fmtMbps(r.s)} | ${ratio === undefined ? 'n/a' : ratio.toFixed(2)} | ${target} | ${met} |`);
+  }
+  const timedAes = rss.filter((r) => r.label.startsWith(`upload ${AES.short} run`));
+  if (timedAes.length) {
+    const before = (timedAes[0] as RssRecord).before;
+    const peak = Math.max(...timedAes.map((r) => r.peak));
+    const met = peak <= RSS_TARGET_MB * 1e6 ? 'yes' : 'NO';
+    print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | ${fmtMB(before)} / ${fmtMB(peak)} | — | peak ≤ ${RSS_TARGET_MB} MB | ${met} |`);
+  } else {
+    print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | n/a | — | peak ≤ ${RSS_TARGET_MB} MB | — |`);
+  }
+  print();
+  print(`RSS row: "before" is VmRSS just before the first timed aes128-gcm upload; "peak" is the highest VmRSS sampled every 50 ms during any timed aes128-gcm upload (all runs listed below).`);
+  if (opt.sizeMiB !== 1024) print(`Note: --size ${opt.sizeMiB}: the targets are defined for 1 GiB transfers.`);
+  print();
+
+  print(`## Individual runs (seconds, MB/s)`);
+  print();
+  print(`| measure | server | runs |`);
+  print(`|---|---|---|`);
+  const measures = [...CIPHERS.map((c) => `upload ${c.short}`), ...CIPHERS.map((c) => `download ${c.short}`), 'parallel'];
+  for (const m of measures) {
+    for (const server of ['openssh', 'sealdrop'] as const) {
+      const list = results.get(m, server);
+      const label = m === 'parallel' ? `${PAR_COUNT}×${PAR_MIB} MiB parallel upload (wall time)` : m;
+      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)})`).join(', ') : 'none';
+      print(`| ${label} | ${server === 'openssh' ? 'OpenSSH' : 'sealdrop'} | ${cells} |`);
+    }
+  }
+  print();
+
+  print(`## sealdrop daemon memory (VmRSS sampled every 50 ms; MB = 1e6 bytes)`);
+  print();
+  print(`| transfer | RSS before | peak RSS | RSS after | VmHWM after | samples |`);
+  print(`|---|---:|---:|---:|---:|---:|`);
+  for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.peak)} | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
+  print();
+
+  if (results.errors.length || daemon.daemonErrors.length || daemon.daemonExited) {
+    print(`## Problems`);
+    print();
+    for (const e of results.errors) print(`- ${e.replace(/\n/g, '\n  ')}`);
+    if (daemon.daemonExited) print(`- the sealdrop daemon exited during the benchmark`);
+    if (daemon.daemonErrors.length) {
+      print(`- the daemon logged ${daemon.daemonErrors.length} error line(s); the last ones:`);
+      print('```');
+      for (const l of daemon.daemonErrors.slice(-10)) print(l.slice(0, 2000));
+      print('```');
+    }
+    if (daemon.daemonStderr) {
+      print(`- daemon stderr (tail):`);
+      print('```');
+      print(daemon.daemonStderr);
+      print('```');
+    }
+  }
+}
+
+let exitCode = 1;
+try {
+  exitCode = await main();
+} catch (err) {
+  progress(`benchmark failed: ${(err as Error).stack ?? String(err)}`);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);

@@ -1,0 +1,164 @@
+/**
+ * The two servers under test, started as child processes on free ports inside the work folder:
+ * a private OpenSSH sshd with its sftp-server (plaintext to disk), and the real sealdrop daemon
+ * (`sealdrop serve`) with two member accounts whose SecuPass is active.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, portOpen, progress, runCommand, spawnServer, stopChild, waitUntil } from './proc.ts';
+
+/** The repository root (daemon/bench/ is two levels below). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SEALDROP_BIN = path.join(ROOT, 'daemon/bin/sealdrop.js');
+
+/** Creates an ed25519 key pair without a passphrase; returns the private key path. */
+export async function makeKey(file: string, comment: string): Promise<string> {
+  await runCommand('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+  return file;
+}
+
+/** A running server. */
+export interface RunningServer {
+  port: number;
+  child: ChildProcess;
+  stdoutFile: string;
+  stderrFile: string;
+  stop(): Promise<void>;
+}
+
+/** Last `lines` lines of a log file (empty if unreadable). */
+export function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** Starts `sshd -D -e` with a private config; `clientPub` is authorized for the current user. */
+export async function startOpenSsh(dir: string, clientPub: string): Promise<RunningServer> {
+  mkdirSync(dir, { recursive: true });
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // privilege separation directory
+  const hostKey = await makeKey(path.join(dir, 'ssh_host_ed25519_key'), 'bench host key');
+  const authorized = path.join(dir, 'authorized_keys');
+  await writeFile(authorized, readFileSync(clientPub, 'utf8'), { mode: 0o600 });
+  const port = await freePort();
+  const config = path.join(dir, 'sshd_config');
+  await writeFile(
+    config,
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${hostKey}`,
+      `PidFile ${path.join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${authorized}`,
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      'PermitRootLogin yes',
+      'Subsystem sftp /usr/lib/openssh/sftp-server',
+      '',
+    ].join('\n'),
+  );
+  const stdoutFile = path.join(dir, 'sshd.stdout.log');
+  const stderrFile = path.join(dir, 'sshd.stderr.log');
+  const child = spawnServer('/usr/sbin/sshd', ['-D', '-e', '-f', config], { cwd: dir, stdoutFile, stderrFile });
+  await waitUntil('sshd', () => portOpen(port), child, 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${tail(stderrFile)}`);
+  });
+  return { port, child, stdoutFile, stderrFile, stop: () => stopChild(child) };
+}
+
+/** The sealdrop test accounts. */
+export const SENDER = 'sender@example.org';
+export const RECEIVER = 'receiver@example.org';
+const PASSWORD = 'bench password 12345';
+const SECUPASS = 'bench secupass 12345';
+
+/** A running sealdrop daemon. */
+export interface SealdropServer extends RunningServer {
+  httpPort: number;
+  dir: string;
+}
+
+/** Environment for the daemon and its CLI: the inherited one minus SEALDROP_* and LOG_LEVEL, plus ours. */
+function sealdropEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SEALDROP_') && k !== 'LOG_LEVEL') env[k] = v;
+  return { ...env, ...extra };
+}
+
+async function api<T>(httpPort: number, method: string, route: string, body: unknown, token?: string): Promise<T> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}${route}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${route}: HTTP ${res.status} ${text.slice(0, 500)}`);
+  return JSON.parse(text) as T;
+}
+
+/**
+ * Creates the accounts and SSH keys with the CLI, starts `sealdrop serve`, waits for the SFTP
+ * port and /healthz, and activates both SecuPasses over the HTTP API.
+ */
+export async function startSealdrop(work: string, keys: { sender: string; receiver: string }, maxFileBytes: number): Promise<SealdropServer> {
+  const dir = path.join(work, 'sd');
+  const cwd = path.join(dir, 'cwd');
+  mkdirSync(cwd, { recursive: true });
+  const [httpPort, sftpPort] = [await freePort(), await freePort()];
+  const env = sealdropEnv({
+    SEALDROP_HTTP__PORT: String(httpPort),
+    SEALDROP_SFTP__PORT: String(sftpPort),
+    SEALDROP_STORAGE__DATA_DIR: path.join(dir, 'data'),
+    SEALDROP_CRYPTO__KEK_FILE: path.join(dir, 'kek'),
+    SEALDROP_CRYPTO__S2K_ARGON2__PASSES: '1',
+    SEALDROP_CRYPTO__S2K_ARGON2__PARALLELISM: '1',
+    SEALDROP_CRYPTO__S2K_ARGON2__MEMORY_EXPONENT: '10',
+    SEALDROP_ACCOUNTS__PASSWORD_HASH__MEMORY_COST: '256',
+    SEALDROP_ACCOUNTS__PASSWORD_HASH__TIME_COST: '1',
+    SEALDROP_DELIVERIES__MAX_FILE_BYTES: String(maxFileBytes),
+    SEALDROP_TREE__SEND_ON_SESSION_END: 'false',
+    // 8 parallel sessions of one account is exactly the default limit; leave headroom for
+    // sessions of the previous round that the server has not counted down yet.
+    SEALDROP_SFTP__MAX_SESSIONS_PER_ACCOUNT: '16',
+    SEALDROP_SERVER__SHUTDOWN_TIMEOUT_SECONDS: '5',
+    LOG_LEVEL: 'warn',
+  });
+  const cli = (args: string[], input?: string) => runCommand(process.execPath, [SEALDROP_BIN, ...args], { env, cwd, input });
+
+  progress('sealdrop: creating accounts and registering SSH keys');
+  for (const [email, key] of [
+    [SENDER, keys.sender],
+    [RECEIVER, keys.receiver],
+  ] as const) {
+    await cli(['account', 'add', '--email', email, '--role', 'member', '--password-stdin'], `${PASSWORD}\n`);
+    await cli(['ssh-key', 'add', '--email', email, '--key-file', `${key}.pub`]);
+  }
+
+  const stdoutFile = path.join(dir, 'daemon.stdout.log');
+  const stderrFile = path.join(dir, 'daemon.stderr.log');
+  progress('sealdrop: starting the daemon');
+  const child = spawnServer(process.execPath, [SEALDROP_BIN, 'serve'], { env, cwd, stdoutFile, stderrFile });
+  const healthy = async () => {
+    if (!(await portOpen(sftpPort))) return false;
+    const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
+    await res.arrayBuffer();
+    return res.ok;
+  };
+  await waitUntil('sealdrop', healthy, child, 60_000).catch((err: Error) => {
+    throw new Error(`${err.message}\nstdout:\n${tail(stdoutFile)}\nstderr:\n${tail(stderrFile)}`);
+  });
+
+  progress('sealdrop: activating the SecuPass of both accounts');
+  for (const email of [SENDER, RECEIVER]) {
+    const { token } = await api<{ token: string }>(httpPort, 'POST', '/api/v1/session', { email, password: PASSWORD });
+    await api(httpPort, 'POST', '/api/v1/secupass', { secupass: SECUPASS }, token);
+  }
+  return { port: sftpPort, httpPort, child, dir, stdoutFile, stderrFile, stop: () => stopChild(child, 'SIGTERM', 15_000) };
+}

@@ -1,0 +1,135 @@
+/**
+ * The measuring side: the OpenSSH `sftp` client in batch mode with key authentication, timed
+ * around the whole process; random input files; RSS sampling of a process from /proc.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { once } from 'node:events';
+import { exited, spawnTracked } from './proc.ts';
+
+/** One sftp login: server port, user and its private key. */
+export interface SftpTarget {
+  port: number;
+  user: string;
+  keyFile: string;
+}
+
+/** The outcome of one sftp process. */
+export interface SftpRun {
+  seconds: number;
+  stdout: string;
+  stderr: string;
+}
+
+let batchCounter = 0;
+
+/**
+ * Runs `/usr/bin/sftp -b <batch>` with the given commands; resolves with the wall time of the
+ * whole process (connect, key exchange, authentication, commands, exit). Rejects on failure.
+ */
+export async function sftpBatch(workDir: string, target: SftpTarget, cipher: string, commands: string[]): Promise<SftpRun> {
+  const batchFile = path.join(workDir, `batch-${process.pid}-${++batchCounter}.txt`);
+  await writeFile(batchFile, `${commands.join('\n')}\n`);
+  const args = [
+    '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=no',
+    '-o', 'UserKnownHostsFile=/dev/null',
+    '-o', 'LogLevel=ERROR',
+    '-o', 'IdentitiesOnly=yes',
+    '-i', target.keyFile,
+    '-c', cipher,
+    '-P', String(target.port),
+    '-b', batchFile,
+    `${target.user}@127.0.0.1`,
+  ];
+  const started = process.hrtime.bigint();
+  const child = spawnTracked('/usr/bin/sftp', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const { code, signal } = await exited(child);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await new Promise((r) => setImmediate(r));
+  if (code !== 0) {
+    throw new Error(`sftp ${target.user}@127.0.0.1:${target.port} (${cipher}) failed (exit ${code ?? signal}): ${(stderr || stdout).trim().slice(-1500) || '(no output)'}\n  batch: ${commands.join(' | ')}`);
+  }
+  return { seconds, stdout, stderr };
+}
+
+/** Quotes a path for an sftp batch file; with `remoteGlob`, escapes glob characters (get/ls glob remote paths). */
+export function quote(p: string, remoteGlob = false): string {
+  let s = p.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
+  if (remoteGlob) s = s.replace(/([[*?])/g, '\\$1');
+  return `"${s}"`;
+}
+
+/** Writes `bytes` random bytes to `file`, 1 MiB at a time. */
+export async function makeRandomFile(file: string, bytes: number): Promise<void> {
+  const out = createWriteStream(file);
+  const chunk = 1024 * 1024;
+  for (let done = 0; done < bytes; done += chunk) {
+    if (!out.write(randomBytes(Math.min(chunk, bytes - done)))) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'close');
+}
+
+/** Memory figures of a process from /proc/<pid>/status, in bytes. */
+export interface ProcMemory {
+  rss: number;
+  hwm: number;
+}
+
+/** Reads VmRSS and VmHWM of a process (bytes), or null if it is gone. */
+export function readProcMemory(pid: number): ProcMemory | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const kb = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/** Samples a process's VmRSS every `intervalMs` until stopped. */
+export class RssSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private peakRss = 0;
+  private samples = 0;
+  readonly before: number;
+
+  constructor(
+    private readonly pid: number,
+    private readonly intervalMs = 50,
+  ) {
+    this.before = readProcMemory(pid)?.rss ?? 0;
+    this.peakRss = this.before;
+  }
+
+  start(): this {
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    return this;
+  }
+
+  private sample(): void {
+    const m = readProcMemory(this.pid);
+    if (!m) return;
+    this.samples++;
+    if (m.rss > this.peakRss) this.peakRss = m.rss;
+  }
+
+  /** Stops sampling; returns before/peak/after RSS and the process's VmHWM (lifetime peak). */
+  stop(): { before: number; peak: number; after: number; hwm: number; samples: number } {
+    if (this.timer) clearInterval(this.timer);
+    this.sample();
+    const m = readProcMemory(this.pid);
+    return { before: this.before, peak: this.peakRss, after: m?.rss ?? 0, hwm: m?.hwm ?? 0, samples: this.samples };
+  }
+}
