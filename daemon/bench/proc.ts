@@ -18,9 +18,28 @@ export function print(text = ''): void {
 }
 
 const children = new Set<ChildProcess>();
+let aborting = false;
+
+/** Thrown for any step started after abort() (Ctrl-C): the run unwinds without doing more. */
+export class AbortedError extends Error {
+  constructor() {
+    super('the benchmark was interrupted');
+  }
+}
+
+/** Marks the run as interrupted: no new child processes from now on. */
+export function abort(): void {
+  aborting = true;
+}
+
+/** Throws AbortedError once the run is interrupted. */
+export function checkAborted(): void {
+  if (aborting) throw new AbortedError();
+}
 
 /** Spawns a child that is stopped by stopAllChildren() if it still runs. */
 export function spawnTracked(cmd: string, args: string[], options: SpawnOptions): ChildProcess {
+  checkAborted();
   const child = spawn(cmd, args, options);
   children.add(child);
   child.once('exit', () => children.delete(child));

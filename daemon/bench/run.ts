@@ -12,7 +12,8 @@ import { mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
+import { cpuSnapshot, otherCores } from './cpu.ts';
+import { abort, AbortedError, checkAborted, print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
 import { makeKey, RECEIVER, ROOT, SENDER, startOpenSsh, startSealdrop, tail, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, quote, RssSampler, sftpBatch, type SftpTarget } from './sftp.ts';
 
@@ -78,6 +79,8 @@ function parseOptions(): Options {
 interface Sample {
   seconds: number;
   bytes: number;
+  /** Cores busy with processes outside this benchmark during the transfer (on average). */
+  other?: number;
 }
 
 const mbps = (s: Sample) => s.bytes / 1e6 / s.seconds;
@@ -132,7 +135,7 @@ function cleanup(): Promise<void> {
     await stopAllChildren();
     if (workDir) {
       if (keepWork) progress(`kept the work folder ${workDir}`);
-      else await rm(workDir, { recursive: true, force: true }).catch((err: unknown) => progress(`could not remove ${workDir}: ${String(err)}`));
+      else await rm(workDir, { recursive: true, force: true, maxRetries: 5 }).catch((err: unknown) => progress(`could not remove ${workDir}: ${String(err)}`));
     }
   })();
   return cleaning;
@@ -145,6 +148,7 @@ for (const [signal, code] of [
 ] as const) {
   process.on(signal, () => {
     progress(`${signal}: stopping the servers and removing the work folder`);
+    abort();
     void cleanup().finally(() => process.exit(code));
   });
 }
@@ -187,6 +191,7 @@ function machineInfo(): string[] {
     `- date: ${new Date().toISOString()}`,
     `- machine: nproc ${cmd('nproc', [])}, ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`,
     `- node ${process.version}; ${sshVersion}`,
+    `- load average at the start: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `- sealdrop: git ${cmd('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` plus ${dirty} uncommitted change(s) in daemon/src, daemon/bin, daemon/patches` : ''}`,
   ];
 }
@@ -246,16 +251,24 @@ async function main(): Promise<number> {
 
   /** Runs one measured step; a failure is recorded and the benchmark goes on. */
   const attempt = async (what: string, fn: () => Promise<void>) => {
+    checkAborted();
     try {
       await fn();
     } catch (err) {
+      if (err instanceof AbortedError) throw err;
       const msg = `${what}: ${(err as Error).message}`;
       results.errors.push(msg);
       progress(`FAILED ${msg}`);
     }
   };
 
-  const mbpsText = (s: Sample) => `${s.seconds.toFixed(2)} s, ${mbps(s).toFixed(1)} MB/s`;
+  const mbpsText = (s: Sample) => `${s.seconds.toFixed(2)} s, ${mbps(s).toFixed(1)} MB/s (other processes: ${(s.other ?? 0).toFixed(2)} cores)`;
+  /** Runs a transfer, measuring how busy the machine was with other work meanwhile. */
+  const timed = async <T>(fn: () => Promise<T>): Promise<{ value: T; other: number }> => {
+    const a = cpuSnapshot();
+    const value = await fn();
+    return { value, other: otherCores(a, cpuSnapshot()) };
+  };
 
   // -------------------------------------------------------------- download sources
   // Both servers get the file once, untimed; sealdrop's goes out as a delivery to the receiver.
@@ -298,11 +311,11 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
-        const r = await sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`]);
+        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`]));
         const written = (await stat(target)).size;
         await rm(target, { force: true });
         if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
-        const s = { seconds: r.seconds, bytes: size };
+        const s = { seconds: r.seconds, bytes: size, other };
         results.add(uploadMeasure(c), 'openssh', s);
         progress(`${tag} OpenSSH: ${mbpsText(s)}`);
       });
@@ -311,13 +324,13 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const sampler = new RssSampler(sdPid).start();
-        let r;
+        let t;
         try {
-          r = await sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`]);
+          t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`]));
         } finally {
           rss.push({ label: `${tag}`, ...sampler.stop() });
         }
-        const s = { seconds: r.seconds, bytes: size };
+        const s = { seconds: t.value.seconds, bytes: size, other: t.other };
         results.add(uploadMeasure(c), 'sealdrop', s);
         const m = rss[rss.length - 1] as RssRecord;
         progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
@@ -334,11 +347,11 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
-        const r = await sftpBatch(work, osshT, c.name, [`get ${quote(osshSource, true)} ${quote(local)}`]);
+        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`]));
         const bytes = (await stat(local)).size;
         await rm(local, { force: true });
         if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
-        const s = { seconds: r.seconds, bytes };
+        const s = { seconds: r.seconds, bytes, other };
         results.add(downloadMeasure(c), 'openssh', s);
         progress(`${tag} OpenSSH: ${mbpsText(s)}`);
       });
@@ -348,11 +361,11 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
-        const r = await sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile, true)} ${quote(local)}`]);
+        const { value: r, other } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`]));
         const bytes = (await stat(local)).size;
         await rm(local, { force: true });
         if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
-        const s = { seconds: r.seconds, bytes };
+        const s = { seconds: r.seconds, bytes, other };
         results.add(downloadMeasure(c), 'sealdrop', s);
         progress(`${tag} sealdrop: ${mbpsText(s)} (${bytes} bytes of OpenPGP)`);
       });
@@ -362,13 +375,14 @@ async function main(): Promise<number> {
   // -------------------------------------------------------------- parallel uploads
   const parMeasure = 'parallel';
   const parallel = async (server: Server, target: SftpTarget, remote: (i: number) => string) => {
+    const before = cpuSnapshot();
     const started = process.hrtime.bigint();
     const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`])));
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason as Error;
     const each = runs.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
-    const s = { seconds, bytes: PAR_COUNT * parSize };
+    const s = { seconds, bytes: PAR_COUNT * parSize, other: otherCores(before, cpuSnapshot()) };
     results.add(parMeasure, server, s);
     return { s, each };
   };
@@ -407,6 +421,11 @@ async function main(): Promise<number> {
   const daemonExited = sd.child.exitCode !== null || sd.child.signalCode !== null;
   report(opt, header, results, rss, { daemonErrors, daemonStderr, daemonExited });
   return results.errors.length || daemonExited ? 1 : 0;
+}
+
+function measuresAll(results: Results): Sample[] {
+  const names = [...CIPHERS.map((c) => `upload ${c.short}`), ...CIPHERS.map((c) => `download ${c.short}`), 'parallel'];
+  return names.flatMap((m) => [...results.get(m, 'openssh'), ...results.get(m, 'sealdrop')]);
 }
 
 function report(
@@ -451,11 +470,19 @@ function report(
     print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | n/a | — | peak ≤ ${RSS_TARGET_MB} MB | — |`);
   }
   print();
+  const others = measuresAll(results).map((x) => x.other ?? 0);
+  if (others.length) {
+    print(`Load from other processes during the timed runs: median ${median(others).toFixed(2)}, max ${Math.max(...others).toFixed(2)} cores busy (of ${os.availableParallelism()}); load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`);
+    if (median(others) > 0.1) print(`**Other processes used the CPU during the runs: the figures are noisy; compare runs below.**`);
+    print();
+  }
   print(`RSS row: "before" is VmRSS just before the first timed aes128-gcm upload; "peak" is the highest VmRSS sampled every 50 ms during any timed aes128-gcm upload (all runs listed below).`);
   if (opt.sizeMiB !== 1024) print(`Note: --size ${opt.sizeMiB}: the targets are defined for 1 GiB transfers.`);
   print();
 
-  print(`## Individual runs (seconds, MB/s)`);
+  print(`## Individual runs`);
+  print();
+  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}).`);
   print();
   print(`| measure | server | runs |`);
   print(`|---|---|---|`);
@@ -464,7 +491,7 @@ function report(
     for (const server of ['openssh', 'sealdrop'] as const) {
       const list = results.get(m, server);
       const label = m === 'parallel' ? `${PAR_COUNT}×${PAR_MIB} MiB parallel upload (wall time)` : m;
-      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)})`).join(', ') : 'none';
+      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)})`).join(', ') : 'none';
       print(`| ${label} | ${server === 'openssh' ? 'OpenSSH' : 'sealdrop'} | ${cells} |`);
     }
   }
@@ -501,7 +528,8 @@ let exitCode = 1;
 try {
   exitCode = await main();
 } catch (err) {
-  progress(`benchmark failed: ${(err as Error).stack ?? String(err)}`);
+  if (err instanceof AbortedError) progress('interrupted');
+  else progress(`benchmark failed: ${(err as Error).stack ?? String(err)}`);
   exitCode = 1;
 } finally {
   await cleanup();

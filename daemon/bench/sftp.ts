@@ -7,7 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
-import { exited, spawnTracked } from './proc.ts';
+import { checkAborted, exited, spawnTracked } from './proc.ts';
 
 /** One sftp login: server port, user and its private key. */
 export interface SftpTarget {
@@ -30,6 +30,7 @@ let batchCounter = 0;
  * whole process (connect, key exchange, authentication, commands, exit). Rejects on failure.
  */
 export async function sftpBatch(workDir: string, target: SftpTarget, cipher: string, commands: string[]): Promise<SftpRun> {
+  checkAborted();
   const batchFile = path.join(workDir, `batch-${process.pid}-${++batchCounter}.txt`);
   await writeFile(batchFile, `${commands.join('\n')}\n`);
   const args = [
@@ -53,17 +54,21 @@ export async function sftpBatch(workDir: string, target: SftpTarget, cipher: str
   const { code, signal } = await exited(child);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   await new Promise((r) => setImmediate(r));
+  checkAborted();
   if (code !== 0) {
     throw new Error(`sftp ${target.user}@127.0.0.1:${target.port} (${cipher}) failed (exit ${code ?? signal}): ${(stderr || stdout).trim().slice(-1500) || '(no output)'}\n  batch: ${commands.join(' | ')}`);
   }
   return { seconds, stdout, stderr };
 }
 
-/** Quotes a path for an sftp batch file; with `remoteGlob`, escapes glob characters (get/ls glob remote paths). */
-export function quote(p: string, remoteGlob = false): string {
-  let s = p.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
-  if (remoteGlob) s = s.replace(/([[*?])/g, '\\$1');
-  return `"${s}"`;
+/**
+ * Escapes a path for an sftp batch line: every character outside a safe set gets a backslash.
+ * Unquoted escapes are the form sftp handles right for paths it globs (get and put sources):
+ * `\[`, `\*`, `\?`, `\\` stay escaped for glob(3), other escapes are removed. (Inside double quotes
+ * sftp doubles the backslash of `\[`, and an unescaped `[...]` is a glob pattern.)
+ */
+export function quote(p: string): string {
+  return p.replace(/[^A-Za-z0-9._/@+:=,%\u0080-\uffff-]/g, (ch) => `\\${ch}`);
 }
 
 /** Writes `bytes` random bytes to `file`, 1 MiB at a time. */
@@ -71,6 +76,7 @@ export async function makeRandomFile(file: string, bytes: number): Promise<void>
   const out = createWriteStream(file);
   const chunk = 1024 * 1024;
   for (let done = 0; done < bytes; done += chunk) {
+    checkAborted();
     if (!out.write(randomBytes(Math.min(chunk, bytes - done)))) await once(out, 'drain');
   }
   out.end();

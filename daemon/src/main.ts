@@ -9,6 +9,7 @@ import type { LoadedConfig } from './config/load.ts';
 import { CoreEvents } from './core/events.ts';
 import { Core } from './core/index.ts';
 import { Kek } from './crypto/at-rest.ts';
+import { EncryptPool } from './crypto/encrypt-pool.ts';
 import { createLogger } from './log.ts';
 import { fileSender, MailWorker, smtpSender, type MailSender } from './mail/worker.ts';
 import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
@@ -53,7 +54,9 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   const blobs = new FsBlobStore(paths.blobDir);
   await blobs.init();
   const events = new CoreEvents((event, err) => log.error({ err, event }, 'event listener failed'));
-  const core = new Core({ orm, config, blobs, kek, log: log.child({ component: 'core' }), clock: { now: () => new Date() }, events });
+  const threads = config.crypto.encryptionThreads;
+  const encryptPool = threads === 0 ? undefined : new EncryptPool(threads > 0 ? threads : undefined);
+  const core = new Core({ orm, config, blobs, kek, log: log.child({ component: 'core' }), clock: { now: () => new Date() }, events, encryptPool });
 
   // Recovery: with SQLite only this process uses the data folder, so anything half-written is stale.
   const recovered = await core.deliveries.recoverOrphans(0);
@@ -120,6 +123,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       }
       await sftpClosed;
       await mail.stop(true);
+      await encryptPool?.close();
       await orm.close();
       log.info('stopped');
       log.flush();

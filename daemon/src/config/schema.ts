@@ -125,6 +125,8 @@ export const configSchema = z.strictObject({
       s2kArgon2: argon2Params.prefault({}),
       /** Allow the convenience routes that send a SecuPass to the server. */
       serverSideSecupass: bool().default(true),
+      /** Worker threads encrypting uploads (-1: one less than the CPUs, at least one; 0: on the main thread). */
+      encryptionThreads: int(-1, 64).default(-1),
     })
     .prefault({}),
   accounts: z

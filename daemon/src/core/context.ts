@@ -6,6 +6,7 @@ import type { EntityManager } from '@mikro-orm/knex';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { Kek } from '../crypto/at-rest.ts';
+import type { EncryptPool } from '../crypto/encrypt-pool.ts';
 import type { BlobStore } from '../store/blob-store.ts';
 import type { Role } from '../store/entities.ts';
 import type { Orm } from '../store/orm.ts';
@@ -71,6 +72,8 @@ export interface CoreDeps {
   log: Logger;
   clock: Clock;
   events: CoreEvents;
+  /** Worker threads for SEIPDv1 encryption; without it uploads are encrypted on the main thread. */
+  encryptPool?: EncryptPool | undefined;
 }
 
 /** The transactional entity manager type used throughout the core. */

@@ -398,7 +398,8 @@ export class DeliveryService {
       const sessionKey = newKey();
       const keys = await this.keysForUpload(em0, delivery);
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
-      const encryptor = createSeipdV1Encryptor({ sessionKey, filename: literalName });
+      const seipd = { sessionKey, filename: literalName };
+      const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd) : createSeipdV1Encryptor(seipd);
       sessionKey.fill(0);
       encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
     } else {

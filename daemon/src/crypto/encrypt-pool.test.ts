@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EncryptPool } from './encrypt-pool.ts';
+import { createSeipdV1Encryptor } from './seipd-v1.ts';
+
+const pool = new EncryptPool(2);
+afterAll(() => pool.close());
+
+async function collect(chunks: Buffer[], t: NodeJS.ReadWriteStream): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(chunks), t, new Writable({ write(c: Buffer, _e, cb) { out.push(c); cb(); } }));
+  return Buffer.concat(out);
+}
+
+describe('EncryptPool', () => {
+  it('produces the same bytes as the in-thread encoder for the same chunks', async () => {
+    const sessionKey = randomBytes(32);
+    const prefix = randomBytes(18);
+    prefix[16] = prefix[14] as number;
+    prefix[17] = prefix[15] as number;
+    const date = new Date('2026-01-02T03:04:05Z');
+    for (const sizes of [[0], [1], [511, 1], [70_000, 3, 5_000_000], Array.from({ length: 40 }, (_, i) => 1000 + i * 977)]) {
+      const chunks = sizes.map((n) => randomBytes(n));
+      const opts = { sessionKey, prefix, date, filename: 'a.bin' };
+      const direct = await collect(chunks, createSeipdV1Encryptor(opts));
+      const pooled = await collect(chunks, pool.createEncryptor(opts));
+      expect(pooled.equals(direct), `sizes ${sizes.slice(0, 3).join(',')}`).toBe(true);
+    }
+  });
+
+  it('runs several streams at once and reports encoder errors', async () => {
+    const key = randomBytes(32);
+    const results = await Promise.all(
+      [1, 2, 3, 4].map(async (i) => (await collect([randomBytes(300_000 * i)], pool.createEncryptor({ sessionKey: key }))).length),
+    );
+    expect(results.every((n, i) => n > 300_000 * (i + 1))).toBe(true);
+    await expect(collect([Buffer.from('x')], pool.createEncryptor({ sessionKey: randomBytes(5) }))).rejects.toThrow(/encryption failed/);
+  });
+
+  it('aborts a stream without disturbing the others', async () => {
+    const key = randomBytes(32);
+    const doomed = pool.createEncryptor({ sessionKey: key });
+    const failed = new Promise((resolve) => doomed.on('error', resolve));
+    doomed.write(randomBytes(100_000));
+    doomed.destroy(new Error('client gone'));
+    expect(((await failed) as Error).message).toBe('client gone');
+    const ok = await collect([randomBytes(100_000)], pool.createEncryptor({ sessionKey: key }));
+    expect(ok.length).toBeGreaterThan(100_000);
+  });
+});

@@ -1,0 +1,146 @@
+/**
+ * EncryptPool: SEIPDv1 encryption off the main thread. The main thread keeps the protocol work
+ * (SSH decryption, SFTP, HTTP) while worker threads run AES-256-CFB + SHA-1 over the plaintext;
+ * the bytes are the same as createSeipdV1Encryptor's for the same chunking. Each stream is a
+ * Transform with bounded memory: input waits while too much is in flight or unread.
+ */
+import os from 'node:os';
+import { Transform, type TransformCallback } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import type { SeipdV1Options } from './seipd-v1.ts';
+
+/** Messages to a worker. */
+export type ToWorker =
+  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined }
+  | { t: 'data'; id: number; chunk: Uint8Array }
+  | { t: 'end'; id: number }
+  | { t: 'abort'; id: number };
+
+/** Messages from a worker. */
+type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number } | { t: 'error'; id: number; message: string };
+
+const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+
+/** A pool of encryption workers shared by all uploads of the process. */
+export class EncryptPool {
+  private readonly workers: Array<{ worker: Worker; streams: Map<number, WorkerEncryptor> }> = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(readonly size = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length) - 1)) {}
+
+  private worker(): { worker: Worker; streams: Map<number, WorkerEncryptor> } {
+    if (this.workers.length < this.size) {
+      const worker = new Worker(new URL('./encrypt-worker-entry.mjs', import.meta.url));
+      worker.unref();
+      const entry = { worker, streams: new Map<number, WorkerEncryptor>() };
+      worker.on('message', (m: FromWorker) => entry.streams.get(m.id)?.onMessage(m));
+      worker.on('error', (err) => {
+        for (const s of entry.streams.values()) s.destroy(err);
+        entry.streams.clear();
+        const i = this.workers.indexOf(entry);
+        if (i >= 0) this.workers.splice(i, 1);
+      });
+      this.workers.push(entry);
+      return entry;
+    }
+    // Least busy worker.
+    return this.workers.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
+  }
+
+  /** A Transform from plaintext to one SEIPDv1 packet, encrypted in a worker thread. */
+  createEncryptor(options: SeipdV1Options): Transform {
+    if (this.closed) throw new Error('the encryption pool is closed');
+    const entry = this.worker();
+    const id = this.nextId++;
+    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id));
+    entry.streams.set(id, enc);
+    const msg: ToWorker = { t: 'open', id, sessionKey: Uint8Array.from(options.sessionKey), filename: options.filename, date: options.date?.getTime(), prefix: options.prefix };
+    entry.worker.postMessage(msg);
+    return enc;
+  }
+
+  /** Terminates the workers (streams still running fail). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    this.workers.length = 0;
+  }
+}
+
+class WorkerEncryptor extends Transform {
+  private inFlight = 0;
+  private waiting: TransformCallback | undefined;
+  private flushed: TransformCallback | undefined;
+  private finished = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly id: number,
+    private readonly release: () => void,
+  ) {
+    super({ readableHighWaterMark: 4 * 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.inFlight += chunk.length;
+    const msg: ToWorker = { t: 'data', id: this.id, chunk };
+    this.worker.postMessage(msg);
+    if (this.hasRoom()) cb();
+    else this.waiting = cb;
+  }
+
+  private hasRoom(): boolean {
+    return this.inFlight < MAX_IN_FLIGHT && this.readableLength < MAX_IN_FLIGHT;
+  }
+
+  private wake(): void {
+    if (this.waiting && this.hasRoom()) {
+      const cb = this.waiting;
+      this.waiting = undefined;
+      cb();
+    }
+  }
+
+  override _read(size: number): void {
+    super._read(size);
+    this.wake();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.flushed = cb;
+    const msg: ToWorker = { t: 'end', id: this.id };
+    this.worker.postMessage(msg);
+  }
+
+  /** Handles a message of the worker for this stream. */
+  onMessage(m: FromWorker): void {
+    switch (m.t) {
+      case 'out':
+        this.push(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.length));
+        break;
+      case 'ack':
+        this.inFlight -= m.bytes;
+        break;
+      case 'done':
+        this.finished = true;
+        this.release();
+        this.flushed?.();
+        return;
+      case 'error':
+        this.release();
+        this.destroy(new Error(`encryption failed: ${m.message}`));
+        return;
+    }
+    this.wake();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.finished) {
+      const msg: ToWorker = { t: 'abort', id: this.id };
+      this.worker.postMessage(msg);
+      this.release();
+    }
+    cb(err);
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Worker thread body of the encryption pool: runs one SEIPDv1 encoder per stream id, fed with
+ * plaintext chunks from the main thread, and posts ciphertext back gathered into ~1 MiB
+ * buffers (transferred, not copied). Acknowledges each input chunk once the encoder took it.
+ */
+import { parentPort } from 'node:worker_threads';
+import type { Transform } from 'node:stream';
+import { createSeipdV1Encryptor } from './seipd-v1.ts';
+import type { ToWorker } from './encrypt-pool.ts';
+
+const OUT_CHUNK = 1024 * 1024;
+
+interface StreamState {
+  enc: Transform;
+  parts: Buffer[];
+  pending: number;
+}
+
+const streams = new Map<number, StreamState>();
+const port = parentPort;
+if (!port) throw new Error('encrypt-worker must run in a worker thread');
+
+function flushOut(id: number, s: StreamState): void {
+  if (s.pending === 0) return;
+  const out = Buffer.allocUnsafeSlow(s.pending);
+  let off = 0;
+  for (const p of s.parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  s.parts = [];
+  s.pending = 0;
+  port?.postMessage({ t: 'out', id, chunk: out }, [out.buffer as ArrayBuffer]);
+}
+
+port.on('message', (m: ToWorker) => {
+  switch (m.t) {
+    case 'open': {
+      try {
+        const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, ...(m.date ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
+        const s: StreamState = { enc, parts: [], pending: 0 };
+        streams.set(m.id, s);
+        enc.on('data', (c: Buffer) => {
+          s.parts.push(c);
+          s.pending += c.length;
+          if (s.pending >= OUT_CHUNK) flushOut(m.id, s);
+        });
+        enc.on('end', () => {
+          flushOut(m.id, s);
+          streams.delete(m.id);
+          port.postMessage({ t: 'done', id: m.id });
+        });
+        enc.on('error', (err: Error) => {
+          streams.delete(m.id);
+          port.postMessage({ t: 'error', id: m.id, message: err.message });
+        });
+      } catch (err) {
+        port.postMessage({ t: 'error', id: m.id, message: (err as Error).message });
+      }
+      return;
+    }
+    case 'data': {
+      const s = streams.get(m.id);
+      if (!s) return;
+      const len = m.chunk.length;
+      s.enc.write(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, len), () => port.postMessage({ t: 'ack', id: m.id, bytes: len }));
+      return;
+    }
+    case 'end':
+      streams.get(m.id)?.enc.end();
+      return;
+    case 'abort': {
+      const s = streams.get(m.id);
+      streams.delete(m.id);
+      s?.enc.destroy();
+      return;
+    }
+  }
+});
