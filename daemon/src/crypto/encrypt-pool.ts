@@ -84,8 +84,11 @@ class WorkerEncryptor extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.inFlight += chunk.length;
-    const msg: ToWorker = { t: 'data', id: this.id, chunk };
-    this.worker.postMessage(msg);
+    // Copy exactly the chunk's bytes and hand the copy over: posting a view would clone its whole
+    // backing ArrayBuffer (a 255 KiB slice of a 256 MiB buffer costs 256 MiB per message).
+    const copy = new Uint8Array(chunk);
+    const msg: ToWorker = { t: 'data', id: this.id, chunk: copy };
+    this.worker.postMessage(msg, [copy.buffer]);
     if (this.hasRoom()) cb();
     else this.waiting = cb;
   }

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import ssh2, { type AuthContext, type Connection } from 'ssh2';
 import type { Config } from '../../config/schema.ts';
 import type { Principal } from '../../core/context.ts';
-import { isSealdropError } from '../../core/errors.ts';
+import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import { loadHostKeys, type HostKey } from './host-keys.ts';
 import { SftpSession } from './session.ts';
@@ -184,19 +184,21 @@ async function authenticate(core: Core, ctx: AuthContext, ip: string): Promise<P
     } catch {
       username = undefined;
     }
-    if (!found || found.account.email !== username) throw new Error('unknown key');
+    if (!found || found.account.email !== username) throw fail('SEALDROP_E_UNAUTHENTICATED', 'unknown key');
     const stored = ssh2.utils.parseKey(found.key.publicKey);
     if (stored instanceof Error) throw stored;
     const pub = Array.isArray(stored) ? stored[0] : stored;
-    if (!pub || !timingSafeEqual(pub.getPublicSSH(), ctx.key.data)) throw new Error('unknown key');
+    const blob = pub?.getPublicSSH();
+    if (!pub || !blob || blob.length !== ctx.key.data.length || !timingSafeEqual(blob, ctx.key.data)) throw fail('SEALDROP_E_UNAUTHENTICATED', 'unknown key');
     if (!ctx.signature || !ctx.blob) {
       // The client asks whether this key would do; it signs next.
       ctx.accept();
       return null;
     }
-    if (pub.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) throw new Error('bad signature');
+    if (pub.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) throw fail('SEALDROP_E_UNAUTHENTICATED', 'bad signature');
     await core.sshKeys.touch(found.key.id);
     return core.accounts.principalFor(found.account.id, 'ssh_key', 'sftp', ip);
   }
-  throw new Error('method not allowed');
+  // "none" (every client's first try), keyboard-interactive, hostbased: not offered.
+  throw fail('SEALDROP_E_UNAUTHENTICATED', `authentication method ${ctx.method} is not offered`);
 }
