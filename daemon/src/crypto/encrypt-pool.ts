@@ -5,7 +5,7 @@
  * Transform with bounded memory: input waits while too much is in flight or unread.
  */
 import os from 'node:os';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { SeipdV1Options } from './seipd-v1.ts';
 
@@ -31,25 +31,27 @@ export class EncryptPool {
 
   private worker(): { worker: Worker; streams: Map<number, WorkerEncryptor> } {
     if (this.workers.length < this.size) {
-      const worker = new Worker(new URL('./encrypt-worker-entry.mjs', import.meta.url));
+      // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
+      const entry = import.meta.url.endsWith('.ts') ? './encrypt-worker-entry.mjs' : './encrypt-worker.mjs';
+      const worker = new Worker(new URL(entry, import.meta.url));
       worker.unref();
-      const entry = { worker, streams: new Map<number, WorkerEncryptor>() };
-      worker.on('message', (m: FromWorker) => entry.streams.get(m.id)?.onMessage(m));
+      const slot = { worker, streams: new Map<number, WorkerEncryptor>() };
+      worker.on('message', (m: FromWorker) => slot.streams.get(m.id)?.onMessage(m));
       worker.on('error', (err) => {
-        for (const s of entry.streams.values()) s.destroy(err);
-        entry.streams.clear();
-        const i = this.workers.indexOf(entry);
+        for (const s of slot.streams.values()) s.destroy(err);
+        slot.streams.clear();
+        const i = this.workers.indexOf(slot);
         if (i >= 0) this.workers.splice(i, 1);
       });
-      this.workers.push(entry);
-      return entry;
+      this.workers.push(slot);
+      return slot;
     }
     // Least busy worker.
     return this.workers.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
   }
 
-  /** A Transform from plaintext to one SEIPDv1 packet, encrypted in a worker thread. */
-  createEncryptor(options: SeipdV1Options): Transform {
+  /** A Duplex from plaintext to one SEIPDv1 packet, encrypted in a worker thread. */
+  createEncryptor(options: SeipdV1Options): Duplex {
     if (this.closed) throw new Error('the encryption pool is closed');
     const entry = this.worker();
     const id = this.nextId++;
@@ -68,10 +70,15 @@ export class EncryptPool {
   }
 }
 
-class WorkerEncryptor extends Transform {
+/**
+ * One stream's end of the pool: a Duplex (not a Transform, whose callback bookkeeping assumes
+ * output is pushed from inside _transform). Input is accepted while less than MAX_IN_FLIGHT
+ * bytes wait in the worker and unread output stays below the same bound.
+ */
+class WorkerEncryptor extends Duplex {
   private inFlight = 0;
-  private waiting: TransformCallback | undefined;
-  private flushed: TransformCallback | undefined;
+  private waiting: ((err?: Error | null) => void) | undefined;
+  private finalCb: ((err?: Error | null) => void) | undefined;
   private finished = false;
 
   constructor(
@@ -82,7 +89,7 @@ class WorkerEncryptor extends Transform {
     super({ readableHighWaterMark: 4 * 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.inFlight += chunk.length;
     // Copy exactly the chunk's bytes and hand the copy over: posting a view would clone its whole
     // backing ArrayBuffer (a 255 KiB slice of a 256 MiB buffer costs 256 MiB per message).
@@ -105,13 +112,12 @@ class WorkerEncryptor extends Transform {
     }
   }
 
-  override _read(size: number): void {
-    super._read(size);
+  override _read(): void {
     this.wake();
   }
 
-  override _flush(cb: TransformCallback): void {
-    this.flushed = cb;
+  override _final(cb: (err?: Error | null) => void): void {
+    this.finalCb = cb;
     const msg: ToWorker = { t: 'end', id: this.id };
     this.worker.postMessage(msg);
   }
@@ -128,7 +134,8 @@ class WorkerEncryptor extends Transform {
       case 'done':
         this.finished = true;
         this.release();
-        this.flushed?.();
+        this.push(null);
+        this.finalCb?.();
         return;
       case 'error':
         this.release();
