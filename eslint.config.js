@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', 'dist/**', 'admin-ui/static/vendor/**', 'coverage/**'] },
+  { ignores: ['.scratch/**', 'node_modules/**', 'data/**', 'dist/**', 'admin-ui/static/vendor/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

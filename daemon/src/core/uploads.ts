@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pipeline, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
+import type { DigestingStream } from '../crypto/encrypt-pool.ts';
 import type { BlobInfo, BlobStore } from '../store/blob-store.ts';
 import { fail, SealdropError } from './errors.ts';
 
@@ -83,7 +84,8 @@ export class Upload<T> {
     const encrypted = await plan.encrypt(limit);
     // An error anywhere (size limit, cipher, disk) reaches every stage.
     limit.on('error', (err) => encrypted.destroy(err));
-    const stored = plan.blobs.put(blobKey, encrypted);
+    const digesting = (encrypted as Readable & Partial<DigestingStream>).sha256Digest;
+    const stored = plan.blobs.put(blobKey, encrypted, digesting ? { digest: () => digesting.call(encrypted) } : {});
     stored.catch(() => undefined); // observed in complete()/abort()
     return new Upload(plan, limit, blobKey, stored);
   }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,8 +25,10 @@ describe('EncryptPool', () => {
       const chunks = sizes.map((n) => randomBytes(n));
       const opts = { sessionKey, prefix, date, filename: 'a.bin' };
       const direct = await collect(chunks, createSeipdV1Encryptor(opts));
-      const pooled = await collect(chunks, pool.createEncryptor(opts));
+      const enc = pool.createEncryptor(opts);
+      const pooled = await collect(chunks, enc);
       expect(pooled.equals(direct), `sizes ${sizes.slice(0, 3).join(',')}`).toBe(true);
+      expect(await enc.sha256Digest()).toBe(createHash('sha256').update(pooled).digest('hex'));
     }
   });
 

@@ -17,9 +17,14 @@ export type ToWorker =
   | { t: 'abort'; id: number };
 
 /** Messages from a worker. */
-type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number } | { t: 'error'; id: number; message: string };
+type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string } | { t: 'error'; id: number; message: string };
 
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+
+/** A stream that can tell the SHA-256 of what it produced once it ended. */
+export interface DigestingStream {
+  sha256Digest(): Promise<string>;
+}
 
 /** A pool of encryption workers shared by all uploads of the process. */
 export class EncryptPool {
@@ -50,8 +55,8 @@ export class EncryptPool {
     return this.workers.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
   }
 
-  /** A Duplex from plaintext to one SEIPDv1 packet, encrypted in a worker thread. */
-  createEncryptor(options: SeipdV1Options): Duplex {
+  /** A Duplex from plaintext to one SEIPDv1 packet, encrypted (and hashed) in a worker thread. */
+  createEncryptor(options: SeipdV1Options): Duplex & DigestingStream {
     if (this.closed) throw new Error('the encryption pool is closed');
     const entry = this.worker();
     const id = this.nextId++;
@@ -77,6 +82,7 @@ export class EncryptPool {
  */
 class WorkerEncryptor extends Duplex {
   private inFlight = 0;
+  private digest: string | undefined;
   private waiting: ((err?: Error | null) => void) | undefined;
   private finalCb: ((err?: Error | null) => void) | undefined;
   private finished = false;
@@ -132,6 +138,7 @@ class WorkerEncryptor extends Duplex {
         this.inFlight -= m.bytes;
         break;
       case 'done':
+        this.digest = m.sha256;
         this.finished = true;
         this.release();
         this.push(null);
@@ -143,6 +150,12 @@ class WorkerEncryptor extends Duplex {
         return;
     }
     this.wake();
+  }
+
+  /** The hex SHA-256 of everything this stream produced (after it ended). */
+  async sha256Digest(): Promise<string> {
+    if (this.digest === undefined) throw new Error('the encryption stream has not finished');
+    return this.digest;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

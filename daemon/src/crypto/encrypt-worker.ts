@@ -3,6 +3,7 @@
  * plaintext chunks from the main thread, and posts ciphertext back gathered into ~1 MiB
  * buffers (transferred, not copied). Acknowledges each input chunk once the encoder took it.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import type { Transform } from 'node:stream';
 import { createSeipdV1Encryptor } from './seipd-v1.ts';
@@ -14,6 +15,8 @@ interface StreamState {
   enc: Transform;
   parts: Buffer[];
   pending: number;
+  /** SHA-256 of the ciphertext, so the main thread does not hash it again. */
+  hash: Hash;
 }
 
 const streams = new Map<number, StreamState>();
@@ -30,6 +33,7 @@ function flushOut(id: number, s: StreamState): void {
   }
   s.parts = [];
   s.pending = 0;
+  s.hash.update(out);
   port?.postMessage({ t: 'out', id, chunk: out }, [out.buffer as ArrayBuffer]);
 }
 
@@ -38,7 +42,7 @@ port.on('message', (m: ToWorker) => {
     case 'open': {
       try {
         const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, ...(m.date ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
-        const s: StreamState = { enc, parts: [], pending: 0 };
+        const s: StreamState = { enc, parts: [], pending: 0, hash: createHash('sha256') };
         streams.set(m.id, s);
         enc.on('data', (c: Buffer) => {
           s.parts.push(c);
@@ -48,7 +52,7 @@ port.on('message', (m: ToWorker) => {
         enc.on('end', () => {
           flushOut(m.id, s);
           streams.delete(m.id);
-          port.postMessage({ t: 'done', id: m.id });
+          port.postMessage({ t: 'done', id: m.id, sha256: s.hash.digest('hex') });
         });
         enc.on('error', (err: Error) => {
           streams.delete(m.id);

@@ -16,6 +16,11 @@ export interface BlobInfo {
 export interface PutOptions {
   /** Aborting discards the partial blob; put() rejects. */
   signal?: AbortSignal;
+  /**
+   * The hex SHA-256 of the streamed bytes, computed by the producer (e.g. in the encryption
+   * worker) and known once the stream ended; the store then does not hash on its own thread.
+   */
+  digest?: () => Promise<string>;
 }
 
 /** Storage for immutable blobs addressed by key. */

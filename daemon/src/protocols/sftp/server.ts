@@ -54,6 +54,10 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       clients.add(client);
       // Without TCP_NODELAY, Nagle delays the small status replies and uploads crawl.
       (client as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
+      // Batch what we send in answer to one read from the socket (window adjustments, statuses)
+      // into one write: with NODELAY every small packet would otherwise be its own syscall.
+      const batch = corker(client);
+      (client as unknown as { _sock?: Socket })._sock?.prependListener('data', batch);
       let principal: Principal | undefined;
       let counted = false;
       let clean = false;
@@ -103,7 +107,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           const session = acceptSession();
           session.on('sftp', (acceptSftp) => {
             const sftp = acceptSftp();
-            sessions.push(new SftpSession(core, p, sftp, clog));
+            sessions.push(new SftpSession(core, p, sftp, clog, batch));
             sftp.on('end', () => {
               channelEnded = true;
               sftp.end();
@@ -167,6 +171,21 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       });
       for (const c of clients) c.end();
     },
+  };
+}
+
+/** A function that corks the connection's socket until the end of the current tick (once per tick). */
+function corker(client: Connection): () => void {
+  const sock = (client as unknown as { _sock?: Socket })._sock;
+  let corked = false;
+  return () => {
+    if (!sock || corked) return;
+    corked = true;
+    sock.cork();
+    process.nextTick(() => {
+      corked = false;
+      sock.uncork();
+    });
   };
 }
 

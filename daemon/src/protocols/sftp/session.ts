@@ -55,6 +55,8 @@ export class SftpSession {
     private readonly p: Principal,
     private readonly sftp: SFTPWrapper,
     private readonly log: Logger,
+    /** Holds back socket writes until the end of this tick, so replies that become due together leave in one write. */
+    private readonly batch: () => void = () => undefined,
   ) {
     const on = <A extends unknown[]>(event: string, fn: (reqid: number, ...args: A) => Promise<void>) => {
       sftp.on(event, (reqid: number, ...args: A) => {
@@ -95,7 +97,9 @@ export class SftpSession {
   }
 
   private ok(reqid: number): void {
-    if (!this.closed) this.sftp.status(reqid, STATUS_CODE.OK);
+    if (this.closed) return;
+    this.batch();
+    this.sftp.status(reqid, STATUS_CODE.OK);
   }
 
   private fail(reqid: number, err: unknown): void {
