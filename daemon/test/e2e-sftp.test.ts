@@ -5,7 +5,7 @@
  * killed mid-upload leave no delivery, mail, blob or temp file.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Api } from './support/api.ts';
@@ -165,6 +165,17 @@ describe('SFTP', () => {
     expect(out.deliveries.find((d) => d.subject === 'Q3 figures')).toMatchObject({ state: 'sent', files: [expect.objectContaining({ name: 'q3.csv', size: 8 })] });
     const bad = await sftpBatch(daemon.sftpPort, { user: 'alice@example.org', keyFile: `${keyFile}.wrong` }, ['ls /']);
     expect(bad.code).not.toBe(0);
+    // A key registered through the API logs its owner in, and only its owner.
+    const bobKey = await makeSshKey(mkdtempSync(path.join(sb.dir, 'bobkey-')));
+    const bob = await api.login('bob@example.org', PW);
+    const added = await bob.ok<{ key: { id: string; fingerprint: string } }>('POST', '/api/v1/ssh-keys', { publicKey: readFileSync(`${bobKey}.pub`, 'utf8') }, 201);
+    expect(added.key.fingerprint).toMatch(/^SHA256:/);
+    await bob.fails('POST', '/api/v1/ssh-keys', { publicKey: readFileSync(`${bobKey}.pub`, 'utf8') }, 409, 'SEALDROP_E_CONFLICT');
+    await bob.fails('POST', '/api/v1/ssh-keys', { publicKey: 'ssh-dss AAAA' }, 400, 'SEALDROP_E_KEY_INVALID');
+    expect((await sftpBatch(daemon.sftpPort, { user: 'bob@example.org', keyFile: bobKey }, ['ls /'])).code).toBe(0);
+    expect((await sftpBatch(daemon.sftpPort, { user: 'alice@example.org', keyFile: bobKey }, ['ls /'])).code).not.toBe(0);
+    await bob.ok('DELETE', `/api/v1/ssh-keys/${added.key.id}`, undefined, 204);
+    expect((await sftpBatch(daemon.sftpPort, { user: 'bob@example.org', keyFile: bobKey }, ['ls /'])).code).not.toBe(0);
   });
 
   it('lets a service account drop into its owner folder; the owner releases; the partner gets it with sftp and rclone', async () => {
