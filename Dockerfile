@@ -1,6 +1,6 @@
 # sealdrop container image: multi-stage, production dependencies only, non-root.
 # Build:  docker build -t sealdrop .
-# Run:    docker run -p 8080:8080 -v sealdrop-data:/var/lib/sealdrop -v sealdrop-keys:/etc/sealdrop \
+# Run:    docker run -p 8080:8080 -p 2222:2222 -v sealdrop-data:/var/lib/sealdrop -v sealdrop-keys:/etc/sealdrop \
 #           -e SEALDROP_SERVER__PUBLIC_BASE_URL=https://files.example.org sealdrop
 
 FROM node:20-bookworm-slim AS build
@@ -10,20 +10,25 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+COPY daemon/patches daemon/patches
+COPY daemon/scripts daemon/scripts
 COPY daemon/bin daemon/bin
 COPY daemon/src daemon/src
 COPY config config
 COPY admin-ui admin-ui
 COPY plugins plugins
 COPY README.md tsconfig.json ./
+# Installs production dependencies, applies daemon/patches (postinstall) and bundles dist/ (prepare).
+RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     SEALDROP_STORAGE__DATA_DIR=/var/lib/sealdrop \
     SEALDROP_CRYPTO__KEK_FILE=/etc/sealdrop/kek \
     SEALDROP_HTTP__HOST=0.0.0.0 \
-    SEALDROP_HTTP__PORT=8080
+    SEALDROP_HTTP__PORT=8080 \
+    SEALDROP_SFTP__HOST=0.0.0.0 \
+    SEALDROP_SFTP__PORT=2222
 RUN groupadd --system sealdrop \
  && useradd --system --gid sealdrop --home-dir /var/lib/sealdrop --shell /usr/sbin/nologin sealdrop \
  && mkdir -p /var/lib/sealdrop /etc/sealdrop \
@@ -33,7 +38,7 @@ WORKDIR /app
 COPY --from=build /app /app
 USER sealdrop
 VOLUME ["/var/lib/sealdrop", "/etc/sealdrop"]
-EXPOSE 8080
+EXPOSE 8080 2222
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Logs go to stdout as JSON lines.
