@@ -7,7 +7,7 @@
  *   npm run bench -- [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +27,9 @@ const PAR_MIB = 128;
 const MiB = 1024 * 1024;
 const RSS_TARGET_MB = 150;
 const OUTBOX = `/outbox/${RECEIVER}`;
+
+/** Time allowed for one sftp process moving `bytes`: a minute plus 5 MB/s, so a hung transfer fails. */
+const limitFor = (bytes: number) => 60_000 + Math.ceil(bytes / 5e6) * 1000;
 
 type Server = 'openssh' | 'sealdrop';
 
@@ -173,6 +176,20 @@ function fmtMB(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
 }
 
+/** Newest modification time (ISO) of the non-test files under `dir`. */
+function newestSource(dir: string): string {
+  let newest = 0;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (!e.name.endsWith('.test.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  walk(dir);
+  return new Date(newest).toISOString();
+}
+
 function machineInfo(): string[] {
   const cmd = (c: string, args: string[]) => {
     try {
@@ -187,12 +204,23 @@ function machineInfo(): string[] {
   const sshVersion = `${ssh.stderr ?? ''}${ssh.stdout ?? ''}`.trim() || 'ssh -V failed';
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
   const dirty = cmd('git', ['status', '--porcelain', '--', 'daemon/src', 'daemon/bin', 'daemon/patches']).split('\n').filter(Boolean).length;
+  const mtime = (f: string) => {
+    try {
+      return statSync(path.join(ROOT, f)).mtime.toISOString();
+    } catch {
+      return undefined;
+    }
+  };
+  const bundle = mtime('dist/sealdrop.mjs');
+  const build = mtime('dist/BUILD');
+  const fresh = build !== undefined && build >= newestSource(path.join(ROOT, 'daemon/src'));
+  const entry = `daemon/bin/sealdrop.js; dist/ bundle ${bundle ? `present, ${fresh ? 'newer than' : 'OLDER than'} daemon/src (dist/BUILD ${build ?? 'missing'})` : 'absent'}${process.env.SEALDROP_FROM_SOURCE ? `, SEALDROP_FROM_SOURCE=${process.env.SEALDROP_FROM_SOURCE}` : ''}`;
   return [
     `- date: ${new Date().toISOString()}`,
     `- machine: nproc ${cmd('nproc', [])}, ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`,
     `- node ${process.version}; ${sshVersion}`,
     `- load average at the start: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
-    `- sealdrop: git ${cmd('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` plus ${dirty} uncommitted change(s) in daemon/src, daemon/bin, daemon/patches` : ''}`,
+    `- sealdrop: git ${cmd('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` plus ${dirty} uncommitted change(s) in daemon/src, daemon/bin, daemon/patches` : ''}; entry ${entry}`,
   ];
 }
 
@@ -252,11 +280,20 @@ async function main(): Promise<number> {
   /** Runs one measured step; a failure is recorded and the benchmark goes on. */
   const attempt = async (what: string, fn: () => Promise<void>) => {
     checkAborted();
+    const logFrom = fileSize(sd.stdoutFile);
+    const errFrom = fileSize(sd.stderrFile);
     try {
       await fn();
     } catch (err) {
       if (err instanceof AbortedError) throw err;
-      const msg = `${what}: ${(err as Error).message}`;
+      let msg = `${what}: ${(err as Error).message}`;
+      if (what.includes('sealdrop')) {
+        const out = readFrom(sd.stdoutFile, logFrom).trim();
+        const errText = readFrom(sd.stderrFile, errFrom).trim();
+        if (out) msg += `\n  daemon log meanwhile (last lines):\n    ${out.split('\n').slice(-8).map((l) => l.slice(0, 1500)).join('\n    ')}`;
+        if (errText) msg += `\n  daemon stderr meanwhile:\n    ${errText.split('\n').slice(-20).join('\n    ')}`;
+        if (!out && !errText) msg += '\n  (the daemon logged nothing at warn level or above meanwhile)';
+      }
       results.errors.push(msg);
       progress(`FAILED ${msg}`);
     }
@@ -276,13 +313,13 @@ async function main(): Promise<number> {
   let inboxFile: string | undefined;
   await attempt('OpenSSH download source', async () => {
     progress('OpenSSH: uploading the download source');
-    await sftpBatch(work, osshT, AES.name, [`put ${quote(input)} ${quote(osshSource)}`]);
+    await sftpBatch(work, osshT, AES.name, [`put ${quote(input)} ${quote(osshSource)}`], limitFor(size));
   });
   await attempt('sealdrop download source', async () => {
     progress('sealdrop: uploading the download source (first upload after start; RSS sampled)');
     const sampler = new RssSampler(sdPid).start();
     try {
-      await sftpBatch(work, sdSender, AES.name, [`put ${quote(input)} ${quote(`${OUTBOX}/dl-source.bin`)}`]);
+      await sftpBatch(work, sdSender, AES.name, [`put ${quote(input)} ${quote(`${OUTBOX}/dl-source.bin`)}`], limitFor(size));
     } finally {
       rss.push({ label: `download source (first ${opt.sizeMiB} MiB upload after start, aes128-gcm, untimed)`, ...sampler.stop() });
     }
@@ -311,7 +348,7 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
-        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`]));
+        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)));
         const written = (await stat(target)).size;
         await rm(target, { force: true });
         if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
@@ -326,7 +363,7 @@ async function main(): Promise<number> {
         const sampler = new RssSampler(sdPid).start();
         let t;
         try {
-          t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`]));
+          t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`], limitFor(size)));
         } finally {
           rss.push({ label: `${tag}`, ...sampler.stop() });
         }
@@ -347,7 +384,7 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
-        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`]));
+        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)));
         const bytes = (await stat(local)).size;
         await rm(local, { force: true });
         if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
@@ -361,7 +398,7 @@ async function main(): Promise<number> {
         await ensureSpace(size * 2);
         await settle();
         const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
-        const { value: r, other } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`]));
+        const { value: r, other } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)));
         const bytes = (await stat(local)).size;
         await rm(local, { force: true });
         if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
@@ -377,7 +414,7 @@ async function main(): Promise<number> {
   const parallel = async (server: Server, target: SftpTarget, remote: (i: number) => string) => {
     const before = cpuSnapshot();
     const started = process.hrtime.bigint();
-    const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`])));
+    const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`], limitFor(PAR_COUNT * parSize))));
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason as Error;
@@ -414,13 +451,48 @@ async function main(): Promise<number> {
   }
 
   // -------------------------------------------------------------- the report
-  const daemonErrors = readFileSync(sd.stdoutFile, 'utf8')
-    .split('\n')
-    .filter((l) => /"level":(50|60)/.test(l));
+  const daemonErrors = errorSummary(readFileSync(sd.stdoutFile, 'utf8'));
   const daemonStderr = tail(sd.stderrFile, 40);
   const daemonExited = sd.child.exitCode !== null || sd.child.signalCode !== null;
   report(opt, header, results, rss, { daemonErrors, daemonStderr, daemonExited });
   return results.errors.length || daemonExited ? 1 : 0;
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+function readFrom(file: string, offset: number): string {
+  try {
+    return readFileSync(file).subarray(offset).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Error and fatal lines of the daemon's JSON log, grouped by message. */
+function errorSummary(log: string): Array<{ key: string; count: number; example: string }> {
+  const groups = new Map<string, { key: string; count: number; example: string }>();
+  for (const line of log.split('\n')) {
+    if (!line.trim()) continue;
+    let entry: { level?: unknown; msg?: unknown; err?: { message?: unknown } };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    const level = entry.level;
+    if (!(level === 'error' || level === 'fatal' || (typeof level === 'number' && level >= 50))) continue;
+    const key = `${String(entry.msg)}${entry.err?.message ? `: ${String(entry.err.message)}` : ''}`;
+    const g = groups.get(key) ?? { key, count: 0, example: line };
+    g.count++;
+    groups.set(key, g);
+  }
+  return [...groups.values()];
 }
 
 function measuresAll(results: Results): Sample[] {
@@ -433,7 +505,7 @@ function report(
   header: string[],
   results: Results,
   rss: RssRecord[],
-  daemon: { daemonErrors: string[]; daemonStderr: string; daemonExited: boolean },
+  daemon: { daemonErrors: Array<{ key: string; count: number; example: string }>; daemonStderr: string; daemonExited: boolean },
 ): void {
   const sizeLabel = opt.sizeMiB % 1024 === 0 ? `${opt.sizeMiB / 1024} GiB` : `${opt.sizeMiB} MiB`;
   print(`# sealdrop vs OpenSSH: SFTP benchmark`);
@@ -458,7 +530,7 @@ function report(
     const ratio = r.o !== undefined && r.s !== undefined ? r.s / r.o : undefined;
     const target = r.target === undefined ? '—' : `ratio ≥ ${r.target.toFixed(2)}`;
     const met = r.target === undefined || ratio === undefined ? '—' : ratio >= r.target ? 'yes' : 'NO';
-    print(`| ${r.measure} | ${fmtMbps(r.o)} | ${fmtMbps(r.s)} | ${ratio === undefined ? 'n/a' : ratio.toFixed(2)} | ${target} | ${met} |`);
+    print(`| ${r.measure} | ${fmtMbps(r.o)} | ${fmtMbps(r.s)} | ${ratio === undefined ? 'n/a' : ratio.toFixed(3)} | ${target} | ${met} |`);
   }
   const timedAes = rss.filter((r) => r.label.startsWith(`upload ${AES.short} run`));
   if (timedAes.length) {
@@ -472,8 +544,9 @@ function report(
   print();
   const others = measuresAll(results).map((x) => x.other ?? 0);
   if (others.length) {
-    print(`Load from other processes during the timed runs: median ${median(others).toFixed(2)}, max ${Math.max(...others).toFixed(2)} cores busy (of ${os.availableParallelism()}); load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`);
-    if (median(others) > 0.1) print(`**Other processes used the CPU during the runs: the figures are noisy; compare runs below.**`);
+    const disturbed = others.filter((x) => x > 0.2).length;
+    print(`Other processes on the machine: ${disturbed} of ${others.length} timed runs had more than 0.2 cores busy outside this benchmark (max ${Math.max(...others).toFixed(2)} of ${os.availableParallelism()} cores); load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`);
+    if (disturbed > 0) print(`**Those runs are slowed by foreign load: compare the individual runs below before trusting a median.**`);
     print();
   }
   print(`RSS row: "before" is VmRSS just before the first timed aes128-gcm upload; "peak" is the highest VmRSS sampled every 50 ms during any timed aes128-gcm upload (all runs listed below).`);
@@ -510,10 +583,13 @@ function report(
     for (const e of results.errors) print(`- ${e.replace(/\n/g, '\n  ')}`);
     if (daemon.daemonExited) print(`- the sealdrop daemon exited during the benchmark`);
     if (daemon.daemonErrors.length) {
-      print(`- the daemon logged ${daemon.daemonErrors.length} error line(s); the last ones:`);
-      print('```');
-      for (const l of daemon.daemonErrors.slice(-10)) print(l.slice(0, 2000));
-      print('```');
+      print(`- the daemon logged errors (level error/fatal), grouped by message, with one example line each:`);
+      for (const e of daemon.daemonErrors) {
+        print(`  - ${e.count}× ${e.key}`);
+        print('    ```');
+        print(`    ${e.example.slice(0, 1500)}`);
+        print('    ```');
+      }
     }
     if (daemon.daemonStderr) {
       print(`- daemon stderr (tail):`);

@@ -88,7 +88,8 @@ export interface SealdropServer extends RunningServer {
 /** Environment for the daemon and its CLI: the inherited one minus SEALDROP_* and LOG_LEVEL, plus ours. */
 function sealdropEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SEALDROP_') && k !== 'LOG_LEVEL') env[k] = v;
+  // SEALDROP_FROM_SOURCE (run the TypeScript sources instead of the dist/ bundle) is passed on.
+  for (const [k, v] of Object.entries(process.env)) if ((!k.startsWith('SEALDROP_') || k === 'SEALDROP_FROM_SOURCE') && k !== 'LOG_LEVEL') env[k] = v;
   return { ...env, ...extra };
 }
 

@@ -7,7 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
-import { checkAborted, exited, spawnTracked } from './proc.ts';
+import { checkAborted, exited, spawnTracked, stopChild } from './proc.ts';
 
 /** One sftp login: server port, user and its private key. */
 export interface SftpTarget {
@@ -29,7 +29,7 @@ let batchCounter = 0;
  * Runs `/usr/bin/sftp -b <batch>` with the given commands; resolves with the wall time of the
  * whole process (connect, key exchange, authentication, commands, exit). Rejects on failure.
  */
-export async function sftpBatch(workDir: string, target: SftpTarget, cipher: string, commands: string[]): Promise<SftpRun> {
+export async function sftpBatch(workDir: string, target: SftpTarget, cipher: string, commands: string[], timeoutMs = 120_000): Promise<SftpRun> {
   checkAborted();
   const batchFile = path.join(workDir, `batch-${process.pid}-${++batchCounter}.txt`);
   await writeFile(batchFile, `${commands.join('\n')}\n`);
@@ -51,10 +51,18 @@ export async function sftpBatch(workDir: string, target: SftpTarget, cipher: str
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const { code, signal } = await exited(child);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void stopChild(child, 'SIGTERM', 3000);
+  }, timeoutMs);
+  const { code, signal } = await exited(child).finally(() => clearTimeout(timer));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   await new Promise((r) => setImmediate(r));
   checkAborted();
+  if (timedOut) {
+    throw new Error(`sftp ${target.user}@127.0.0.1:${target.port} (${cipher}) hung: stopped after ${Math.round(timeoutMs / 1000)} s without finishing\n  batch: ${commands.join(' | ')}`);
+  }
   if (code !== 0) {
     throw new Error(`sftp ${target.user}@127.0.0.1:${target.port} (${cipher}) failed (exit ${code ?? signal}): ${(stderr || stdout).trim().slice(-1500) || '(no output)'}\n  batch: ${commands.join(' | ')}`);
   }
