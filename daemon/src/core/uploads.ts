@@ -99,7 +99,7 @@ export class Upload<T> {
    * Writes plaintext; resolves once the upload's buffer holds at most `maxBuffered` bytes (the
    * point to acknowledge the data to the client). Rejects if the upload failed.
    */
-  write(data: Buffer, maxBuffered = 4 * 1024 * 1024): Promise<void> {
+  write(data: Buffer, maxBuffered = 2 * 1024 * 1024): Promise<void> {
     if (this.state !== 'open') return Promise.reject(fail('SEALDROP_E_ABORTED', 'the upload is not open'));
     this.limit.write(data);
     return this.limit.room(maxBuffered);

@@ -19,7 +19,7 @@ export type ToWorker =
 /** Messages from a worker. */
 type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string } | { t: 'error'; id: number; message: string };
 
-const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+const MAX_IN_FLIGHT = 2 * 1024 * 1024;
 
 /** A stream that can tell the SHA-256 of what it produced once it ended. */
 export interface DigestingStream {
@@ -92,7 +92,7 @@ class WorkerEncryptor extends Duplex {
     private readonly id: number,
     private readonly release: () => void,
   ) {
-    super({ readableHighWaterMark: 4 * 1024 * 1024, writableHighWaterMark: 1024 * 1024 });
+    super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 512 * 1024 });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

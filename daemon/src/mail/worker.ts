@@ -8,7 +8,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import nodemailer, { type Transporter } from 'nodemailer';
+import type * as Nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { MailTemplate, MailTemplates } from '../core/outbox.ts';
@@ -23,38 +24,50 @@ export interface MailSender {
   close(): void;
 }
 
-/** SMTP through nodemailer. */
+/** nodemailer, loaded on the first mail (it is large, and many daemons send little). */
+let nodemailerModule: Promise<typeof Nodemailer> | undefined;
+function nodemailer(): Promise<typeof Nodemailer> {
+  nodemailerModule ??= import('nodemailer');
+  return nodemailerModule;
+}
+
+/** SMTP through nodemailer (pooled connections). */
 export function smtpSender(cfg: Config['mail']['smtp']): MailSender {
-  const transport: Transporter = nodemailer.createTransport({
-    pool: true,
-    maxConnections: 2,
-    host: cfg.host,
-    port: cfg.port,
-    secure: cfg.secure,
-    requireTLS: cfg.requireTLS,
-    ignoreTLS: cfg.ignoreTLS,
-    ...(cfg.user ? { auth: { user: cfg.user, pass: cfg.password ?? '' } } : {}),
-    connectionTimeout: 15_000,
-    greetingTimeout: 15_000,
-    socketTimeout: 30_000,
-  });
+  let transport: Promise<Transporter> | undefined;
+  const get = () =>
+    (transport ??= nodemailer().then((m) =>
+      m.default.createTransport({
+        pool: true,
+        maxConnections: 2,
+        host: cfg.host,
+        port: cfg.port,
+        secure: cfg.secure,
+        requireTLS: cfg.requireTLS,
+        ignoreTLS: cfg.ignoreTLS,
+        ...(cfg.user ? { auth: { user: cfg.user, pass: cfg.password ?? '' } } : {}),
+        connectionTimeout: 15_000,
+        greetingTimeout: 15_000,
+        socketTimeout: 30_000,
+      }),
+    ));
   return {
     async send(mail) {
-      await transport.sendMail(mail);
+      await (await get()).sendMail(mail);
     },
     close() {
-      transport.close();
+      void transport?.then((t) => t.close());
     },
   };
 }
 
 /** Writes each mail as an RFC 5322 `.eml` file (mode 0600) into `dir`, atomically. */
 export function fileSender(dir: string): MailSender {
-  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
+  let transport: Promise<Transporter> | undefined;
+  const get = () => (transport ??= nodemailer().then((m) => m.default.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })));
   return {
     async send(mail) {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-      const info = await transport.sendMail(mail);
+      const info = await (await get()).sendMail(mail);
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       const name = `${stamp}-${randomBytes(4).toString('hex')}.eml`;
       const tmp = path.join(dir, `.${name}.tmp`);
@@ -62,7 +75,7 @@ export function fileSender(dir: string): MailSender {
       await fs.rename(tmp, path.join(dir, name));
     },
     close() {
-      transport.close();
+      void transport?.then((t) => t.close());
     },
   };
 }

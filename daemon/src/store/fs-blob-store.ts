@@ -44,7 +44,7 @@ export class FsBlobStore implements BlobStore {
     let pending = 0;
     const meter = new Transform({
       writableHighWaterMark: COALESCE_BYTES,
-      readableHighWaterMark: 2 * COALESCE_BYTES,
+      readableHighWaterMark: COALESCE_BYTES,
       transform(chunk: Buffer, _enc, cb) {
         hash?.update(chunk);
         size += chunk.length;
@@ -78,7 +78,7 @@ export class FsBlobStore implements BlobStore {
       if (err.code === 'ENOENT') throw fail('SEALDROP_E_NOT_FOUND', 'the stored file is gone');
       throw err;
     });
-    return handle.createReadStream({ highWaterMark: 256 * 1024 });
+    return handle.createReadStream({ highWaterMark: COALESCE_BYTES });
   }
 
   async stat(key: string): Promise<{ size: number; modifiedAt: Date } | undefined> {
@@ -138,7 +138,7 @@ class DurableFile extends Writable {
   private syncing: Promise<void> | undefined;
 
   constructor(private readonly file: string) {
-    super({ highWaterMark: 4 * COALESCE_BYTES });
+    super({ highWaterMark: 2 * COALESCE_BYTES });
   }
 
   override _construct(cb: (err?: Error | null) => void): void {
