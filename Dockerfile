@@ -42,5 +42,5 @@ EXPOSE 8080 2222
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Logs go to stdout as JSON lines.
-ENTRYPOINT ["node", "/app/daemon/bin/sealdrop.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/daemon/bin/sealdrop.js"]
 CMD ["serve"]

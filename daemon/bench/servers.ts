@@ -145,7 +145,8 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
   const stdoutFile = path.join(dir, 'daemon.stdout.log');
   const stderrFile = path.join(dir, 'daemon.stderr.log');
   progress('sealdrop: starting the daemon');
-  const child = spawnServer(process.execPath, [SEALDROP_BIN, 'serve'], { env, cwd, stdoutFile, stderrFile });
+  // The node flags of `npm start`, the systemd unit and the Docker image.
+  const child = spawnServer(process.execPath, ['--max-semi-space-size=2', SEALDROP_BIN, 'serve'], { env, cwd, stdoutFile, stderrFile });
   const healthy = async () => {
     if (!(await portOpen(sftpPort))) return false;
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
