@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EncryptPool } from './encrypt-pool.ts';
+import { EncryptPool, handOver } from './encrypt-pool.ts';
 import { createSeipdV1Encryptor } from './seipd-v1.ts';
 
 const pool = new EncryptPool(2);
@@ -30,6 +30,19 @@ describe('EncryptPool', () => {
       expect(pooled.equals(direct), `sizes ${sizes.slice(0, 3).join(',')}`).toBe(true);
       expect(await enc.sha256Digest()).toBe(createHash('sha256').update(pooled).digest('hex'));
     }
+  });
+
+  it('moves handed-over buffers to the worker instead of copying them, with the same result', async () => {
+    const sessionKey = randomBytes(32);
+    const prefix = Buffer.alloc(18, 1);
+    const date = new Date('2026-01-02T03:04:05Z');
+    const plain = [randomBytes(300_000), randomBytes(70_000), randomBytes(100)];
+    const direct = await collect(plain.map((b) => Buffer.from(b)), createSeipdV1Encryptor({ sessionKey, prefix, date }));
+    const moved = plain.map((b) => handOver(Buffer.from(b)));
+    const pooled = await collect(moved, pool.createEncryptor({ sessionKey, prefix, date }));
+    expect(pooled.equals(direct)).toBe(true);
+    // The big ones left this thread (detached); the small one was copied.
+    expect(moved.map((b) => b.buffer.byteLength)).toEqual([0, 0, expect.any(Number)]);
   });
 
   it('runs several streams at once and reports encoder errors', async () => {

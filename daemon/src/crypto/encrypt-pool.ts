@@ -21,6 +21,17 @@ type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: 
 
 const MAX_IN_FLIGHT = 2 * 1024 * 1024;
 
+const HANDED_OVER = Symbol('sealdrop.handedOver');
+
+/**
+ * Marks a buffer as given up by its producer: nothing else reads or writes its ArrayBuffer any
+ * more, so the pool may move (transfer) it to a worker instead of copying. Returns the buffer.
+ */
+export function handOver(buf: Buffer): Buffer {
+  (buf as Buffer & { [HANDED_OVER]?: boolean })[HANDED_OVER] = true;
+  return buf;
+}
+
 /** A stream that can tell the SHA-256 of what it produced once it ended. */
 export interface DigestingStream {
   sha256Digest(): Promise<string>;
@@ -97,11 +108,13 @@ class WorkerEncryptor extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.inFlight += chunk.length;
-    // Copy exactly the chunk's bytes and hand the copy over: posting a view would clone its whole
+    // A buffer handed over by its producer (see handOver) and filling its own ArrayBuffer moves
+    // to the worker without a copy. Anything else is copied: posting a view would clone its whole
     // backing ArrayBuffer (a 255 KiB slice of a 256 MiB buffer costs 256 MiB per message).
-    const copy = new Uint8Array(chunk);
-    const msg: ToWorker = { t: 'data', id: this.id, chunk: copy };
-    this.worker.postMessage(msg, [copy.buffer]);
+    const movable = (chunk as Buffer & { [HANDED_OVER]?: boolean })[HANDED_OVER] === true && chunk.length >= 64 * 1024 && chunk.buffer.byteLength - chunk.length <= 1024;
+    const data = movable ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length) : new Uint8Array(chunk);
+    const msg: ToWorker = { t: 'data', id: this.id, chunk: data };
+    this.worker.postMessage(msg, [data.buffer as ArrayBuffer]);
     if (this.hasRoom()) cb();
     else this.waiting = cb;
   }

@@ -12,6 +12,7 @@ import type { Download } from '../../core/deliveries.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import type { TreeEntry, TreeWrite } from '../../core/tree.ts';
+import { handOver } from '../../crypto/encrypt-pool.ts';
 import { sftpStatus } from './status.ts';
 
 const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;
@@ -166,7 +167,9 @@ export class SftpSession {
     }
     // Answer once the upload buffer has room again: the client's window of outstanding writes
     // and this buffer bound the memory, while the pipeline keeps running.
-    const accepted = h.tw.upload.write(data);
+    // ssh2 assembles each WRITE of more than one SSH packet in a buffer of its own and drops it
+    // after this event: the upload may move it instead of copying.
+    const accepted = h.tw.upload.write(handOver(data));
     accepted.catch(() => undefined);
     h.chain = h.chain.then(() => accepted);
     await h.chain.catch((err: unknown) => {
