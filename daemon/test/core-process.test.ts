@@ -358,3 +358,46 @@ describe('expiry, revoke, limits', () => {
     expect(await verifyAuditChain(h.orm.em.fork())).toMatchObject({ ok: false, brokenAt: 2 });
   });
 });
+
+describe('files encrypted on the sender device', () => {
+  it('stores a client-encrypted file as is, its PKESKs as wraps; releases and downloads work', async () => {
+    const alice = await member('alice@example.org', SP_ALICE);
+    const bob = await member('bob@example.org', 'bob secupass 1234 #');
+    const d = await h.core.deliveries.create(alice, { to: ['bob@example.org', 'new2@example.org'], subject: 'E2E', level: 3 });
+    const keys = await Promise.all([alice, bob].map(async (p) => openpgp.readKey({ armoredKey: (await h.core.secupass.getKey(p)).publicKey })));
+    const plain = randomBytes(123_456);
+    const encrypted = async (encryptionKeys: openpgp.Key[], aead = false) =>
+      Buffer.from(
+        (await openpgp.encrypt({
+          message: await openpgp.createMessage({ binary: plain }),
+          encryptionKeys,
+          format: 'binary',
+          ...(aead ? { sessionKey: { data: randomBytes(32), algorithm: 'aes256' as const, aeadAlgorithm: 'gcm' as const } } : {}),
+        })) as Uint8Array,
+      );
+    const f = await h.core.deliveries.addFile(alice, d.id, 'doc.bin', Readable.from([await encrypted(keys)]), { clientEncrypted: { plaintextSize: plain.length } });
+    expect(f.size).toBe(plain.length);
+    // Refused: not to the owner, to a stranger, AEAD (SEIPDv2), not OpenPGP at all.
+    await expectCode(h.core.deliveries.addFile(alice, d.id, 'x', Readable.from([await encrypted([keys[1] as openpgp.Key])]), { clientEncrypted: {} }), 'SEALDROP_E_WRAP_INVALID');
+    const stranger = (await openpgp.generateKey({ type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ email: 's@example.org' }], format: 'object' })).publicKey;
+    await expectCode(h.core.deliveries.addFile(alice, d.id, 'x', Readable.from([await encrypted([keys[0] as openpgp.Key, stranger])]), { clientEncrypted: {} }), 'SEALDROP_E_WRAP_INVALID');
+    await expect(h.core.deliveries.addFile(alice, d.id, 'x', Readable.from([await encrypted(keys, true)]), { clientEncrypted: {} })).rejects.toThrow(/version 1/);
+    await expect(h.core.deliveries.addFile(alice, d.id, 'x', Readable.from([Buffer.from('hello, not openpgp')]), { clientEncrypted: {} })).rejects.toThrow();
+    const listed: string[] = [];
+    for await (const k of h.blobs.list()) listed.push(k);
+    expect(listed).toHaveLength(1);
+    const sent = await h.core.deliveries.send(alice, d.id);
+    expect(sent.recipients.map((r) => [r.email, r.state])).toEqual([
+      ['bob@example.org', 'available'],
+      ['new2@example.org', 'awaiting_registration'],
+    ]);
+    const data = await readAll((await h.core.deliveries.download(bob, d.id, f.id)).stream);
+    expect((await decryptFor(bob, 'bob secupass 1234 #', data)).equals(plain)).toBe(true);
+    // The owner's wrap makes a later release possible without the file.
+    const newbie = await registerFromMail('new2@example.org');
+    await h.core.secupass.activate(newbie, { secupass: SP_NEW });
+    await h.core.deliveries.release(alice, d.id, SP_ALICE);
+    const data2 = await readAll((await h.core.deliveries.download(newbie, d.id, f.id)).stream);
+    expect((await decryptFor(newbie, SP_NEW, data2)).equals(plain)).toBe(true);
+  });
+});

@@ -9,6 +9,8 @@ import { pipeline, Readable } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
 import { decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
 import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
+import { MessageSplitter } from '../crypto/message-split.ts';
+import { parsePkesk } from '../crypto/packets.ts';
 import { createSeipdV1Encryptor } from '../crypto/seipd-v1.ts';
 import type { DropFolderConfig } from '../config/schema.ts';
 import {
@@ -114,6 +116,11 @@ export interface BeginUploadOptions {
   /** The file name inside the OpenPGP literal packet (default: the name). */
   literalName?: string;
   kind?: 'file' | 'message';
+  /**
+   * The body is a whole OpenPGP message encrypted on the sender's device (PKESKs + SEIPDv1):
+   * stored as is, its PKESKs become the wraps. `plaintextSize` is the size the sender declares.
+   */
+  clientEncrypted?: { plaintextSize?: number | undefined };
 }
 
 /** Options of addFile(). */
@@ -393,8 +400,17 @@ export class DeliveryService {
     }
     const literalName = options.literalName ?? name;
     let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
+    let clientWraps: (() => Promise<Array<{ keyId: string; pkesk: Uint8Array }>>) | undefined;
     let encrypt: (plain: Readable) => Promise<Readable> | Readable;
-    if (delivery.level >= 3) {
+    if (options.clientEncrypted) {
+      // Encrypted on the sender's device: store the data packet as is, the PKESKs as wraps.
+      if (delivery.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'levels 1 and 2 are encrypted by the server: upload the plain file');
+      const size = options.clientEncrypted.plaintextSize;
+      if (size !== undefined && (!Number.isSafeInteger(size) || size < 0 || size > this.cfg.maxFileBytes)) throw fail('SEALDROP_E_VALIDATION', 'the plaintext size is not valid');
+      const splitter = new MessageSplitter();
+      encrypt = (cipher) => pipeline(cipher, splitter, () => undefined);
+      clientWraps = async () => this.wrapsFromClient(readEm(this.deps), delivery, await splitter.pkesks());
+    } else if (delivery.level >= 3) {
       const sessionKey = newKey();
       const keys = await this.keysForUpload(em0, delivery);
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
@@ -412,6 +428,8 @@ export class DeliveryService {
       maxBytes: this.cfg.maxFileBytes,
       encrypt,
       commit: async ({ bytes, blobKey, blob }) => {
+        if (clientWraps) wraps = await clientWraps();
+        const plainSize = options.clientEncrypted ? (options.clientEncrypted.plaintextSize ?? bytes) : bytes;
         const now = this.now();
         let replaced: string | null = null;
         const file = await inTx(this.deps, async (em) => {
@@ -422,20 +440,45 @@ export class DeliveryService {
             replaced = old.blobKey ?? null;
             await em.nativeDelete(DeliveryFileSchema, { id: old.id });
           }
-          const file = em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId: d.id, kind, name, size: bytes, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now });
+          const file = em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now });
           await this.insertWraps(em, file.id, wraps);
           d.lastActivityAt = now;
-          await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: bytes, temp, replaced: Boolean(old) } }, now);
+          await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: plainSize, temp, replaced: Boolean(old), clientEncrypted: Boolean(options.clientEncrypted) } }, now);
           return file;
         });
         if (replaced) await this.deps.blobs.delete(replaced);
-        this.deps.events.emit('file.stored', { deliveryId, fileId: file.id, bytes, via: p.via });
+        this.deps.events.emit('file.stored', { deliveryId, fileId: file.id, bytes: plainSize, via: p.via });
         return file;
       },
       discarded: async () => {
         if (created) await this.discardIfEmpty(deliveryId);
       },
     });
+  }
+
+  /**
+   * Maps the PKESKs of a client-encrypted file to SecuPass keys: each must be addressed to the
+   * owner's active key or an active key of a recipient, and one must be the owner's (release and
+   * re-release need it).
+   */
+  private async wrapsFromClient(em: Em, delivery: Delivery, pkesks: Uint8Array[]): Promise<Array<{ keyId: string; pkesk: Uint8Array }>> {
+    const keys = await this.keysForUpload(em, delivery);
+    const out: Array<{ keyId: string; pkesk: Uint8Array }> = [];
+    for (const pkesk of pkesks) {
+      let keyId: string;
+      try {
+        keyId = parsePkesk(pkesk).keyId;
+      } catch (err) {
+        throw fail('SEALDROP_E_WRAP_INVALID', `a session-key packet is not valid: ${(err as Error).message}`);
+      }
+      const key = keys.find((k) => k.encryptionKeyId === keyId);
+      if (!key) throw fail('SEALDROP_E_WRAP_INVALID', `a session-key packet is addressed to key ${keyId}, which is neither the owner's nor an active recipient's`);
+      if (!out.some((w) => w.keyId === key.id)) out.push({ keyId: key.id, pkesk });
+    }
+    if (!out.some((w) => keys.find((k) => k.id === w.keyId)?.accountId === delivery.ownerId)) {
+      throw fail('SEALDROP_E_WRAP_INVALID', "the file must also be encrypted to the owner's key");
+    }
+    return out;
   }
 
   /** Keys to wrap a new file to: the owner's, and every recipient's that is active now. */

@@ -41,9 +41,14 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
     };
     ctx.req.on('close', onClose);
     try {
+      // application/pgp-encrypted: a whole OpenPGP message encrypted on the client (PKESKs for
+      // the owner and active recipients + SEIPDv1), stored as is.
+      const clientEncrypted = /^application\/pgp-encrypted\b/i.test(ctx.get('content-type'));
+      const plainHeader = ctx.get('x-plaintext-size');
       const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), ctx.req, {
         signal: ac.signal,
         ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
+        ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plainHeader) ? Number(plainHeader) : undefined } } : {}),
       });
       ctx.status = 201;
       ctx.body = { file };
