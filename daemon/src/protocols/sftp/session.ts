@@ -194,7 +194,9 @@ export class SftpSession {
       }
       const chunk = this.take(h, Math.min(length, SFTP_LIMITS.maxReadLength));
       h.position += chunk.length;
-      if (!this.closed) this.sftp.data(reqid, chunk);
+      if (this.closed) return;
+      this.batch(); // the reply's SSH packets (and replies due together) leave in one write
+      this.sftp.data(reqid, chunk);
     });
     h.chain = run.catch(() => undefined);
     await run;
