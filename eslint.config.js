@@ -1,5 +1,6 @@
 // ESLint flat config: typescript-eslint's recommended rules over all TypeScript sources.
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -20,5 +21,10 @@ export default tseslint.config(
   {
     files: ['daemon/test/**', 'daemon/src/**/*.test.ts', 'daemon/bin/**', 'daemon/src/cli/**', 'daemon/scripts/**'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    // Browser code of the UI: plain ES modules, no Node.
+    files: ['admin-ui/static/js/**/*.mjs'],
+    languageOptions: { globals: { ...globals.browser } },
   },
 );

@@ -182,7 +182,9 @@ describe('hostile input over HTTP', () => {
   it('answers unknown routes and methods with JSON errors and stays healthy', async () => {
     await anon.fails('GET', '/api/v1/nope', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
     await alice.fails('GET', '/api/v1/nope', undefined, 404, 'SEALDROP_E_NOT_FOUND');
-    await anon.fails('GET', '/nothing/here', undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    const page = await fetch(`${daemon.url}/nothing/here`);
+    expect([page.status, page.headers.get('content-type')]).toEqual([404, 'text/html; charset=utf-8']);
+    expect(await page.text()).toContain('Not found.');
     const r = await rawRequest({ method: 'BREW', path: '/api/v1/deliveries' });
     expect(r.status).toBeGreaterThanOrEqual(400);
     const health = await anon.call('GET', '/healthz');
@@ -192,19 +194,45 @@ describe('hostile input over HTTP', () => {
 });
 
 describe('pages behind e-mailed links', () => {
-  it('registers through the HTML form and shows errors next to it, escaped', async () => {
-    const form = (token: string, password: string, confirm = password) =>
-      fetch(`${daemon.url}/register`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token, password, confirm }).toString() });
-    const get = await fetch(`${daemon.url}/register?token=${encodeURIComponent('"><script>alert(1)</script>')}`);
-    const html = await get.text();
-    expect(get.status).toBe(200);
+  it('moves the registration token from the address into a cookie and shows errors next to the form, escaped', async () => {
+    const xss = '"><script>alert(1)</script>';
+    const first = await fetch(`${daemon.url}/register?token=${encodeURIComponent(xss)}`, { redirect: 'manual' });
+    expect(first.status).toBe(302);
+    expect(first.headers.get('location')).toBe('/register');
+    const cookie = first.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(/^sd_reg=[^;]+; path=\/register; .*samesite=lax; httponly/i);
+    const page = await fetch(`${daemon.url}/register`, { headers: { cookie: cookie.split(';')[0] as string } });
+    const html = await page.text();
+    expect(page.status).toBe(200);
     expect(html).not.toContain('<script>alert(1)</script>');
-    expect(html).toContain('&quot;&gt;&lt;script&gt;');
-    expect(get.headers.get('content-security-policy')).toContain("default-src 'none'");
-    expect(get.headers.get('referrer-policy')).toBe('no-referrer');
-    const mismatch = await form('sdi_x', PW, 'other');
+    expect(html).toContain('name="password"');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(page.headers.get('content-security-policy')).not.toContain('unsafe-inline');
+    expect(page.headers.get('referrer-policy')).toBe('no-referrer');
+    const post = (password: string, confirm: string, c = cookie.split(';')[0] as string) =>
+      fetch(`${daemon.url}/register`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: c }, body: new URLSearchParams({ password, confirm }).toString(), redirect: 'manual' });
+    const mismatch = await post(PW, 'other');
     expect([mismatch.status, await mismatch.text()]).toEqual([400, expect.stringContaining('The two passwords differ')]);
-    const bad = await form(`sdi_${'Z'.repeat(43)}`, PW);
-    expect([bad.status, await bad.text()]).toEqual([400, expect.stringContaining('SEALDROP_E_TOKEN_INVALID')]);
+    const bad = await post(PW, PW);
+    expect([bad.status, await bad.text()]).toEqual([400, expect.stringContaining('This link is invalid, expired or was used already')]);
+    const none = await fetch(`${daemon.url}/register`);
+    expect(await none.text()).toContain('Open the link from your invitation e-mail');
+  });
+
+  it('refuses UI form posts without the CSRF token and UI JSON calls without cookie and token', async () => {
+    const login = await fetch(`${daemon.url}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ email: 'alice@example.org', password: PW }).toString(), redirect: 'manual' });
+    expect(login.status).toBe(302);
+    const session = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    expect(login.headers.get('set-cookie')).toMatch(/sd_session=sdu_[^;]+; path=\/; .*samesite=strict; httponly/i);
+    const noCsrf = await fetch(`${daemon.url}/logout`, { method: 'POST', headers: { cookie: session, 'content-type': 'application/x-www-form-urlencoded' }, body: '', redirect: 'manual' });
+    expect(noCsrf.status).toBe(400);
+    expect(await noCsrf.text()).toMatch(/form expired/);
+    const api1 = await fetch(`${daemon.url}/ui/api/secupass/key`, { headers: { cookie: session } });
+    expect([api1.status, (await api1.json()).error.code]).toEqual([403, 'SEALDROP_E_FORBIDDEN']);
+    const api2 = await fetch(`${daemon.url}/ui/api/secupass/key`);
+    expect([api2.status, (await api2.json()).error.code]).toEqual([401, 'SEALDROP_E_UNAUTHENTICATED']);
+    // The browser session is no bearer token for the JSON API.
+    const bearer = await fetch(`${daemon.url}/api/v1/me`, { headers: { authorization: `Bearer ${session.split('=')[1]}` } });
+    expect(bearer.status).toBe(401);
   });
 });

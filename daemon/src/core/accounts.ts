@@ -216,6 +216,70 @@ export class AccountService {
     return this.view(account);
   }
 
+  /** Logs in from the browser: like login(), but the session token (`sdu_`) belongs in an HttpOnly cookie. */
+  async loginUi(input: { email: unknown; password: unknown }, ip: string | undefined): Promise<{ token: string; expiresAt: Date; account: AccountView }> {
+    const { account } = await this.verifyCredentials(input, ip, 'ui');
+    const token = newToken('ui');
+    const now = this.now();
+    const expiresAt = new Date(now.getTime() + this.cfg.sessionTtlMinutes * 60_000);
+    await inTx(this.deps, async (em) => {
+      em.create(SessionSchema, { id: randomUUID(), accountId: account.id, tokenHash: hashToken(token), kind: 'ui', createdAt: now, expiresAt, lastSeenAt: now, ip: ip ?? null });
+      await audit(em, { action: 'session.created', actor: { accountId: account.id, email: account.email, ip }, targetType: 'account', targetId: account.id, data: { via: 'ui' } }, now);
+    });
+    return { token, expiresAt, account: this.view(account) };
+  }
+
+  /** The principal of a browser session cookie, or null if it is unknown, expired or the account is not active. */
+  async authenticateUi(token: unknown, ip: string | undefined): Promise<Principal | null> {
+    if (!looksLikeToken(token, 'ui')) return null;
+    const em = readEm(this.deps);
+    const hash = hashToken(token);
+    const session = await em.findOne(SessionSchema, { tokenHash: hash, kind: 'ui' });
+    const now = this.now();
+    if (!session || !safeEqual(session.tokenHash, hash) || session.expiresAt.getTime() <= now.getTime()) return null;
+    const account = await em.findOne(AccountSchema, { id: session.accountId });
+    if (!account || account.state !== 'active') return null;
+    if (now.getTime() - session.lastSeenAt.getTime() > 60_000) await em.nativeUpdate(SessionSchema, { id: session.id }, { lastSeenAt: now });
+    return this.principalOf(account, new Set(ROLE_SCOPES[account.role]), 'session', 'ui', ip);
+  }
+
+  /** Ends a browser session. */
+  async logoutUi(token: unknown): Promise<void> {
+    if (!looksLikeToken(token, 'ui')) return;
+    await inTx(this.deps, (em) => em.nativeDelete(SessionSchema, { tokenHash: hashToken(token), kind: 'ui' }));
+  }
+
+  /** The CSRF token of a browser session: an HMAC of its token hash, so nothing is stored. */
+  csrfToken(sessionToken: string): string {
+    return this.deps.kek.mac('csrf', hashToken(sessionToken));
+  }
+
+  /** Constant-time check of a CSRF token presented with a form or a fetch() call. */
+  checkCsrf(sessionToken: string, presented: unknown): boolean {
+    return typeof presented === 'string' && safeEqual(this.csrfToken(sessionToken), presented);
+  }
+
+  /** Changes an account's role (admin). A service account keeps its owner; others have none. */
+  async setRole(by: Actor, emailInput: unknown, roleInput: unknown): Promise<AccountView> {
+    const email = normalizeEmail(emailInput);
+    if (typeof roleInput !== 'string' || !(ROLES as readonly string[]).includes(roleInput)) throw fail('SEALDROP_E_VALIDATION', `role must be one of ${ROLES.join(', ')}`);
+    const role = roleInput as Role;
+    if (role === 'service') throw fail('SEALDROP_E_VALIDATION', 'service accounts are created as such, with an owner');
+    const now = this.now();
+    const account = await inTx(this.deps, async (em) => {
+      const account = await this.findByEmail(em, email);
+      if (!account) throw fail('SEALDROP_E_NOT_FOUND', `no account ${email}`);
+      if (account.role === 'service') throw fail('SEALDROP_E_WRONG_STATE', 'a service account keeps its role');
+      if (account.role === role) return account;
+      const from = account.role;
+      account.role = role;
+      await em.nativeDelete(SessionSchema, { accountId: account.id });
+      await audit(em, { action: 'account.role', actor: by, targetType: 'account', targetId: account.id, data: { email, from, to: role } }, now);
+      return account;
+    });
+    return this.view(account);
+  }
+
   /** Logs in with e-mail and password; returns a session bearer token. Failures are counted per address. */
   async login(input: { email: unknown; password: unknown }, ip: string | undefined, via: Via): Promise<{ token: string; expiresAt: string; account: AccountView }> {
     const { account } = await this.verifyCredentials(input, ip, via);
@@ -293,7 +357,7 @@ export class AccountService {
     };
     if (looksLikeToken(bearer, 'session')) {
       const hash = hashToken(bearer);
-      const session = await em.findOne(SessionSchema, { tokenHash: hash });
+      const session = await em.findOne(SessionSchema, { tokenHash: hash, kind: 'api' });
       if (!session || !safeEqual(session.tokenHash, hash) || session.expiresAt.getTime() <= now.getTime()) throw deny();
       const account = await em.findOne(AccountSchema, { id: session.accountId });
       if (!account || account.state !== 'active') throw deny();

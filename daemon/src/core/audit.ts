@@ -98,3 +98,25 @@ export async function verifyAuditChain(em: Em): Promise<AuditVerification> {
   if (count > 0 && (!head || head.hash !== prev || head.seq !== count)) return { ok: false, events: count, brokenAt: count, reason: 'records after the last one were removed' };
   return { ok: true, events: count };
 }
+
+/** Filters of queryAudit. */
+export interface AuditFilter {
+  action?: string | undefined;
+  /** Substring of the actor's e-mail address. */
+  actor?: string | undefined;
+  targetId?: string | undefined;
+  since?: Date | undefined;
+  until?: Date | undefined;
+  limit?: number | undefined;
+}
+
+/** Audit events matching the filter, newest first. */
+export async function queryAudit(em: Em, f: AuditFilter) {
+  const where: Record<string, unknown> = {};
+  if (f.action) where.action = { $like: `${f.action.replace(/[%_]/g, '')}%` };
+  if (f.actor) where.actor = { $like: `%${f.actor.replace(/[%_]/g, '')}%` };
+  if (f.targetId) where.targetId = f.targetId;
+  if (f.since || f.until) where.at = { ...(f.since ? { $gte: f.since } : {}), ...(f.until ? { $lte: f.until } : {}) };
+  const rows = await em.find(AuditEventSchema, where, { orderBy: { seq: 'desc' }, limit: Math.min(f.limit ?? 200, 1000) });
+  return rows.map((r) => ({ seq: r.seq, at: r.at.toISOString(), actor: r.actor ?? null, action: r.action, targetType: r.targetType ?? null, targetId: r.targetId ?? null, ip: r.ip ?? null, data: r.data }));
+}

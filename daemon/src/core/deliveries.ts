@@ -443,6 +443,7 @@ export class DeliveryService {
           const file = em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now });
           await this.insertWraps(em, file.id, wraps);
           d.lastActivityAt = now;
+          if (kind === 'message') d.hasMessage = true;
           await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: plainSize, temp, replaced: Boolean(old), clientEncrypted: Boolean(options.clientEncrypted) } }, now);
           return file;
         });
@@ -454,6 +455,26 @@ export class DeliveryService {
         if (created) await this.discardIfEmpty(deliveryId);
       },
     });
+  }
+
+  /**
+   * The public keys a client encrypts a file of this open level 3/4 delivery to: the owner's
+   * and those of recipients whose SecuPass is active now (the others get the file by release).
+   */
+  async encryptionKeys(p: Principal, deliveryId: string): Promise<Array<{ email: string; role: 'owner' | 'recipient'; fingerprint: string; publicKey: string }>> {
+    requireScope(p, 'send');
+    const em = readEm(this.deps);
+    const d = await this.loadForSender(em, p, deliveryId);
+    if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state}`);
+    if (d.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'levels 1 and 2 are encrypted by the server');
+    const keys = await this.keysForUpload(em, d);
+    const accounts = await em.find(AccountSchema, { id: { $in: keys.map((k) => k.accountId) } });
+    return keys.map((k) => ({
+      email: accounts.find((a) => a.id === k.accountId)?.email ?? '',
+      role: k.accountId === d.ownerId ? ('owner' as const) : ('recipient' as const),
+      fingerprint: k.fingerprint,
+      publicKey: k.publicKey,
+    }));
   }
 
   /**
@@ -1043,6 +1064,19 @@ export class DeliveryService {
       const rows = await em.find(DeliverySchema, { $or: [{ senderId: p.accountId }, { ownerId: p.accountId }], ...(state ? { state: state as Delivery['state'] } : {}) }, { orderBy: { createdAt: 'desc' }, limit });
       for (const d of rows) out.push(await this.view(em, d, d.senderId === p.accountId ? 'sender' : 'owner', null));
     }
+    return out;
+  }
+
+  /** Every delivery (admin overview: metadata only), newest first. */
+  async adminList(p: Principal, query: { state?: unknown; limit?: unknown } = {}): Promise<DeliveryView[]> {
+    requireScope(p, 'admin');
+    const limit = query.limit === undefined ? 200 : Number(query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw fail('SEALDROP_E_VALIDATION', 'limit must be 1-1000');
+    const state = typeof query.state === 'string' && query.state ? { state: query.state as Delivery['state'] } : {};
+    const em = readEm(this.deps);
+    const rows = await em.find(DeliverySchema, state, { orderBy: { createdAt: 'desc' }, limit });
+    const out: DeliveryView[] = [];
+    for (const d of rows) out.push(await this.view(em, d, 'admin', null));
     return out;
   }
 

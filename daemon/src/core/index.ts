@@ -3,6 +3,7 @@
  * WebDAV, UI, CLI) authenticate, then call these services with a Principal and plain streams.
  */
 import { AccountService } from './accounts.ts';
+import { queryAudit, type AuditFilter } from './audit.ts';
 import type { CoreDeps } from './context.ts';
 import { DeliveryService } from './deliveries.ts';
 import { SecuPassService } from './secupass.ts';
@@ -24,6 +25,11 @@ export class Core {
     this.deliveries.attach(this.accounts, this.secupass);
     this.sshKeys = new SshKeyService(deps);
     this.tree = new TreeService(deps, this.deliveries, (accountId, via) => this.accounts.principalFor(accountId, 'system', via));
+  }
+
+  /** Audit events matching a filter (callers check the admin scope). */
+  audit(filter: AuditFilter) {
+    return queryAudit(this.deps.orm.em.fork(), filter);
   }
 }
 

@@ -7,6 +7,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 /** Token kinds and their prefixes. */
 export const TOKEN_PREFIX = {
   session: 'sds_',
+  ui: 'sdu_',
   api: 'sdt_',
   invitation: 'sdi_',
   password_reset: 'sdr_',

@@ -4,7 +4,7 @@
  * values (level 1-3 messages, outbox payloads), and levels 1/2 file contents as SEIPDv2
  * (AES-256-GCM, integrity checked chunk by chunk on the way out).
  */
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -17,7 +17,7 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** Purposes with their own subkey derived from the KEK. */
-export type SealPurpose = 'delivery-key' | 'outbox' | 'message';
+export type SealPurpose = 'delivery-key' | 'outbox' | 'message' | 'csrf';
 
 /** The key-encryption key and the subkeys derived from it. */
 export class Kek {
@@ -63,6 +63,11 @@ export class Kek {
       this.subkeys.set(purpose, key);
     }
     return key;
+  }
+
+  /** HMAC-SHA256 of `data` under the purpose's subkey, base64url (e.g. CSRF tokens bound to a session). */
+  mac(purpose: SealPurpose, data: string): string {
+    return createHmac('sha256', this.subkey(purpose)).update(data, 'utf8').digest('base64url');
   }
 
   /** Encrypts a small value with AES-256-GCM; `context` (e.g. a row id) is bound as associated data. */

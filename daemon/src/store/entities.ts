@@ -68,7 +68,7 @@ export const AccountSchema = defineEntity({
 /** An account row. */
 export type Account = InferEntity<typeof AccountSchema>;
 
-/** Session: a bearer token from `POST /api/v1/session`, stored as a hash. */
+/** Session: a login session (API bearer token or browser cookie), stored as a hash. */
 export const SessionSchema = defineEntity({
   name: 'Session',
   tableName: 'session',
@@ -76,6 +76,8 @@ export const SessionSchema = defineEntity({
     id: p.uuid().primary(),
     accountId: p.manyToOne(AccountSchema).mapToPk().fieldName('account_id').deleteRule('cascade').index(),
     tokenHash: p.string().length(64).unique(),
+    /** `api` (bearer token) or `ui` (browser cookie). */
+    kind: p.string().length(8).default('api'),
     createdAt: p.datetime(),
     expiresAt: p.datetime().index(),
     lastSeenAt: p.datetime(),

@@ -10,7 +10,7 @@ import type { Config } from '../../config/schema.ts';
 import type { Core } from '../../core/index.ts';
 import { apiRouter } from './api.ts';
 import { respondError } from './errors.ts';
-import { pageRouter } from './pages.ts';
+import { mountUi } from '../ui/index.ts';
 
 /** Options of createHttpServer. */
 export interface HttpOptions {
@@ -68,9 +68,7 @@ export function createApp({ core, config, log, ready }: HttpOptions): Koa {
     await next();
   });
 
-  const pages = pageRouter({ core, config });
-  app.use(pages.routes());
-  app.use(pages.allowedMethods());
+  mountUi(app, core, config);
   const api = apiRouter({ core, config });
   app.use(api.routes());
   app.use(api.allowedMethods());
