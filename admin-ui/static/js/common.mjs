@@ -4,13 +4,39 @@
 /** The CSRF token of this page. */
 export const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
 
-/** An error answered by the server: `code` is the stable SEALDROP_E_... code. */
+let errorTexts;
+/** The page-language text of an error code (the `error.<code>` texts the page carries). */
+export function errorText(code) {
+  if (!errorTexts) {
+    try {
+      errorTexts = JSON.parse(document.body.dataset.errors ?? '{}');
+    } catch {
+      errorTexts = {};
+    }
+  }
+  return errorTexts[code];
+}
+
+// Codes whose daemon message names what to fix (which rule, which name, which limit).
+const DETAILED = new Set(['SEALDROP_E_VALIDATION', 'SEALDROP_E_INVALID_EMAIL', 'SEALDROP_E_INVALID_NAME', 'SEALDROP_E_PASSWORD_POLICY', 'SEALDROP_E_TOO_LARGE', 'SEALDROP_E_LIMIT']);
+
+/**
+ * An error answered by the server (or met on this device): `code` is the stable SEALDROP_E_...
+ * code; the message is the page-language text, with the daemon's detail where it helps.
+ */
 export class ApiError extends Error {
-  constructor(code, message, status) {
-    super(message);
+  constructor(code, detail, status) {
+    const text = errorText(code);
+    super(text ? (DETAILED.has(code) && detail ? `${text} (${detail})` : text) : detail);
     this.code = code;
+    this.detail = detail;
     this.status = status;
   }
+}
+
+/** An error met on this device, with a text of the page (not a daemon answer). */
+export function localError(code, message) {
+  return Object.assign(new Error(message), { code });
 }
 
 /** Calls a /ui/api route; JSON bodies are sent as JSON. Returns the Response (throws ApiError when not ok). */
@@ -23,7 +49,12 @@ export async function api(method, path, body, headers = {}) {
       init.headers['Content-Type'] = 'application/json';
     }
   }
-  const res = await fetch(`/ui/api${path}`, init);
+  let res;
+  try {
+    res = await fetch(`/ui/api${path}`, init);
+  } catch (err) {
+    throw new ApiError('SEALDROP_E_NETWORK', String(err?.message ?? err), 0);
+  }
   if (!res.ok) {
     let code = 'SEALDROP_E_INTERNAL';
     let message = res.statusText;
@@ -61,7 +92,7 @@ export async function unlockMyKey(secupass) {
   try {
     return await pgp.decryptKey({ privateKey, passphrase: secupass });
   } catch {
-    throw new ApiError('SEALDROP_E_WRONG_SECUPASS', 'wrong SecuPass', 403);
+    throw new ApiError('SEALDROP_E_WRONG_SECUPASS', 'wrong SecuPass', 0);
   }
 }
 

@@ -1,6 +1,6 @@
 // Opening a delivery on this device: level 3/4 files are fetched as OpenPGP messages, decrypted
 // here into a temporary file, and offered for saving only after the integrity check passed.
-import { ApiError, api, msg, openpgp, save, streamToTempFile, unlockMyKey } from './common.mjs';
+import { api, localError, msg, openpgp, save, streamToTempFile, unlockMyKey } from './common.mjs';
 
 const box = document.getElementById('open-files');
 const deliveryId = box?.dataset.delivery;
@@ -11,12 +11,12 @@ let unlocked;
 async function key(status) {
   if (unlocked) return unlocked;
   const secupass = secupassInput?.value ?? '';
-  if (!secupass) throw new ApiError('SEALDROP_E_SECUPASS_REQUIRED', msg(box, 'need'), 0);
+  if (!secupass) throw localError('SEALDROP_E_SECUPASS_REQUIRED', msg(box, 'need'));
   status.textContent = msg(box, 'unlocking');
   try {
     unlocked = await unlockMyKey(secupass);
   } catch (err) {
-    if (err.code === 'SEALDROP_E_WRONG_SECUPASS') throw new ApiError(err.code, msg(box, 'wrong'), 0);
+    if (err.code === 'SEALDROP_E_WRONG_SECUPASS') throw localError(err.code, msg(box, 'wrong'));
     throw err;
   }
   secupassInput.value = '';
@@ -44,7 +44,7 @@ async function download(button) {
     try {
       result = privateKey ? await decryptToFile(res.body, privateKey) : await streamToTempFile(res.body);
     } catch {
-      throw new ApiError('SEALDROP_E_INTEGRITY', msg(box, 'tampered'), 0);
+      throw localError('SEALDROP_E_INTEGRITY', msg(box, 'tampered'));
     }
     status.textContent = msg(box, 'verifying');
     save(result.file, button.dataset.name);

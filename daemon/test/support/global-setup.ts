@@ -9,6 +9,7 @@ const TOOLS: Array<{ bin: string; args: string[]; pkg: string }> = [
   { bin: 'ssh-keygen', args: ['-?'], pkg: 'openssh-client' },
   { bin: 'sshpass', args: ['-V'], pkg: 'sshpass' },
   { bin: 'rclone', args: ['version'], pkg: 'rclone' },
+  { bin: 'chromium', args: ['--headless'], pkg: 'chromium' },
 ];
 
 export default function setup(): void {

@@ -9,7 +9,7 @@ import type { Principal } from '../../core/context.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import { UI_DIRS } from './assets.ts';
-import { negotiate, translate, type Locale } from './i18n.ts';
+import { errorTexts, negotiate, translate, type Locale } from './i18n.ts';
 
 /** The session cookie. */
 export const SESSION_COOKIE = 'sd_session';
@@ -35,8 +35,9 @@ export interface UiContext {
 /** The Nunjucks environment over admin-ui/views, auto-escaping everything. */
 export function createViews(): nunjucks.Environment {
   const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(UI_DIRS.views, { noCache: false }), { autoescape: true, throwOnUndefined: false, trimBlocks: true, lstripBlocks: true });
-  env.addFilter('date', (iso: unknown) => (typeof iso === 'string' ? iso.slice(0, 16).replace('T', ' ') : ''));
-  env.addFilter('bytes', (n: unknown) => {
+  // Times are shown in UTC, marked as such (the daemon does not know the reader's time zone).
+  env.addFilter('date', (iso: unknown) => (typeof iso === 'string' ? `${iso.slice(0, 16).replace('T', ' ')} UTC` : ''));
+  env.addFilter('bytes', function (this: { ctx?: { locale?: string } }, n: unknown) {
     const v = Number(n);
     if (!Number.isFinite(v)) return '';
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -46,7 +47,8 @@ export function createViews(): nunjucks.Environment {
       x /= 1024;
       i++;
     }
-    return `${i === 0 ? x : x.toFixed(1)} ${units[i]}`;
+    const digits = i === 0 ? 0 : 1;
+    return `${x.toLocaleString(this.ctx?.locale === 'de' ? 'de-DE' : 'en-GB', { minimumFractionDigits: digits, maximumFractionDigits: digits })} ${units[i]}`;
   });
   env.addFilter('fingerprint', (fp: unknown) => (typeof fp === 'string' ? (fp.toUpperCase().match(/.{1,4}/g) ?? []).join(' ') : ''));
   return env;
@@ -112,9 +114,9 @@ export function requireCsrf(ui: UiContext, presented: (ctx: Context) => unknown)
   return (ctx: Context): void => {
     const state = ctx.state as UiState;
     const origin = ctx.get('origin');
-    if (origin && origin !== 'null' && origin !== ctx.origin) throw fail('SEALDROP_E_FORBIDDEN', 'cross-site request refused');
+    if (origin && origin !== 'null' && origin !== ctx.origin) throw Object.assign(fail('SEALDROP_E_FORBIDDEN', 'cross-site request refused'), { uiKey: 'error.crossSite' });
     if (!state.sessionToken || !ui.core.accounts.checkCsrf(state.sessionToken, presented(ctx))) {
-      throw fail('SEALDROP_E_FORBIDDEN', 'the form expired; reload the page and try again');
+      throw Object.assign(fail('SEALDROP_E_FORBIDDEN', 'the form expired; reload the page and try again'), { uiKey: 'error.formExpired' });
     }
   };
 }
@@ -139,17 +141,26 @@ export function render(ui: UiContext, ctx: Context, view: string, vars: Record<s
     otherLocale: state.locale === 'de' ? 'en' : 'de',
     user: state.principal ? { email: state.principal.email, role: state.principal.role, admin: state.principal.scopes.has('admin'), sender: state.principal.scopes.has('send') && state.principal.role !== 'service' } : null,
     csrf: state.csrf,
+    errorTexts: errorTexts(state.locale),
     path: ctx.path,
     pathWithQuery: ctx.url,
     ...vars,
   });
 }
 
-/** A core error as a message for the page (`error.<code>` in the catalogue, else its text). */
+/** Codes whose message names the detail the user must fix (which rule, which name, which limit). */
+const DETAILED = new Set(['SEALDROP_E_VALIDATION', 'SEALDROP_E_INVALID_EMAIL', 'SEALDROP_E_INVALID_NAME', 'SEALDROP_E_PASSWORD_POLICY', 'SEALDROP_E_TOO_LARGE', 'SEALDROP_E_LIMIT']);
+
+/**
+ * A core error as a message for the page: the `error.<code>` text of the page's language, with
+ * the daemon's detail added for the codes where the detail is what the user must fix.
+ */
 export function errorText(ctx: Context, err: unknown): string {
   const state = ctx.state as UiState;
   if (!isSealdropError(err)) throw err;
-  const key = `error.${err.code}`;
+  const uiKey = (err as { uiKey?: unknown }).uiKey;
+  const key = typeof uiKey === 'string' ? uiKey : `error.${err.code}`;
   const t = translate(state.locale, key);
-  return t === key ? err.message : `${t} (${err.message})`;
+  if (t === key) return err.message;
+  return DETAILED.has(err.code) && key === `error.${err.code}` ? `${t} (${err.message})` : t;
 }

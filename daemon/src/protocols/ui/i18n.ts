@@ -35,6 +35,20 @@ export function translate(locale: Locale, key: string, params: Record<string, un
   return text.replace(/\{(\w+)\}/g, (m, k: string) => (params[k] === undefined ? m : String(params[k])));
 }
 
+const errorTextsCache = new Map<Locale, string>();
+
+/** The `error.<code>` texts of a language as JSON `{code: text}`, for the browser code of the pages. */
+export function errorTexts(locale: Locale): string {
+  let json = errorTextsCache.get(locale);
+  if (json === undefined) {
+    const texts: Record<string, string> = {};
+    for (const key of Object.keys(catalog('en'))) if (key.startsWith('error.SEALDROP_E_')) texts[key.slice('error.'.length)] = translate(locale, key);
+    json = JSON.stringify(texts);
+    errorTextsCache.set(locale, json);
+  }
+  return json;
+}
+
 /** Picks the language from the cookie or the Accept-Language header. */
 export function negotiate(cookie: string | undefined, acceptLanguage: string | undefined): Locale {
   if (cookie && (LOCALES as readonly string[]).includes(cookie)) return cookie as Locale;
