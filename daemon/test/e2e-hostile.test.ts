@@ -234,5 +234,30 @@ describe('pages behind e-mailed links', () => {
     // The browser session is no bearer token for the JSON API.
     const bearer = await fetch(`${daemon.url}/api/v1/me`, { headers: { authorization: `Bearer ${session.split('=')[1]}` } });
     expect(bearer.status).toBe(401);
+    // Nor does the JSON API take the cookie.
+    expect((await fetch(`${daemon.url}/api/v1/me`, { headers: { cookie: session } })).status).toBe(401);
+    // A form posted from another site is refused even with a valid CSRF token.
+    const inbox = await fetch(`${daemon.url}/inbox`, { headers: { cookie: session } });
+    const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(await inbox.text())?.[1] ?? '';
+    expect(csrf).toMatch(/^[\w-]{20,}$/);
+    const crossSite = await fetch(`${daemon.url}/logout`, { method: 'POST', headers: { cookie: session, origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf }).toString(), redirect: 'manual' });
+    expect([crossSite.status, crossSite.headers.get('location')]).toEqual([400, null]);
+    expect(await crossSite.text()).toContain('came from another site');
+    const logout = await fetch(`${daemon.url}/logout`, { method: 'POST', headers: { cookie: session, origin: daemon.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf }).toString(), redirect: 'manual' });
+    expect(logout.status).toBe(302);
+    expect((await fetch(`${daemon.url}/inbox`, { headers: { cookie: session }, redirect: 'manual' })).headers.get('location')).toBe('/login?next=%2Finbox');
+  });
+
+  it('sends the security headers with every page', async () => {
+    for (const page of ['/login', '/register', '/no/such/page', '/inbox']) {
+      const res = await fetch(`${daemon.url}${page}`);
+      const csp = res.headers.get('content-security-policy') ?? '';
+      expect(csp, page).toContain("script-src 'self' 'wasm-unsafe-eval'");
+      expect(csp, page).toContain("frame-ancestors 'none'");
+      expect(csp, page).not.toContain('unsafe-inline');
+      expect(res.headers.get('referrer-policy'), page).toBe('no-referrer');
+      expect(res.headers.get('x-frame-options'), page).toBe('DENY');
+      expect(res.headers.get('x-content-type-options'), page).toBe('nosniff');
+    }
   });
 });

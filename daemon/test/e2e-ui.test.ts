@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodings } from './support/canary.ts';
 import { ROOT, runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
@@ -21,7 +21,10 @@ const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.resolve(ROOT, process.env.SEALDROP_UI_SCREENSHOTS ?? 'docs/screenshots');
 const KEYS = Object.keys(JSON.parse(readFileSync(path.join(ROOT, 'admin-ui', 'locales', 'en.json'), 'utf8')) as object);
 const shown: string[] = [];
+// The size of the file sent through the browser (SEALDROP_UI_TEST_MIB=300 for the large-file check).
 const MIB = Number(process.env.SEALDROP_UI_TEST_MIB ?? 6);
+/** Time for a step that moves the whole file through the page: 60 s plus 1 s per MiB. */
+const FILE_STEP_MS = 60_000 + MIB * 1000;
 const PW = { admin: 'admin password 24680', alice: 'alice password 13579', newbie: 'newbie password 97531' };
 const SP = { alice: `alice secupass ${randomBytes(4).toString('hex')}`, newbie1: `first secupass ${randomBytes(4).toString('hex')}`, newbie2: `second secupass ${randomBytes(4).toString('hex')}` };
 const XSS = '<img src=x onerror=alert(1)>';
@@ -29,13 +32,18 @@ const XSS = '<img src=x onerror=alert(1)>';
 let smtp: SmtpCatcher;
 let sb: Sandbox;
 let daemon: DaemonProcess;
-let browser: Browser;
+const contexts: BrowserContext[] = [];
+const BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const requests: Array<{ url: string; headers: Record<string, string>; body: Buffer | null }> = [];
 const dialogs: string[] = [];
-const trace = (step: string): void => void (process.env.SEALDROP_UI_TRACE && process.stderr.write(`[ui] ${step}\n`));
+const trace = (step: string): void => void (process.env.SEALDROP_UI_TRACE && process.stderr.write(`[ui ${new Date().toISOString().slice(11, 19)}] ${step}\n`));
 
 async function context(locale = 'en-US'): Promise<BrowserContext> {
-  const ctx = await browser.newContext({ baseURL: daemon.url, locale, acceptDownloads: true, viewport: { width: 1100, height: 900 } });
+  // A browser profile on disk (as a user's is): the page's temporary files then live on disk,
+  // where an in-memory (incognito) profile would hold them in the browser's memory.
+  const profile = path.join(sb.dir, `profile-${contexts.length}`);
+  const ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: BROWSER_ARGS, baseURL: daemon.url, locale, acceptDownloads: true, viewport: { width: 1100, height: 900 } });
+  contexts.push(ctx);
   ctx.on('request', (req) => requests.push({ url: req.url(), headers: req.headers(), body: req.postDataBuffer() }));
   ctx.on('page', (p) => {
     p.on('dialog', (d) => void (dialogs.push(d.message()), d.dismiss()));
@@ -88,10 +96,10 @@ async function downloadFile(page: Page, deliveryId: string, secupass: string, na
   await page.goto(`/deliveries/${deliveryId}`);
   await page.getByLabel('SecuPass').fill(secupass);
   const row = page.locator('ul.files li', { hasText: name });
-  const downloaded = page.waitForEvent('download', { timeout: 60_000 }).catch(() => undefined);
+  const downloaded = page.waitForEvent('download', { timeout: FILE_STEP_MS }).catch(() => undefined);
   await row.getByRole('button', { name: 'Download' }).click();
   const status = row.locator('.status');
-  await expect.poll(async () => (await status.textContent()) ?? '', { timeout: 60_000 }).toMatch(/Saved|error|lost|wrong|reset|released|not/i);
+  await expect.poll(async () => (await status.textContent()) ?? '', { timeout: FILE_STEP_MS }).toMatch(/Saved|error|lost|wrong|reset|released|not/i);
   const text = (await status.textContent()) ?? '';
   if (!/Saved/.test(text)) return { status: text };
   const d = await downloaded;
@@ -111,23 +119,23 @@ beforeAll(async () => {
     expect(r.code, r.stderr).toBe(0);
   }
   daemon = await startDaemonProcess(sb);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
 });
 
 afterAll(async () => {
-  await browser?.close();
+  await Promise.all(contexts.map((c) => c.close().catch(() => undefined)));
   await daemon?.stop();
   await smtp?.stop();
   sb?.remove();
 });
 
 describe('the web UI', () => {
-  it('walks the whole process in the browser; no request carries a SecuPass', async () => {
+  it('walks the whole process in the browser; no request carries a SecuPass', { timeout: 120_000 + 4 * FILE_STEP_MS }, async () => {
     const original = randomBytes(MIB * 1024 * 1024);
     const fileName = `report <b>${XSS}.bin`;
+    // The browser reads the file from disk (as a user's file chooser does), under the hostile name.
     const srcDir = path.join(sb.dir, 'upload');
     mkdirSync(srcDir);
-    const srcFile = path.join(srcDir, 'report.bin');
+    const srcFile = path.join(srcDir, fileName);
     writeFileSync(srcFile, original);
 
     // The member activates the SecuPass in the browser and sends a level-4 delivery.
@@ -141,9 +149,9 @@ describe('the web UI', () => {
     await alice.getByLabel('Subject').fill(`Contract ${XSS} & <b>terms</b>`);
     await alice.getByLabel('Security level').selectOption('4');
     await alice.getByLabel('Message').fill(`Please sign. ${XSS}`);
-    await alice.getByLabel('Files').setInputFiles({ name: fileName, mimeType: 'application/octet-stream', buffer: original });
+    await alice.getByLabel('Files').setInputFiles(srcFile);
     await alice.getByRole('button', { name: 'Encrypt and send' }).click();
-    await alice.waitForURL(/\/deliveries\/[0-9a-f-]{36}$/, { timeout: 120_000 });
+    await alice.waitForURL(/\/deliveries\/[0-9a-f-]{36}$/, { timeout: FILE_STEP_MS });
     const deliveryId = alice.url().split('/').pop() as string;
     // Markup in subject, file name and message is shown as text.
     trace('Markup in subject, file name and message is shown as text.');

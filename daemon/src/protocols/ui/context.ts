@@ -113,8 +113,11 @@ export function uiState(ui: UiContext) {
 export function requireCsrf(ui: UiContext, presented: (ctx: Context) => unknown) {
   return (ctx: Context): void => {
     const state = ctx.state as UiState;
+    // Koa 3's ctx.origin is the request's Origin header, so this site's origin is built here.
+    // Browsers send "null" for our own forms (the pages' referrer policy is no-referrer); the
+    // CSRF token still guards those.
     const origin = ctx.get('origin');
-    if (origin && origin !== 'null' && origin !== ctx.origin) throw Object.assign(fail('SEALDROP_E_FORBIDDEN', 'cross-site request refused'), { uiKey: 'error.crossSite' });
+    if (origin && origin !== 'null' && origin !== `${ctx.protocol}://${ctx.host}`) throw Object.assign(fail('SEALDROP_E_FORBIDDEN', 'cross-site request refused'), { uiKey: 'error.crossSite' });
     if (!state.sessionToken || !ui.core.accounts.checkCsrf(state.sessionToken, presented(ctx))) {
       throw Object.assign(fail('SEALDROP_E_FORBIDDEN', 'the form expired; reload the page and try again'), { uiKey: 'error.formExpired' });
     }
