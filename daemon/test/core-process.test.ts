@@ -350,6 +350,28 @@ describe('expiry, revoke, limits', () => {
     expect((await h.core.deliveries.get(alice, d.id)).recipients[0]?.state).toBe('awaiting_secupass');
   });
 
+  it('keeps browser sessions apart from API sessions; they end on logout and at expiry; CSRF tokens bind to them', async () => {
+    await member('alice@example.org', SP_ALICE);
+    const ui = await h.core.accounts.loginUi({ email: 'alice@example.org', password: PW }, '127.0.0.1');
+    expect(ui.token).toMatch(/^sdu_/);
+    expect((await h.core.accounts.authenticateUi(ui.token, undefined))?.email).toBe('alice@example.org');
+    await expectCode(h.core.accounts.authenticate(ui.token, 'api', undefined), 'SEALDROP_E_UNAUTHENTICATED');
+    const { token: api } = await h.core.accounts.login({ email: 'alice@example.org', password: PW }, undefined, 'api');
+    expect(await h.core.accounts.authenticateUi(api, undefined)).toBeNull();
+    const csrf = h.core.accounts.csrfToken(ui.token);
+    expect(h.core.accounts.checkCsrf(ui.token, csrf)).toBe(true);
+    expect(h.core.accounts.checkCsrf(ui.token, `${csrf.slice(0, -1)}${csrf.endsWith('A') ? 'B' : 'A'}`)).toBe(false);
+    expect(h.core.accounts.checkCsrf(api, csrf)).toBe(false);
+    expect(h.core.accounts.checkCsrf(ui.token, undefined)).toBe(false);
+    const other = await h.core.accounts.loginUi({ email: 'alice@example.org', password: PW }, undefined);
+    await h.core.accounts.logoutUi(other.token);
+    expect(await h.core.accounts.authenticateUi(other.token, undefined)).toBeNull();
+    expect(await h.core.accounts.authenticateUi(ui.token, undefined)).not.toBeNull();
+    h.clock.offsetMs = h.config.accounts.sessionTtlMinutes * 60_000 + 1000;
+    expect(await h.core.accounts.authenticateUi(ui.token, undefined)).toBeNull();
+    expect(await h.core.accounts.authenticateUi('sdu_not-a-token', undefined)).toBeNull();
+  });
+
   it('keeps the audit chain verifiable and detects tampering', async () => {
     await member('alice@example.org', SP_ALICE);
     const em = h.orm.em.fork();

@@ -245,7 +245,12 @@ describe('pages behind e-mailed links', () => {
     expect(await crossSite.text()).toContain('came from another site');
     const logout = await fetch(`${daemon.url}/logout`, { method: 'POST', headers: { cookie: session, origin: daemon.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf }).toString(), redirect: 'manual' });
     expect(logout.status).toBe(302);
-    expect((await fetch(`${daemon.url}/inbox`, { headers: { cookie: session }, redirect: 'manual' })).headers.get('location')).toBe('/login?next=%2Finbox');
+    // The ended session's cookie leads to the login page, which says why.
+    const after = await fetch(`${daemon.url}/inbox`, { headers: { cookie: session }, redirect: 'manual' });
+    expect(after.headers.get('location')).toBe('/login?next=%2Finbox&expired=1');
+    expect(after.headers.get('set-cookie')).toMatch(/sd_session=;/);
+    expect(await (await fetch(`${daemon.url}${after.headers.get('location')}`)).text()).toContain('Your session expired. Please log in again.');
+    expect((await fetch(`${daemon.url}/inbox`, { redirect: 'manual' })).headers.get('location')).toBe('/login?next=%2Finbox');
   });
 
   it('sends the security headers with every page', async () => {

@@ -359,4 +359,108 @@ describe('the web UI', () => {
     expect(new Set(shown).size).toBe(2 * 21);
     expect(existsSync(path.join(SHOTS, 'de-delivery-recipient.png'))).toBe(true);
   });
+  it('lets admins manage accounts and read the audit log, senders re-invite and withdraw, all by keyboard too', async () => {
+    // Keyboard only: skip link, then Tab through the login form, Enter submits; focus is visible.
+    const adminCtx = await context();
+    const admin = await adminCtx.newPage();
+    await admin.goto('/login');
+    await admin.keyboard.press('Tab');
+    expect(await admin.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+    await admin.keyboard.press('Enter');
+    await admin.keyboard.press('Tab');
+    expect(await admin.evaluate(() => document.activeElement?.id)).toBe('f-email');
+    expect(await admin.evaluate(() => getComputedStyle(document.activeElement as Element).outlineStyle)).toBe('solid');
+    await admin.keyboard.type('admin@example.org');
+    await admin.keyboard.press('Tab');
+    await admin.keyboard.type(PW.admin);
+    await admin.keyboard.press('Enter');
+    await admin.waitForURL(/\/inbox$/);
+
+    // Invite: a bad address is reported next to its field; a good one is invited by mail.
+    await admin.goto('/admin/accounts');
+    await admin.getByLabel('E-mail address').fill('bob@@example.org');
+    await admin.getByRole('button', { name: 'Invite', exact: true }).click();
+    await expect.poll(() => admin.locator('#e-email').textContent()).toContain('This e-mail address is not valid.');
+    expect(await admin.getByLabel('E-mail address').getAttribute('aria-invalid')).toBe('true');
+    await admin.getByLabel('E-mail address').fill('bob@example.org');
+    await admin.getByRole('button', { name: 'Invite', exact: true }).click();
+    await admin.waitForURL(/done=invited/);
+    await smtp.waitFor('bob@example.org', 'invitation');
+    const bobRow = admin.locator('tr', { hasText: 'bob@example.org' });
+    expect(await bobRow.textContent()).toContain('invited');
+    await bobRow.getByRole('button', { name: 'Send the invitation again' }).click();
+    await admin.waitForURL(/done=resend/);
+    await smtp.waitFor('bob@example.org', 'invitation', 2);
+
+    // A service account needs an owner (error on that field), then is created with it.
+    await admin.getByLabel('E-mail address').fill('scanner@example.org');
+    await admin.locator('#f-role').selectOption('service');
+    await admin.getByRole('button', { name: 'Invite', exact: true }).click();
+    await expect.poll(() => admin.locator('#e-owner').textContent()).toContain('Some input is missing or not valid.');
+    await admin.getByLabel('Owner').fill('alice@example.org');
+    await admin.getByRole('button', { name: 'Invite', exact: true }).click();
+    await admin.waitForURL(/done=invited/);
+    expect(await admin.locator('tr', { hasText: 'scanner@example.org' }).textContent()).toMatch(/service account[\s\S]*alice@example\.org/);
+
+    // Role change, disable (the login is refused), enable again.
+    const newRow = admin.locator('tr', { hasText: 'new@example.org' });
+    await newRow.getByLabel('Role').selectOption('member');
+    await newRow.getByRole('button', { name: 'Save' }).click();
+    await admin.waitForURL(/done=role/);
+    expect(await admin.locator('tr', { hasText: 'new@example.org' }).getByLabel('Role').inputValue()).toBe('member');
+    await admin.locator('tr', { hasText: 'new@example.org' }).getByRole('button', { name: 'Disable' }).click();
+    await admin.waitForURL(/done=disable/);
+    const probeCtx = await context();
+    const probe = await probeCtx.newPage();
+    await probe.goto('/login');
+    await probe.getByLabel('E-mail address').fill('new@example.org');
+    await probe.getByLabel('Password').fill(PW.newbie);
+    await probe.getByRole('button', { name: 'Log in' }).click();
+    await expect.poll(() => probe.locator('main .alert').textContent()).toMatch(/disabled|wrong/);
+    expect(probe.url()).toContain('/login');
+    await admin.locator('tr', { hasText: 'new@example.org' }).getByRole('button', { name: 'Enable' }).click();
+    await admin.waitForURL(/done=enable/);
+    await login(probe, 'new@example.org', PW.newbie);
+    await probeCtx.close();
+
+    // The audit log, filtered by action and by actor.
+    await admin.goto('/admin/audit');
+    await admin.getByLabel('Action').fill('account.role');
+    await admin.getByRole('button', { name: 'Filter' }).click();
+    await admin.waitForURL(/action=account\.role/);
+    const actions = await admin.locator('table.list tbody tr td:nth-child(4)').allTextContents();
+    expect(actions.length).toBeGreaterThan(0);
+    expect(new Set(actions)).toEqual(new Set(['account.role']));
+    await admin.goto('/admin/audit?actor=new%40example.org');
+    const actors = await admin.locator('table.list tbody tr td:nth-child(3)').allTextContents();
+    expect(actors.length).toBeGreaterThan(3);
+    expect(actors.every((a) => a.startsWith('new@example.org'))).toBe(true);
+    await adminCtx.close();
+
+    // A sender re-sends an invitation and withdraws a delivery (after a confirmation step).
+    const aliceCtx = await context();
+    const alice = await aliceCtx.newPage();
+    await login(alice, 'alice@example.org', PW.alice);
+    await alice.goto('/send');
+    await alice.getByLabel('To').fill('carol@example.org');
+    await alice.getByLabel('Subject').fill('Draft minutes');
+    await alice.getByLabel('Security level').selectOption('2');
+    await alice.getByLabel('Message').fill('see attachment');
+    await alice.getByLabel('Files').setInputFiles({ name: 'minutes.txt', mimeType: 'text/plain', buffer: Buffer.from('minutes of the meeting\n') });
+    await alice.getByRole('button', { name: 'Encrypt and send' }).click();
+    await alice.waitForURL(/\/deliveries\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    await smtp.waitFor('carol@example.org', 'invitation');
+    await alice.getByRole('button', { name: 'Send the invitation again' }).click();
+    await alice.waitForURL(/resent=1$/);
+    expect(await alice.locator('main .notice').first().textContent()).toBe('The invitation was sent again.');
+    await smtp.waitFor('carol@example.org', 'invitation', 2);
+    expect(await alice.getByRole('button', { name: 'Withdraw for good' }).isVisible()).toBe(false);
+    await alice.locator('details.danger-zone summary').click();
+    await alice.getByRole('button', { name: 'Withdraw for good' }).click();
+    await alice.waitForURL(/revoked=1$/);
+    expect(await alice.locator('dl.facts').textContent()).toContain('withdrawn');
+    expect(await alice.locator('details.danger-zone').count()).toBe(0);
+    await aliceCtx.close();
+    expect(dialogs).toEqual([]);
+  });
 });

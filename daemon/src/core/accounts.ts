@@ -86,21 +86,21 @@ export class AccountService {
   ): Promise<{ account: AccountView; invited: boolean }> {
     const email = normalizeEmail(input.email);
     if (typeof input.role !== 'string' || !(ROLES as readonly string[]).includes(input.role)) {
-      throw fail('SEALDROP_E_VALIDATION', `role must be one of ${ROLES.join(', ')}`);
+      throw fail('SEALDROP_E_VALIDATION', `role must be one of ${ROLES.join(', ')}`, { field: 'role' });
     }
     const role = input.role as Role;
     const password = input.password === undefined || input.password === null ? undefined : checkPasswordPolicy(input.password, { minLength: this.cfg.passwordMinLength, email });
-    if (role === 'service' && input.owner === undefined) throw fail('SEALDROP_E_VALIDATION', 'a service account needs an owner (a member who releases its uploads)');
-    if (role !== 'service' && input.owner !== undefined && input.owner !== null) throw fail('SEALDROP_E_VALIDATION', 'only service accounts have an owner');
+    if (role === 'service' && input.owner === undefined) throw fail('SEALDROP_E_VALIDATION', 'a service account needs an owner (a member who releases its uploads)', { field: 'owner' });
+    if (role !== 'service' && input.owner !== undefined && input.owner !== null) throw fail('SEALDROP_E_VALIDATION', 'only service accounts have an owner', { field: 'owner' });
     const ownerEmail = input.owner === undefined || input.owner === null ? undefined : normalizeEmail(input.owner, 'owner');
     const passwordHash = password ? await this.hash(password) : null;
     const now = this.now();
     const result = await inTx(this.deps, async (em) => {
-      if (await this.findByEmail(em, email)) throw fail('SEALDROP_E_CONFLICT', `an account for ${email} exists already`);
+      if (await this.findByEmail(em, email)) throw fail('SEALDROP_E_CONFLICT', `an account for ${email} exists already`, { field: 'email' });
       let ownerId: string | null = null;
       if (ownerEmail) {
         const owner = await this.findByEmail(em, ownerEmail);
-        if (!owner || owner.state !== 'active' || !['member', 'admin'].includes(owner.role)) throw fail('SEALDROP_E_VALIDATION', `owner ${ownerEmail} must be an active member or admin`);
+        if (!owner || owner.state !== 'active' || !['member', 'admin'].includes(owner.role)) throw fail('SEALDROP_E_VALIDATION', `owner ${ownerEmail} must be an active member or admin`, { field: 'owner' });
         ownerId = owner.id;
       }
       const account = em.create(AccountSchema, {

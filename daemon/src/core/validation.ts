@@ -13,10 +13,10 @@ const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
  * with at least two labels, at most 254 characters). Returns it lower-cased.
  */
 export function normalizeEmail(input: unknown, field = 'email'): string {
-  if (typeof input !== 'string') throw fail('SEALDROP_E_INVALID_EMAIL', `${field} must be an e-mail address`);
+  if (typeof input !== 'string') throw fail('SEALDROP_E_INVALID_EMAIL', `${field} must be an e-mail address`, { field });
   const email = input.trim().toLowerCase();
   const shown = JSON.stringify(email.length > 80 ? `${email.slice(0, 80)}…` : email);
-  const bad = (why: string) => fail('SEALDROP_E_INVALID_EMAIL', `${field} ${shown} is not a valid e-mail address: ${why}`);
+  const bad = (why: string) => fail('SEALDROP_E_INVALID_EMAIL', `${field} ${shown} is not a valid e-mail address: ${why}`, { field });
   if (email.length === 0) throw bad('empty');
   if (email.length > 254) throw bad('longer than 254 characters');
   const at = email.lastIndexOf('@');

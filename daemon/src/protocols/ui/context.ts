@@ -22,6 +22,8 @@ export interface UiState {
   principal: Principal | null;
   sessionToken: string | null;
   csrf: string | null;
+  /** A session cookie came with the request but its session has ended (expired, logged out, disabled). */
+  sessionEnded: boolean;
   secupassActive?: boolean;
 }
 
@@ -101,7 +103,8 @@ export function uiState(ui: UiContext) {
     state.principal = token ? await ui.core.accounts.authenticateUi(token, ctx.request.ip) : null;
     state.sessionToken = state.principal ? token : null;
     state.csrf = state.principal && token ? ui.core.accounts.csrfToken(token) : null;
-    if (token && !state.principal) setCookie(ctx, SESSION_COOKIE, null, { sameSite: 'strict' });
+    state.sessionEnded = Boolean(token && !state.principal);
+    if (state.sessionEnded) setCookie(ctx, SESSION_COOKIE, null, { sameSite: 'strict' });
     await next();
   };
 }
@@ -128,7 +131,7 @@ export function requireCsrf(ui: UiContext, presented: (ctx: Context) => unknown)
 export function loggedIn(ctx: Context): Principal | null {
   const state = ctx.state as UiState;
   if (state.principal) return state.principal;
-  ctx.redirect(`/login?next=${encodeURIComponent(ctx.path)}`);
+  ctx.redirect(`/login?next=${encodeURIComponent(ctx.path)}${state.sessionEnded ? '&expired=1' : ''}`);
   return null;
 }
 

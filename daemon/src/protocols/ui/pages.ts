@@ -183,7 +183,8 @@ export function pageRoutes(ui: UiContext): Router {
       const canRelease = delivery.owner === p.email && delivery.level >= 3;
       const waiting = delivery.recipients.some((r) => r.state === 'awaiting_release');
       const material = canRelease && waiting ? await core.deliveries.releaseMaterial(p, id).catch(() => null) : null;
-      render(ui, ctx, 'delivery.njk', { delivery, message, me, isSender: delivery.role === 'sender' || delivery.role === 'owner', canRelease, material });
+      const done = ctx.query.resent ? 'admin.done.resend' : ctx.query.revoked ? 'delivery.revoked' : null;
+      render(ui, ctx, 'delivery.njk', { delivery, message, me, isSender: delivery.role === 'sender' || delivery.role === 'owner', canRelease, material, done });
     } catch (err) {
       render(ui, ctx, 'error.njk', { error: errorText(ctx, err) }, 404);
     }
@@ -195,7 +196,7 @@ export function pageRoutes(ui: UiContext): Router {
     await postedForm(ctx);
     const id = (ctx as unknown as { params: { id: string } }).params.id;
     await core.deliveries.revoke(p, id);
-    ctx.redirect(`/deliveries/${encodeURIComponent(id)}`);
+    ctx.redirect(`/deliveries/${encodeURIComponent(id)}?revoked=1`);
   });
 
   router.post('/deliveries/:id/resend', async (ctx) => {
@@ -237,7 +238,10 @@ export function pageRoutes(ui: UiContext): Router {
       await core.accounts.createAccount(actorOf(p), { email: f.get('email'), role: f.get('role'), owner: f.get('owner') || undefined });
       ctx.redirect('/admin/accounts?done=invited');
     } catch (err) {
-      render(ui, ctx, 'admin-accounts.njk', { accounts: await core.accounts.listAccounts(p), error: errorText(ctx, err), form: Object.fromEntries(f) }, 400);
+      // An error about one field is shown next to it; others above the form.
+      const field = isSealdropError(err) ? err.details?.field : undefined;
+      const onField = field === 'email' || field === 'owner' || field === 'role';
+      render(ui, ctx, 'admin-accounts.njk', { accounts: await core.accounts.listAccounts(p), error: onField ? null : errorText(ctx, err), fieldErrors: onField ? { [field]: errorText(ctx, err) } : {}, form: Object.fromEntries(f) }, 400);
     }
   });
 
