@@ -359,7 +359,7 @@ describe('the web UI', () => {
     expect(new Set(shown).size).toBe(2 * 21);
     expect(existsSync(path.join(SHOTS, 'de-delivery-recipient.png'))).toBe(true);
   });
-  it('lets admins manage accounts and read the audit log, senders re-invite and withdraw, all by keyboard too', async () => {
+  it('lets admins manage accounts and read the audit log, senders re-invite and withdraw, users reset a forgotten password; by keyboard too', async () => {
     // Keyboard only: skip link, then Tab through the login form, Enter submits; focus is visible.
     const adminCtx = await context();
     const admin = await adminCtx.newPage();
@@ -461,6 +461,32 @@ describe('the web UI', () => {
     expect(await alice.locator('dl.facts').textContent()).toContain('withdrawn');
     expect(await alice.locator('details.danger-zone').count()).toBe(0);
     await aliceCtx.close();
+
+    // A forgotten login password: mailed link, new password (a mismatch is shown next to the
+    // field), login with it; the SecuPass and the deliveries are kept.
+    const forgotCtx = await context();
+    const forgot = await forgotCtx.newPage();
+    await forgot.goto('/login');
+    await forgot.getByRole('link', { name: 'Forgot your password?' }).click();
+    await forgot.getByLabel('E-mail address').fill('new@example.org');
+    await forgot.getByRole('button', { name: 'Send the link' }).click();
+    const resetLink = linkIn(await smtp.waitFor('new@example.org', 'password_reset'), 'http://127.0.0.1:8080/password-reset');
+    await forgot.goto(`${resetLink.pathname}${resetLink.search}`);
+    const newPassword = 'a brand new password 8642';
+    await forgot.getByLabel('New password').fill(newPassword);
+    await forgot.getByLabel('Repeat the password').fill(`${newPassword}!`);
+    await forgot.getByRole('button', { name: 'Save the new password' }).click();
+    await expect.poll(() => forgot.locator('#e-confirm').textContent()).toBe('The two passwords differ.');
+    await forgot.getByLabel('New password').fill(newPassword);
+    await forgot.getByLabel('Repeat the password').fill(newPassword);
+    await forgot.getByRole('button', { name: 'Save the new password' }).click();
+    await forgot.waitForURL(/\/login\?reset=1$/);
+    expect(await forgot.locator('main').textContent()).toContain('Your password was changed.');
+    await login(forgot, 'new@example.org', newPassword);
+    expect(await forgot.locator('table.list').textContent()).toContain('Contract');
+    await forgot.goto('/secupass');
+    expect(await forgot.locator('main').textContent()).toContain('Your SecuPass is active.');
+    await forgotCtx.close();
     expect(dialogs).toEqual([]);
   });
 });
