@@ -3,13 +3,15 @@
  * trigger file, session-end and idle sending, inbox, and the rules every protocol shares.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import * as openpgp from 'openpgp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/core/context.ts';
 import { isSealdropError, type ErrorCode } from '../src/core/errors.ts';
 import type { TreeWrite } from '../src/core/tree.ts';
-import { DeliverySchema } from '../src/store/entities.ts';
+import { DeliveryFileSchema, DeliverySchema } from '../src/store/entities.ts';
 import { createHarness, sessionPrincipal, type Harness } from './support/core-harness.ts';
 
 const PW = 'correct horse battery staple';
@@ -22,8 +24,8 @@ async function member(email: string, secupass?: string, role: 'member' | 'servic
   return p;
 }
 
-async function put(p: Principal, path: string, data: Buffer): Promise<void> {
-  const w = await h.core.tree.openWrite(p, path);
+async function put(p: Principal, path: string, data: Buffer, readBack = false): Promise<void> {
+  const w = await h.core.tree.openWrite(p, path, { readBack });
   if (w.kind === 'upload') await new Promise<void>((resolve, reject) => w.upload.input.write(data, (err) => (err ? reject(err) : resolve())));
   await h.core.tree.closeWrite(p, w);
 }
@@ -182,5 +184,42 @@ describe('the virtual tree', () => {
     expect(h.core.tree.isTempName('report.tmp.pdf')).toBe(false);
     expect(h.core.tree.finalNameOf('x.pdf.filepart')).toBe('x.pdf');
     void alice;
+  });
+
+  it('reads an unsent file back only within the read-back window of a WebDAV upload, after checking the ciphertext', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    const data = randomBytes(200_000);
+    const read = async (path: string) => Buffer.concat(await (await h.core.tree.openRead(alice, path)).stream.toArray());
+    // SFTP-style uploads keep no read-back key.
+    await put(alice, '/outbox/bob@example.org/sftp.bin', data);
+    await expectCode(h.core.tree.openRead(alice, '/outbox/bob@example.org/sftp.bin'), 'SEALDROP_E_FORBIDDEN');
+    // A WebDAV-style upload (level 3 in the outbox) reads back as the original bytes.
+    await put(alice, '/outbox/bob@example.org/dav.bin', data, true);
+    expect((await read('/outbox/bob@example.org/dav.bin')).equals(data)).toBe(true);
+    const em = h.orm.em.fork();
+    const row = await em.findOneOrFail(DeliveryFileSchema, { name: 'dav.bin' });
+    expect(row.readbackKey).not.toBeNull();
+    // No plaintext of the session key or the file at rest: the key is sealed, the blob is ciphertext.
+    expect(Buffer.from(row.readbackKey as Uint8Array).length).toBeGreaterThan(32);
+    // A changed blob is refused before the first byte.
+    const blobKey = row.blobKey as string;
+    const blobPath = path.join(h.paths.blobDir, blobKey.slice(0, 2), blobKey.slice(2, 4), blobKey);
+    const original = readFileSync(blobPath);
+    const altered = Buffer.from(original);
+    altered[altered.length - 5] = (altered[altered.length - 5] as number) ^ 1;
+    writeFileSync(blobPath, altered);
+    await expectCode(h.core.tree.openRead(alice, '/outbox/bob@example.org/dav.bin'), 'SEALDROP_E_INTERNAL');
+    writeFileSync(blobPath, original);
+    // The window closes with time (expiry sweep wipes the key) and when the folder is sent.
+    h.clock.offsetMs = (h.config.webdav.readBackSeconds + 1) * 1000;
+    await expectCode(h.core.tree.openRead(alice, '/outbox/bob@example.org/dav.bin'), 'SEALDROP_E_FORBIDDEN');
+    await h.core.deliveries.expireDue();
+    expect((await h.orm.em.fork().findOneOrFail(DeliveryFileSchema, { name: 'dav.bin' })).readbackKey).toBeNull();
+    h.clock.offsetMs = 0;
+    await put(alice, '/outbox/bob@example.org/again.bin', data, true);
+    expect((await read('/outbox/bob@example.org/again.bin')).equals(data)).toBe(true);
+    await put(alice, '/outbox/bob@example.org/.ready', Buffer.alloc(0));
+    const sent = await h.orm.em.fork().findOneOrFail(DeliveryFileSchema, { name: 'again.bin' });
+    expect([sent.readbackKey, sent.readbackUntil]).toEqual([null, null]);
   });
 });

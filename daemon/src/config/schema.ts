@@ -180,6 +180,26 @@ export const configSchema = z.strictObject({
       idleTimeoutSeconds: int(0, 86_400).default(3600),
     })
     .prefault({}),
+  webdav: z
+    .strictObject({
+      /** Serve WebDAV at /dav/ on the HTTP listener. */
+      enabled: bool().default(true),
+      /**
+       * Allow HTTP Basic (password or API token) on a listener that is neither loopback nor
+       * behind TLS. Off: such requests are refused, so passwords never cross a network in clear.
+       */
+      allowBasicWithoutTls: bool().default(false),
+      /**
+       * Seconds after an upload during which the sender's client may read its own unsent level
+       * 3/4 file back (Finder and Office do). 0: never; the session key is then not kept.
+       */
+      readBackSeconds: int(0, 86_400).default(900),
+      /** Longest lock a client may take, in seconds (a longer or infinite request gets this). */
+      maxLockSeconds: int(1, 7 * 86_400).default(3600),
+      /** Largest XML request body (PROPFIND, PROPPATCH, LOCK) in bytes. */
+      maxXmlBytes: int(1024, 10 * 1024 * 1024).default(256 * 1024),
+    })
+    .prefault({}),
   tree: z
     .strictObject({
       /** Security level of deliveries made in `/outbox/<email>/` (SFTP, WebDAV). */

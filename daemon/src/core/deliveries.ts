@@ -4,10 +4,10 @@
  * download, revoke, expiry — every state change audited, every rule enforced here so that all
  * front-ends (HTTP, SFTP, WebDAV, UI, CLI) behave the same.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
-import { decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
+import { decryptSeipdV1, decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
 import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
 import { MessageSplitter } from '../crypto/message-split.ts';
 import { parsePkesk } from '../crypto/packets.ts';
@@ -121,6 +121,12 @@ export interface BeginUploadOptions {
    * stored as is, its PKESKs become the wraps. `plaintextSize` is the size the sender declares.
    */
   clientEncrypted?: { plaintextSize?: number | undefined };
+  /**
+   * The sender's client may read this unsent file back for `webdav.readBackSeconds` (WebDAV
+   * clients check what they wrote): level 3/4 keep the session key sealed under the KEK until
+   * then or until the delivery is sent.
+   */
+  readBack?: boolean;
 }
 
 /** Options of addFile(). */
@@ -399,6 +405,8 @@ export class DeliveryService {
       if (count >= this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
     }
     const literalName = options.literalName ?? name;
+    const readBackSeconds = options.readBack && !options.clientEncrypted ? this.deps.config.webdav.readBackSeconds : 0;
+    let readBackKey: Buffer | null = null;
     let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
     let clientWraps: (() => Promise<Array<{ keyId: string; pkesk: Uint8Array }>>) | undefined;
     let encrypt: (plain: Readable) => Promise<Readable> | Readable;
@@ -416,6 +424,7 @@ export class DeliveryService {
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
       const seipd = { sessionKey, filename: literalName };
       const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd) : createSeipdV1Encryptor(seipd);
+      if (readBackSeconds > 0) readBackKey = Buffer.from(sessionKey);
       sessionKey.fill(0);
       encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
     } else {
@@ -440,7 +449,9 @@ export class DeliveryService {
             replaced = old.blobKey ?? null;
             await em.nativeDelete(DeliveryFileSchema, { id: old.id });
           }
-          const file = em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now });
+          const id = randomUUID();
+          const readback = readBackSeconds > 0 ? { readbackKey: readBackKey ? this.deps.kek.seal('readback', readBackKey, id) : null, readbackUntil: new Date(now.getTime() + readBackSeconds * 1000) } : {};
+          const file = em.create(DeliveryFileSchema, { id, deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now, ...readback });
           await this.insertWraps(em, file.id, wraps);
           d.lastActivityAt = now;
           if (kind === 'message') d.hasMessage = true;
@@ -454,6 +465,7 @@ export class DeliveryService {
       discarded: async () => {
         if (created) await this.discardIfEmpty(deliveryId);
       },
+      finished: () => readBackKey?.fill(0),
     });
   }
 
@@ -609,6 +621,8 @@ export class DeliveryService {
       d.state = 'sent';
       d.sentAt = now;
       d.expiresAt = new Date(now.getTime() + d.expiresInDays * DAY);
+      // Sent: the sender's read-back window closes.
+      await em.nativeUpdate(DeliveryFileSchema, { deliveryId: d.id, readbackUntil: { $ne: null } }, { readbackKey: null, readbackUntil: null });
       const sender = await em.findOneOrFail(AccountSchema, { id: d.senderId });
       const owner = d.ownerId === sender.id ? sender : await em.findOneOrFail(AccountSchema, { id: d.ownerId });
       const recipients = await em.find(DeliveryRecipientSchema, { deliveryId: d.id });
@@ -1161,6 +1175,41 @@ export class DeliveryService {
     return result;
   }
 
+  /**
+   * The sender reads back one of its own unsent files within the read-back window of a WebDAV
+   * upload. The stored ciphertext is first read whole and its SHA-256 compared with the one
+   * recorded at upload, so nothing leaves before the integrity check; then it is decrypted as
+   * it streams (level 3/4 with the sealed session key, levels 1/2 with the delivery key).
+   */
+  async readBack(p: Principal, deliveryId: string, fileId: string): Promise<Download> {
+    requireScope(p, 'send');
+    const em = readEm(this.deps);
+    const d = await this.loadForSender(em, p, deliveryId);
+    const file = await em.findOne(DeliveryFileSchema, { id: fileId, deliveryId: d.id, kind: 'file' });
+    if (!file || !file.blobKey) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
+    const now = this.now();
+    if (d.state !== 'open' || !file.readbackUntil || file.readbackUntil.getTime() <= now.getTime() || (d.level >= 3 && !file.readbackKey)) {
+      throw fail('SEALDROP_E_FORBIDDEN', 'your unsent files are stored encrypted and can be read back only shortly after a WebDAV upload; see /inbox for deliveries to you');
+    }
+    const hash = createHash('sha256');
+    for await (const chunk of await this.deps.blobs.get(file.blobKey)) hash.update(chunk as Buffer);
+    if (hash.digest('hex') !== file.sha256) {
+      this.deps.log.error({ deliveryId: d.id, fileId: file.id, code: 'SEALDROP_E_INTERNAL' }, 'stored file failed its integrity check');
+      throw fail('SEALDROP_E_INTERNAL', 'the stored file failed its integrity check');
+    }
+    const blob = await this.deps.blobs.get(file.blobKey);
+    let stream: Readable;
+    if (d.level >= 3) {
+      const key = this.deps.kek.open('readback', file.readbackKey as Uint8Array, file.id);
+      stream = await decryptSeipdV1(blob, key);
+      // The cipher may use the key until the last chunk.
+      stream.once('close', () => key.fill(0));
+    } else {
+      stream = await decryptSeipdV2(blob, this.deliveryKey(d));
+    }
+    return { stream, size: file.size, fileName: file.name, contentType: 'application/octet-stream', encrypted: false };
+  }
+
   private async recordDownload(actor: Actor, d: Delivery, recipient: DeliveryRecipient | null, file: DeliveryFile, via: Via | string, extra: Record<string, unknown> = {}): Promise<void> {
     const now = this.now();
     await inTx(this.deps, async (em) => {
@@ -1289,6 +1338,7 @@ export class DeliveryService {
   /** Expires every delivery past its expiry: state expired, recipients expired, wraps and blobs deleted. Returns how many. */
   async expireDue(): Promise<number> {
     const now = this.now();
+    await inTx(this.deps, (em) => em.nativeUpdate(DeliveryFileSchema, { readbackUntil: { $lte: now } }, { readbackKey: null, readbackUntil: null }));
     const due = await readEm(this.deps).find(DeliverySchema, { state: { $in: ['open', 'sent'] }, expiresAt: { $lte: now } }, { limit: 500 });
     let n = 0;
     for (const candidate of due) {

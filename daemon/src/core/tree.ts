@@ -70,6 +70,8 @@ export interface OpenWriteOptions {
   append?: boolean;
   /** Fail if the file exists. */
   exclusive?: boolean;
+  /** The client may read the file back shortly after (WebDAV). */
+  readBack?: boolean;
 }
 
 const TEMP_SUFFIXES = ['.filepart', '.part', '.partial', '.tmp', '.crdownload'];
@@ -397,10 +399,13 @@ export class TreeService {
     this.touch(p, from.folder.key);
   }
 
-  /** Opens a file of /inbox for reading (a standard .pgp file at level 3/4). */
+  /**
+   * Opens a file for reading: in /inbox a delivery's file (a standard .pgp file at level 3/4);
+   * in a folder one of the caller's unsent files, only within its read-back window.
+   */
   async openRead(p: Principal, rawPath: string): Promise<Download> {
     const node = await this.resolve(p, rawPath);
-    if (node.t === 'folderFile') throw fail('SEALDROP_E_FORBIDDEN', 'your unsent files are stored encrypted and are not read back; see /inbox for deliveries to you');
+    if (node.t === 'folderFile') return this.deliveries.readBack(p, node.delivery.id, node.file.id);
     if (node.t !== 'inboxFile') throw fail(node.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_WRONG_STATE', node.t === 'missing' ? 'no such file' : 'not a file');
     return this.deliveries.download(p, node.delivery.id, node.file.kind === 'message' ? { kind: 'message' } : node.file.id);
   }
@@ -421,7 +426,7 @@ export class TreeService {
     if (node.t === 'folderFile' && options.exclusive) throw fail('SEALDROP_E_CONFLICT', 'the file exists');
     if (name === this.cfg.triggerName) return { kind: 'trigger', folderKey: folder.key, folder, bytes: 0 };
     const temp = this.isTempName(name);
-    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, { temp, literalName: this.finalNameOf(name) });
+    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, { temp, literalName: this.finalNameOf(name), readBack: options.readBack ?? false });
     this.transfer(p, folder.key, +1);
     return { kind: 'upload', upload, folderKey: folder.key, name };
   }

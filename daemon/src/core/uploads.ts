@@ -63,6 +63,8 @@ export interface UploadPlan<T> {
   commit(stored: { bytes: number; blobKey: string; blob: BlobInfo }): Promise<T>;
   /** Called once after an abort or a failed completion, when nothing of the file remains. */
   discarded?(): Promise<void>;
+  /** Called once when the upload is done or aborted (to wipe secrets it held). */
+  finished?(): void;
 }
 
 /** A file being uploaded. */
@@ -123,6 +125,14 @@ export class Upload<T> {
   }
 
   private async finish(): Promise<T> {
+    try {
+      return await this.finishing();
+    } finally {
+      this.plan.finished?.();
+    }
+  }
+
+  private async finishing(): Promise<T> {
     this.state = 'completing';
     if (!this.limit.writableEnded) this.limit.end();
     let blob: BlobInfo;
@@ -153,6 +163,7 @@ export class Upload<T> {
       return;
     }
     this.state = 'aborted';
+    this.plan.finished?.();
     this.limit.destroy(reason);
     await this.stored.catch(() => undefined);
     await this.plan.blobs.delete(this.blobKey);

@@ -17,7 +17,7 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** Purposes with their own subkey derived from the KEK. */
-export type SealPurpose = 'delivery-key' | 'outbox' | 'message' | 'csrf';
+export type SealPurpose = 'delivery-key' | 'outbox' | 'message' | 'csrf' | 'readback';
 
 /** The key-encryption key and the subkeys derived from it. */
 export class Kek {
@@ -155,6 +155,22 @@ export async function decryptSeipdV2(ciphertext: Readable, key: Uint8Array): Pro
     message,
     sessionKeys: { data: key, algorithm: 'aes256' },
     format: 'binary',
+  });
+  return Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>);
+}
+
+/**
+ * Decrypts a SEIPDv1 packet stream (AES-256, MDC) under its session key, streaming. The MDC is
+ * checked only at the end, so the caller must have verified the ciphertext (its SHA-256) before
+ * the first byte goes out; a failed MDC still errors the stream.
+ */
+export async function decryptSeipdV1(ciphertext: Readable, sessionKey: Uint8Array): Promise<Readable> {
+  const message = await openpgp.readMessage({ binaryMessage: Readable.toWeb(ciphertext) as unknown as ReadableStream<Uint8Array> });
+  const { data } = await openpgp.decrypt({
+    message,
+    sessionKeys: { data: sessionKey, algorithm: 'aes256' },
+    format: 'binary',
+    config: { allowUnauthenticatedStream: true },
   });
   return Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>);
 }

@@ -230,6 +230,13 @@ export const DeliveryFileSchema = defineEntity({
     /** Stored under a temporary name (`*.filepart`, dotfile...): never delivered unless renamed. */
     temp: p.boolean().default(false),
     createdAt: p.datetime(),
+    /**
+     * Level 3/4 files uploaded over WebDAV: the file's session key sealed under the
+     * key-encryption key, so the sender's client can read its own unsent file back for a short
+     * time. Wiped when the delivery is sent or `readbackUntil` has passed.
+     */
+    readbackKey: p.blob().nullable(),
+    readbackUntil: p.datetime().nullable(),
   }),
   uniques: [{ properties: ['deliveryId', 'kind', 'name'] }],
 });
@@ -360,6 +367,55 @@ export const RateCounterSchema = defineEntity({
 /** A rate counter row. */
 export type RateCounter = InferEntity<typeof RateCounterSchema>;
 
+/**
+ * DavLock: a WebDAV lock on a path of one account's view of the tree (the tree is per account,
+ * so the same path of two accounts names two resources). Stored so that locks survive a
+ * restart and hold across instances.
+ */
+export const DavLockSchema = defineEntity({
+  name: 'DavLock',
+  tableName: 'dav_lock',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    accountId: p.manyToOne(AccountSchema).mapToPk().fieldName('account_id').deleteRule('cascade').index(),
+    /** Canonical tree path of the locked resource. */
+    path: p.string().length(2048),
+    /** The lock token without the `opaquelocktoken:` scheme. */
+    token: p.string().length(64).unique(),
+    /** `exclusive` or `shared`. */
+    scope: p.string().length(16),
+    /** 0 or -1 (infinity). */
+    depth: p.integer(),
+    /** The client's `<owner>` XML, as sent (bounded). */
+    owner: p.text().nullable(),
+    timeoutSeconds: p.integer(),
+    createdAt: p.datetime(),
+    expiresAt: p.datetime().index(),
+  }),
+  indexes: [{ properties: ['accountId', 'path'] }],
+});
+/** A WebDAV lock row. */
+export type DavLock = InferEntity<typeof DavLockSchema>;
+
+/** DavProperty: a dead property set by PROPPATCH on a path of one account's view of the tree. */
+export const DavPropertySchema = defineEntity({
+  name: 'DavProperty',
+  tableName: 'dav_property',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    accountId: p.manyToOne(AccountSchema).mapToPk().fieldName('account_id').deleteRule('cascade'),
+    path: p.string().length(2048),
+    /** `{namespace}localName`. */
+    name: p.string().length(1024),
+    /** The property's value as XML (its children), bounded. */
+    value: p.text(),
+    updatedAt: p.datetime(),
+  }),
+  uniques: [{ properties: ['accountId', 'path', 'name'] }],
+});
+/** A dead property row. */
+export type DavProperty = InferEntity<typeof DavPropertySchema>;
+
 /** Every entity schema, for the ORM configuration. */
 export const ALL_ENTITIES = [
   AccountSchema,
@@ -377,4 +433,6 @@ export const ALL_ENTITIES = [
   AuditEventSchema,
   AuditHeadSchema,
   RateCounterSchema,
+  DavLockSchema,
+  DavPropertySchema,
 ];

@@ -3,10 +3,12 @@ import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261129103534_initial } from './Migration20261129103534_initial.ts';
 import { Migration20261129120000_tree } from './Migration20261129120000_tree.ts';
 import { Migration20261129123000_ui_sessions } from './Migration20261129123000_ui_sessions.ts';
+import { Migration20261129125417_webdav } from './Migration20261129125417_webdav.ts';
 
 /** Every SQLite migration, oldest first. */
 export const SQLITE_MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261129103534_initial', class: Migration20261129103534_initial },
   { name: 'Migration20261129120000_tree', class: Migration20261129120000_tree },
   { name: 'Migration20261129123000_ui_sessions', class: Migration20261129123000_ui_sessions },
+  { name: 'Migration20261129125417_webdav', class: Migration20261129125417_webdav },
 ];
