@@ -222,4 +222,66 @@ describe('the virtual tree', () => {
     const sent = await h.orm.em.fork().findOneOrFail(DeliveryFileSchema, { name: 'again.bin' });
     expect([sent.readbackKey, sent.readbackUntil]).toEqual([null, null]);
   });
+
+  it('keeps folders inside a delivery: make, list, move, copy, remove; the recipient sees the same structure', async () => {
+    await member('boss@example.org', 'boss secupass long');
+    const erp = await member('erp@example.org', undefined, 'service', 'boss@example.org');
+    const partner = await member('partner@example.net', 'partner secupass long');
+    const names = async (path: string) => (await h.core.tree.list(erp, path)).map((e) => `${e.name}${e.kind === 'dir' ? '/' : ''}`).sort();
+    await h.core.tree.mkdir(erp, '/invoices/2026');
+    await expectCode(h.core.tree.mkdir(erp, '/invoices/2026'), 'SEALDROP_E_CONFLICT');
+    await expectCode(h.core.tree.mkdir(erp, '/invoices/none/deeper'), 'SEALDROP_E_NOT_FOUND');
+    await expectCode(h.core.tree.openWrite(erp, '/invoices/none/x.csv'), 'SEALDROP_E_NOT_FOUND');
+    await h.core.tree.mkdir(erp, '/invoices/2026/11');
+    await put(erp, '/invoices/2026/11/a.csv', Buffer.from('a'));
+    await put(erp, '/invoices/top.csv', Buffer.from('t'));
+    await expectCode(h.core.tree.openWrite(erp, '/invoices/top.csv/x'), 'SEALDROP_E_NOT_FOUND');
+    await expectCode(h.core.tree.openWrite(erp, '/invoices/2026'), 'SEALDROP_E_CONFLICT');
+    expect(await names('/invoices')).toEqual(['2026/', 'top.csv']);
+    expect(await names('/invoices/2026')).toEqual(['11/']);
+    expect((await h.core.tree.stat(erp, '/invoices/2026/11')).kind).toBe('dir');
+    // Copy a folder (ciphertext and wraps copied), move it, rename a file into a folder.
+    await h.core.tree.copy(erp, '/invoices/2026/11', '/invoices/2026/12', false);
+    expect(await names('/invoices/2026/12')).toEqual(['a.csv']);
+    await expectCode(h.core.tree.copy(erp, '/invoices/2026/11', '/invoices/2026/12', false), 'SEALDROP_E_CONFLICT');
+    expect(await h.core.tree.copy(erp, '/invoices/2026/11', '/invoices/2026/12', true)).toBe(true);
+    await h.core.tree.rename(erp, '/invoices/2026/12', '/invoices/2025', false);
+    await h.core.tree.rename(erp, '/invoices/top.csv', '/invoices/2025/top.csv', false);
+    expect(await names('/invoices')).toEqual(['2025/', '2026/']);
+    expect(await names('/invoices/2025')).toEqual(['a.csv', 'top.csv']);
+    await expectCode(h.core.tree.rename(erp, '/invoices/2025', '/invoices/2025/inner', false), 'SEALDROP_E_FORBIDDEN');
+    // An empty folder, removed; a folder with files, removed whole.
+    await h.core.tree.mkdir(erp, '/invoices/empty');
+    await h.core.tree.rmdir(erp, '/invoices/empty');
+    await expectCode(h.core.tree.rmdir(erp, '/invoices/2025'), 'SEALDROP_E_WRONG_STATE');
+    await h.core.tree.copy(erp, '/invoices/2025', '/invoices/gone', false);
+    await h.core.tree.removeTree(erp, '/invoices/gone');
+    expect(await names('/invoices')).toEqual(['2025/', '2026/']);
+    // Sent: the recipient's inbox has the same folders.
+    await put(erp, '/invoices/.ready', Buffer.alloc(0));
+    const [dir] = await h.core.tree.list(partner, '/inbox');
+    const root = `/inbox/${dir?.name}`;
+    expect((await h.core.tree.list(partner, root)).map((e) => e.name).sort()).toEqual(['2025', '2026']);
+    expect((await h.core.tree.list(partner, `${root}/2025`)).map((e) => e.name).sort()).toEqual(['a.csv.pgp', 'top.csv.pgp']);
+    expect((await h.core.tree.list(partner, `${root}/2026/11`)).map((e) => e.name)).toEqual(['a.csv.pgp']);
+    const dl = await h.core.tree.openRead(partner, `${root}/2025/top.csv.pgp`);
+    expect((await dl.stream.toArray()).length).toBeGreaterThan(0);
+  });
+
+  it('moves and copies only within one delivery; renames a subject subfolder', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    await put(alice, '/outbox/bob@example.org/a.txt', Buffer.from('a'));
+    await h.core.tree.mkdir(alice, '/outbox/bob@example.org/untitled folder');
+    await put(alice, '/outbox/bob@example.org/untitled folder/b.txt', Buffer.from('b'));
+    await expectCode(h.core.tree.rename(alice, '/outbox/bob@example.org/a.txt', '/outbox/carol@example.org/a.txt', false), 'SEALDROP_E_FORBIDDEN');
+    await expectCode(h.core.tree.copy(alice, '/outbox/bob@example.org/a.txt', '/outbox/bob@example.org/untitled folder/a.txt', false), 'SEALDROP_E_FORBIDDEN');
+    await h.core.tree.rename(alice, '/outbox/bob@example.org/untitled folder', '/outbox/bob@example.org/Contract', false);
+    const subs = (await h.core.tree.list(alice, '/outbox/bob@example.org')).map((e) => e.name).sort();
+    expect(subs).toEqual(['Contract', 'a.txt']);
+    const d = await h.core.deliveries.folderDelivery(alice, 'outbox/bob@example.org/Contract');
+    expect(d?.subject).toBe('Contract');
+    await h.core.tree.removeTree(alice, '/outbox/bob@example.org/Contract');
+    expect(await h.core.deliveries.folderDelivery(alice, 'outbox/bob@example.org/Contract')).toBeNull();
+    await expectCode(h.core.tree.removeTree(alice, '/outbox/bob@example.org'), 'SEALDROP_E_FORBIDDEN');
+  });
 });

@@ -4,7 +4,7 @@
  * download, revoke, expiry — every state change audited, every rule enforced here so that all
  * front-ends (HTTP, SFTP, WebDAV, UI, CLI) behave the same.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
 import { decryptSeipdV1, decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
@@ -37,7 +37,7 @@ import { Upload } from './uploads.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail, type MailTemplate, type MailTemplates } from './outbox.ts';
 import { hashToken, looksLikeToken, newToken } from './tokens.ts';
-import { isUuid, normalizeEmail, validateFileName, validateMessage, validateSubject } from './validation.ts';
+import { isUuid, normalizeEmail, validateFileName, validateMessage, validateRelativePath, validateSubject } from './validation.ts';
 
 const DAY = 86_400_000;
 const MESSAGE_NAME = 'message.txt';
@@ -127,6 +127,8 @@ export interface BeginUploadOptions {
    * then or until the delivery is sent.
    */
   readBack?: boolean;
+  /** The name may be a path inside the delivery (`folder/file`, from the virtual tree). */
+  path?: boolean;
 }
 
 /** Options of addFile(). */
@@ -385,7 +387,7 @@ export class DeliveryService {
    */
   async beginUpload(p: Principal, target: UploadTarget, nameInput: unknown, options: BeginUploadOptions = {}): Promise<Upload<DeliveryFile>> {
     requireScope(p, 'send');
-    const name = validateFileName(nameInput);
+    const name = options.path ? validateRelativePath(nameInput) : validateFileName(nameInput);
     const kind = options.kind ?? 'file';
     const temp = options.temp ?? false;
     if (options.declaredSize !== undefined && options.declaredSize > this.cfg.maxFileBytes) {
@@ -404,7 +406,8 @@ export class DeliveryService {
       const count = await em0.count(DeliveryFileSchema, { deliveryId: delivery.id, kind: 'file', temp: false, name: { $ne: name } });
       if (count >= this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
     }
-    const literalName = options.literalName ?? name;
+    if (kind === 'file') await this.assertPathFree(em0, delivery.id, name);
+    const literalName = options.literalName ?? (name.split('/').pop() as string);
     const readBackSeconds = options.readBack && !options.clientEncrypted ? this.deps.config.webdav.readBackSeconds : 0;
     let readBackKey: Buffer | null = null;
     let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
@@ -444,6 +447,7 @@ export class DeliveryService {
         const file = await inTx(this.deps, async (em) => {
           const d = await em.findOne(DeliverySchema, { id: deliveryId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
           if (!d || d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery was sent, revoked or expired during the upload');
+          if (kind === 'file') await this.assertPathFree(em, d.id, name);
           const old = await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind, name });
           if (old) {
             replaced = old.blobKey ?? null;
@@ -562,7 +566,7 @@ export class DeliveryService {
   /** Renames a file of an open delivery (replacing a file of the new name), marking it temporary or final. */
   async renameFile(p: Principal, deliveryId: string, fileId: string, newNameInput: unknown, temp: boolean): Promise<void> {
     requireScope(p, 'send');
-    const name = validateFileName(newNameInput);
+    const name = validateRelativePath(newNameInput);
     let replacedBlob: string | null = null;
     await inTx(this.deps, async (em) => {
       const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
@@ -570,6 +574,7 @@ export class DeliveryService {
       const file = await em.findOne(DeliveryFileSchema, { id: fileId, deliveryId, kind: 'file' });
       if (!file) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
       if (file.name === name && file.temp === temp) return;
+      await this.assertPathFree(em, deliveryId, name);
       const other = await em.findOne(DeliveryFileSchema, { deliveryId, kind: 'file', name, id: { $ne: file.id } });
       if (other) {
         replacedBlob = other.blobKey ?? null;
@@ -586,6 +591,231 @@ export class DeliveryService {
       await audit(em, { action: 'file.renamed', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId, from, to: name, temp, replaced: Boolean(other) } }, this.now());
     });
     if (replacedBlob) await this.deps.blobs.delete(replacedBlob);
+  }
+
+  // ---------------------------------------------------------------- folders inside a delivery
+
+  /**
+   * Refuses a file path whose folders are files, or where a folder stands: inside one delivery
+   * `a/b` cannot be a file if `a` is one, nor if `a/b/` holds anything.
+   */
+  private async assertPathFree(em: Em, deliveryId: string, rel: string): Promise<void> {
+    const parts = rel.split('/');
+    const ancestors = parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+    if (ancestors.length && (await em.count(DeliveryFileSchema, { deliveryId, kind: 'file', name: { $in: ancestors } })) > 0) {
+      throw fail('SEALDROP_E_CONFLICT', 'a folder on that path is a file');
+    }
+    if ((await em.count(DeliveryFileSchema, { deliveryId, kind: 'dir', name: rel })) > 0) throw fail('SEALDROP_E_CONFLICT', 'a folder of that name exists');
+    if ((await this.rowsUnder(em, deliveryId, rel)).length > 0) throw fail('SEALDROP_E_CONFLICT', 'a folder of that name exists');
+  }
+
+  /** Rows (files and folders) strictly inside folder `rel` of an open delivery. */
+  private async rowsUnder(em: Em, deliveryId: string, rel: string): Promise<DeliveryFile[]> {
+    // Names may hold % and _, so the prefix is matched here rather than with LIKE; a delivery
+    // holds at most maxFilesPerDelivery files.
+    const rows = await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] } });
+    return rows.filter((r) => r.name.startsWith(`${rel}/`));
+  }
+
+  /** The files and folders of an open delivery (sender only), by path. */
+  async folderEntries(p: Principal, deliveryId: string): Promise<DeliveryFile[]> {
+    const em = readEm(this.deps);
+    const d = await this.loadForSender(em, p, deliveryId);
+    return em.find(DeliveryFileSchema, { deliveryId: d.id, kind: { $in: ['file', 'dir'] } }, { orderBy: { name: 'asc' } });
+  }
+
+  /** Discards an open tree delivery with all its files (a subject subfolder deleted by its sender). */
+  async discardFolder(p: Principal, deliveryId: string): Promise<void> {
+    requireScope(p, 'send');
+    const em = readEm(this.deps);
+    const d = await this.loadForSender(em, p, deliveryId);
+    if (d.state !== 'open' || !d.folderKey) throw fail('SEALDROP_E_WRONG_STATE', 'only an unsent folder can be removed');
+    await inTx(this.deps, (tem) => audit(tem, { action: 'folder.discarded', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { folder: d.folderKey } }, this.now()));
+    await this.discardOpen(d.id);
+  }
+
+  /** Renames an open tree delivery's folder (a subject subfolder): new folder key and subject. */
+  async renameFolder(p: Principal, deliveryId: string, folderKey: string, subject: string): Promise<void> {
+    requireScope(p, 'send');
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open' || !d.folderKey) throw fail('SEALDROP_E_WRONG_STATE', 'only an unsent folder can be renamed');
+      if (await em.findOne(DeliverySchema, { senderId: p.accountId, folderKey, state: 'open' })) throw fail('SEALDROP_E_CONFLICT', 'the destination exists');
+      const from = d.folderKey;
+      d.folderKey = folderKey;
+      d.subject = subject;
+      d.lastActivityAt = this.now();
+      await audit(em, { action: 'folder.renamed', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { from, to: folderKey } }, this.now());
+    });
+  }
+
+  /** Makes folder `rel` inside an open delivery (its parent must exist). */
+  async makeDir(p: Principal, deliveryId: string, relInput: string): Promise<void> {
+    requireScope(p, 'send');
+    const rel = validateRelativePath(relInput);
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'folders can only be made before the delivery is sent');
+      if ((await em.count(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: rel })) > 0) throw fail('SEALDROP_E_CONFLICT', 'the name exists');
+      await this.assertPathFree(em, deliveryId, rel);
+      const count = await em.count(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] } });
+      if (count >= 2 * this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', 'too many files and folders in this delivery');
+      const now = this.now();
+      em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId, kind: 'dir', name: rel, size: 0, blobKey: null, blobSize: 0, sha256: '', temp: false, createdAt: now });
+      d.lastActivityAt = now;
+      await audit(em, { action: 'folder.created', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { name: rel } }, now);
+    });
+  }
+
+  /** Removes folder `rel` of an open delivery with everything in it; `onlyIfEmpty` refuses a non-empty one. */
+  async removeDir(p: Principal, deliveryId: string, relInput: string, onlyIfEmpty: boolean): Promise<void> {
+    requireScope(p, 'send');
+    const rel = validateRelativePath(relInput);
+    const blobs: string[] = [];
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'folders can only be removed before the delivery is sent');
+      const inside = await this.rowsUnder(em, deliveryId, rel);
+      const own = await em.find(DeliveryFileSchema, { deliveryId, kind: 'dir', name: rel });
+      if (own.length === 0 && inside.length === 0) throw fail('SEALDROP_E_NOT_FOUND', 'no such folder');
+      if (onlyIfEmpty && inside.length > 0) throw fail('SEALDROP_E_WRONG_STATE', 'the folder is not empty');
+      const rows = [...own, ...inside];
+      await em.nativeDelete(DeliveryFileSchema, { id: { $in: rows.map((r) => r.id) } });
+      blobs.push(...rows.map((r) => r.blobKey).filter((k): k is string => Boolean(k)));
+      d.lastActivityAt = this.now();
+      await audit(em, { action: 'folder.removed', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { name: rel, files: rows.filter((r) => r.kind === 'file').length } }, this.now());
+    });
+    for (const key of blobs) await this.deps.blobs.delete(key);
+  }
+
+  /**
+   * Moves a file or folder to another path inside the same open delivery. An existing target is
+   * replaced only with `overwrite` (else SEALDROP_E_CONFLICT); returns whether one was.
+   */
+  async movePath(p: Principal, deliveryId: string, fromInput: string, toInput: string, overwrite: boolean, temp?: (name: string) => boolean): Promise<boolean> {
+    requireScope(p, 'send');
+    const from = validateRelativePath(fromInput);
+    const to = validateRelativePath(toInput);
+    if (to === from) throw fail('SEALDROP_E_FORBIDDEN', 'the source and the destination are the same');
+    if (to.startsWith(`${from}/`)) throw fail('SEALDROP_E_FORBIDDEN', 'a folder cannot be moved into itself');
+    const blobs: string[] = [];
+    let replaced = false;
+    await inTx(this.deps, async (em) => {
+      const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+      if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be moved before the delivery is sent');
+      const source = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: from })), ...(await this.rowsUnder(em, deliveryId, from))];
+      if (source.length === 0) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+      const target = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: to })), ...(await this.rowsUnder(em, deliveryId, to))];
+      if (target.length > 0) {
+        if (!overwrite) throw fail('SEALDROP_E_CONFLICT', 'the destination exists');
+        await em.nativeDelete(DeliveryFileSchema, { id: { $in: target.map((r) => r.id) } });
+        blobs.push(...target.map((r) => r.blobKey).filter((k): k is string => Boolean(k)));
+        replaced = true;
+      }
+      await this.assertParentsNotFiles(em, deliveryId, to);
+      const now = this.now();
+      for (const row of source) {
+        const name = row.name === from ? to : `${to}${row.name.slice(from.length)}`;
+        validateRelativePath(name);
+        row.name = name;
+        if (row.kind === 'file' && temp) row.temp = temp(name.split('/').pop() as string);
+      }
+      const files = await em.count(DeliveryFileSchema, { deliveryId, kind: 'file', temp: false, id: { $nin: source.map((r) => r.id) } });
+      if (files + source.filter((r) => r.kind === 'file' && !r.temp).length > this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
+      d.lastActivityAt = now;
+      await audit(em, { action: 'file.moved', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { from, to, items: source.length, replaced } }, now);
+    });
+    for (const key of blobs) await this.deps.blobs.delete(key);
+    return replaced;
+  }
+
+  private async assertParentsNotFiles(em: Em, deliveryId: string, rel: string): Promise<void> {
+    const parts = rel.split('/');
+    const ancestors = parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+    if (ancestors.length && (await em.count(DeliveryFileSchema, { deliveryId, kind: 'file', name: { $in: ancestors } })) > 0) {
+      throw fail('SEALDROP_E_CONFLICT', 'a folder on that path is a file');
+    }
+  }
+
+  /**
+   * Copies a file or folder (with `depth0` only the folder itself) to another path inside the
+   * same open delivery. Each copied file gets its own copy of the ciphertext and of its wraps
+   * (same session key, same content). An existing target is replaced only with `overwrite`.
+   */
+  async copyPath(p: Principal, deliveryId: string, fromInput: string, toInput: string, overwrite: boolean, depth0 = false): Promise<boolean> {
+    requireScope(p, 'send');
+    const from = validateRelativePath(fromInput);
+    const to = validateRelativePath(toInput);
+    if (to === from) throw fail('SEALDROP_E_FORBIDDEN', 'the source and the destination are the same');
+    if (to.startsWith(`${from}/`)) throw fail('SEALDROP_E_FORBIDDEN', 'a folder cannot be copied into itself');
+    const em0 = readEm(this.deps);
+    const d = await this.loadForSender(em0, p, deliveryId);
+    if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be copied before the delivery is sent');
+    const top = await em0.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: from });
+    const inside = await this.rowsUnder(em0, deliveryId, from);
+    if (top.length === 0 && inside.length === 0) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+    const isDir = top.length === 0 || top[0]?.kind === 'dir';
+    const source = isDir ? [{ kind: 'dir', name: from } as DeliveryFile, ...(depth0 ? [] : inside)] : top;
+    // The ciphertext is copied before the transaction; a failure removes the copies.
+    const copies = new Map<string, { blobKey: string; blobSize: number; sha256: string }>();
+    try {
+      for (const row of source) {
+        if (row.kind !== 'file' || !row.blobKey) continue;
+        const blobKey = randomBytes(16).toString('hex');
+        const info = await this.deps.blobs.put(blobKey, await this.deps.blobs.get(row.blobKey));
+        if (info.sha256 !== row.sha256) throw fail('SEALDROP_E_INTERNAL', 'a stored file failed its integrity check while being copied');
+        copies.set(row.id, { blobKey, blobSize: info.size, sha256: info.sha256 });
+      }
+      const blobs: string[] = [];
+      let replaced = false;
+      await inTx(this.deps, async (em) => {
+        const dl = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
+        if (dl.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be copied before the delivery is sent');
+        const target = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: to })), ...(await this.rowsUnder(em, deliveryId, to))];
+        if (target.length > 0) {
+          if (!overwrite) throw fail('SEALDROP_E_CONFLICT', 'the destination exists');
+          await em.nativeDelete(DeliveryFileSchema, { id: { $in: target.map((r) => r.id) } });
+          blobs.push(...target.map((r) => r.blobKey).filter((k): k is string => Boolean(k)));
+          replaced = true;
+        }
+        await this.assertParentsNotFiles(em, deliveryId, to);
+        const files = await em.count(DeliveryFileSchema, { deliveryId, kind: 'file', temp: false });
+        if (files + source.filter((r) => r.kind === 'file' && !r.temp).length > this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
+        const now = this.now();
+        for (const row of source) {
+          const name = row.name === from ? to : `${to}${row.name.slice(from.length)}`;
+          const id = randomUUID();
+          if (row.kind === 'dir') {
+            em.create(DeliveryFileSchema, { id, deliveryId, kind: 'dir', name, size: 0, blobKey: null, blobSize: 0, sha256: '', temp: false, createdAt: now });
+            continue;
+          }
+          const copy = copies.get(row.id);
+          // The copy keeps what is left of the original's read-back window.
+          const open = row.readbackUntil !== null && row.readbackUntil !== undefined && row.readbackUntil.getTime() > now.getTime();
+          const readbackKey = open && row.readbackKey ? this.resealReadback(row, id) : null;
+          const readbackUntil = open && (readbackKey || d.level < 3) ? row.readbackUntil : null;
+          em.create(DeliveryFileSchema, { id, deliveryId, kind: 'file', name, size: row.size, blobKey: copy?.blobKey ?? null, blobSize: copy?.blobSize ?? 0, sha256: copy?.sha256 ?? row.sha256, temp: row.temp, createdAt: now, readbackKey, readbackUntil });
+          const wraps = await em.find(KeyWrapSchema, { fileId: row.id });
+          for (const w of wraps) em.create(KeyWrapSchema, { id: randomUUID(), fileId: id, keyId: w.keyId, pkesk: Buffer.from(w.pkesk), createdAt: now });
+        }
+        dl.lastActivityAt = now;
+        await audit(em, { action: 'file.copied', actor: actorOf(p), targetType: 'delivery', targetId: dl.id, data: { from, to, items: source.length, replaced } }, now);
+      });
+      for (const key of blobs) await this.deps.blobs.delete(key);
+      return replaced;
+    } catch (err) {
+      for (const c of copies.values()) await this.deps.blobs.delete(c.blobKey);
+      throw err;
+    }
+  }
+
+  private resealReadback(row: DeliveryFile, newId: string): Buffer {
+    const key = this.deps.kek.open('readback', row.readbackKey as Uint8Array, row.id);
+    try {
+      return this.deps.kek.seal('readback', key, newId);
+    } finally {
+      key.fill(0);
+    }
   }
 
   private deliveryKey(d: Delivery): Buffer {
@@ -610,10 +840,13 @@ export class DeliveryService {
       const d = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
       if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', `delivery is ${d.state}, not open`);
       const all = await em.find(DeliveryFileSchema, { deliveryId: d.id });
-      const items = all.filter((f) => !f.temp);
+      // Folders are structure only: a sent delivery keeps them in its files' paths.
+      const dirs = all.filter((f) => f.kind === 'dir');
+      if (dirs.length) await em.nativeDelete(DeliveryFileSchema, { id: { $in: dirs.map((f) => f.id) } });
+      const items = all.filter((f) => !f.temp && f.kind !== 'dir');
       if (!items.some((f) => f.kind === 'file') && !d.hasMessage) throw fail('SEALDROP_E_WRONG_STATE', 'add at least one file or a message before sending');
       // Files still under a temporary name (interrupted client-side renames, editor noise) are never delivered.
-      const temps = all.filter((f) => f.temp);
+      const temps = all.filter((f) => f.temp && f.kind !== 'dir');
       if (temps.length) {
         await em.nativeDelete(DeliveryFileSchema, { id: { $in: temps.map((f) => f.id) } });
         tempBlobs.push(...temps.map((f) => f.blobKey).filter((k): k is string => Boolean(k)));

@@ -28,7 +28,7 @@ import { actorOf, inTx, readEm, type CoreDeps, type Principal, type Via } from '
 import { renderSubject, type DeliveryService, type DeliverySpec, type Download } from './deliveries.ts';
 import { fail, isSealdropError } from './errors.ts';
 import type { Upload } from './uploads.ts';
-import { normalizeEmail, validateFileName, validateSubject } from './validation.ts';
+import { normalizeEmail, validateFileName, validateRelativePath, validateSubject } from './validation.ts';
 
 /** A directory entry or stat result. */
 export interface TreeEntry {
@@ -53,11 +53,14 @@ type Node =
   | { t: 'root' }
   | { t: 'inbox' }
   | { t: 'outbox' }
-  | { t: 'inboxDelivery'; delivery: Delivery; name: string }
+  /** A delivery's folder in /inbox, or (`prefix` not empty) a folder inside it. */
+  | { t: 'inboxDelivery'; delivery: Delivery; name: string; prefix: string }
   | { t: 'inboxFile'; delivery: Delivery; file: DeliveryFile; name: string }
   | { t: 'folder'; folder: Folder; virtual: boolean }
   | { t: 'folderFile'; folder: Folder; delivery: Delivery; file: DeliveryFile }
-  | { t: 'missing'; parent: Folder | null; name: string };
+  | { t: 'folderDir'; folder: Folder; delivery: Delivery; rel: string }
+  /** Nothing at `name` (a path inside `parent`); `parentOk`: its parent folder exists. */
+  | { t: 'missing'; parent: Folder | null; name: string; parentOk: boolean };
 
 /** An open write: a file upload, or the trigger file (its content is discarded). */
 export type TreeWrite =
@@ -179,6 +182,25 @@ export class TreeService {
     return file ? { delivery, file } : null;
   }
 
+  /** The files and folders of a delivery (at most a few thousand rows), by path. */
+  private async rowsOf(deliveryId: string): Promise<DeliveryFile[]> {
+    return readEm(this.deps).find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] } }, { orderBy: { name: 'asc' } });
+  }
+
+  /** A path inside a folder's delivery: a file, a folder (made, or holding files), or nothing. */
+  private async inside(p: Principal, folder: Folder, segs: string[]): Promise<Node> {
+    const rel = validateRelativePath(segs.join('/'));
+    const delivery = await this.deliveries.folderDelivery(p, folder.key);
+    if (!delivery) return { t: 'missing', parent: folder, name: rel, parentOk: segs.length === 1 };
+    const rows = await this.rowsOf(delivery.id);
+    const row = rows.find((r) => r.name === rel);
+    if (row?.kind === 'file') return { t: 'folderFile', folder, delivery, file: row };
+    if (row?.kind === 'dir' || rows.some((r) => r.name.startsWith(`${rel}/`))) return { t: 'folderDir', folder, delivery, rel };
+    const parent = segs.slice(0, -1).join('/');
+    const parentOk = segs.length === 1 || rows.some((r) => (r.kind === 'dir' && r.name === parent) || r.name.startsWith(`${parent}/`));
+    return { t: 'missing', parent: folder, name: rel, parentOk };
+  }
+
   private async resolve(p: Principal, rawPath: string): Promise<Node> {
     const seg = this.segments(rawPath);
     const [a, b, c, d, ...more] = seg;
@@ -187,11 +209,12 @@ export class TreeService {
       if (!p.scopes.has('fetch')) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
       if (b === undefined) return { t: 'inbox' };
       const delivery = await this.inboxDelivery(p, b);
-      if (c === undefined) return { t: 'inboxDelivery', delivery, name: b };
-      if (d !== undefined) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
-      const entry = (await this.inboxFiles(p, delivery)).find((f) => f.name === c);
-      if (!entry) throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
-      return { t: 'inboxFile', delivery, file: entry.file, name: c };
+      if (c === undefined) return { t: 'inboxDelivery', delivery, name: b, prefix: '' };
+      const rest = seg.slice(2).join('/');
+      const entry = (await this.inboxFiles(p, delivery)).find((f) => f.name === rest);
+      if (entry) return { t: 'inboxFile', delivery, file: entry.file, name: rest };
+      if ((await this.inboxFiles(p, delivery)).some((f) => f.name.startsWith(`${rest}/`))) return { t: 'inboxDelivery', delivery, name: b, prefix: rest };
+      throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
     }
     if (a === 'outbox') {
       if (!this.mayUseOutbox(p)) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
@@ -200,28 +223,24 @@ export class TreeService {
       if (c === undefined) return { t: 'folder', folder, virtual: true };
       const name = validateFileName(c);
       if (d === undefined) {
+        // Directly in a recipient folder: a file, or a subject subfolder (its own delivery).
         const found = await this.fileIn(p, folder, name);
         if (found) return { t: 'folderFile', folder, ...found };
         const sub = this.outboxFolder(p, b, c);
         if (await this.deliveries.folderDelivery(p, sub.key)) return { t: 'folder', folder: sub, virtual: false };
-        return { t: 'missing', parent: folder, name };
+        return { t: 'missing', parent: folder, name, parentOk: true };
       }
-      if (more.length > 0) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
       const sub = this.outboxFolder(p, b, c);
       if (!(await this.deliveries.folderDelivery(p, sub.key))) {
         // Writing straight into a new subfolder creates it.
-        return { t: 'missing', parent: sub, name: validateFileName(d) };
+        return { t: 'missing', parent: sub, name: validateRelativePath([d, ...more].join('/')), parentOk: more.length === 0 };
       }
-      const found = await this.fileIn(p, sub, validateFileName(d));
-      return found ? { t: 'folderFile', folder: sub, ...found } : { t: 'missing', parent: sub, name: validateFileName(d) };
+      return this.inside(p, sub, [d, ...more]);
     }
     const folder = await this.dropFolderNode(p, a);
     if (!folder) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
     if (b === undefined) return { t: 'folder', folder, virtual: true };
-    if (c !== undefined) throw fail('SEALDROP_E_NOT_FOUND', 'drop folders have no subfolders');
-    const name = validateFileName(b);
-    const found = await this.fileIn(p, folder, name);
-    return found ? { t: 'folderFile', folder, ...found } : { t: 'missing', parent: folder, name };
+    return this.inside(p, folder, seg.slice(1));
   }
 
   // ---------------------------------------------------------------- inbox
@@ -288,6 +307,8 @@ export class TreeService {
         const d = await this.deliveries.folderDelivery(p, node.folder.key);
         return { name, kind: 'dir', size: 0, mtime: d?.lastActivityAt ?? now, readonly: false };
       }
+      case 'folderDir':
+        return { name, kind: 'dir', size: 0, mtime: node.delivery.lastActivityAt ?? node.delivery.createdAt, readonly: false };
       case 'inboxDelivery':
         return { name, kind: 'dir', size: 0, mtime: node.delivery.sentAt ?? node.delivery.createdAt, readonly: true };
       case 'inboxFile': {
@@ -301,12 +322,27 @@ export class TreeService {
     }
   }
 
+  /** The direct children of folder `prefix` ('' for the top) among paths, as entries. */
+  private childrenOf<T extends { name: string }>(items: T[], prefix: string, entry: (item: T, name: string) => TreeEntry, dirTime: Date): TreeEntry[] {
+    const start = prefix ? `${prefix}/` : '';
+    const out = new Map<string, TreeEntry>();
+    for (const item of items) {
+      if (!item.name.startsWith(start) || item.name === prefix) continue;
+      const rest = item.name.slice(start.length);
+      const slash = rest.indexOf('/');
+      if (slash < 0) out.set(rest, entry(item, rest));
+      else if (!out.has(rest.slice(0, slash))) out.set(rest.slice(0, slash), { name: rest.slice(0, slash), kind: 'dir', size: 0, mtime: dirTime, readonly: false });
+    }
+    return [...out.values()];
+  }
+
   /** The entries of a folder. */
   async list(p: Principal, rawPath: string): Promise<TreeEntry[]> {
     const node = await this.resolve(p, rawPath);
     const now = this.deps.clock.now();
     const em = readEm(this.deps);
     const dir = (name: string, mtime: Date = now, readonly = false): TreeEntry => ({ name, kind: 'dir', size: 0, mtime, readonly });
+    const rowEntry = (r: DeliveryFile, name: string): TreeEntry => (r.kind === 'dir' ? dir(name, r.createdAt) : { name, kind: 'file', size: r.size, mtime: r.createdAt, readonly: false });
     switch (node.t) {
       case 'root': {
         const out: TreeEntry[] = [];
@@ -322,18 +358,22 @@ export class TreeService {
       }
       case 'folder': {
         const d = await this.deliveries.folderDelivery(p, node.folder.key);
-        const files = d ? await em.find(DeliveryFileSchema, { deliveryId: d.id, kind: 'file' }, { orderBy: { name: 'asc' } }) : [];
-        const out: TreeEntry[] = files.map((f) => ({ name: f.name, kind: 'file', size: f.size, mtime: f.createdAt, readonly: false }));
+        const out = d ? this.childrenOf(await this.rowsOf(d.id), '', rowEntry, d.lastActivityAt ?? d.createdAt) : [];
         if (node.folder.key.startsWith('outbox/') && node.folder.key.split('/').length === 2) {
           const subs = await em.find(DeliverySchema, { senderId: p.accountId, state: 'open', folderKey: { $like: `${node.folder.key}/%` } });
-          for (const s of subs) out.push(dir((s.folderKey as string).slice(node.folder.key.length + 1), s.lastActivityAt ?? s.createdAt));
+          for (const sub of subs) out.push(dir((sub.folderKey as string).slice(node.folder.key.length + 1), sub.lastActivityAt ?? sub.createdAt));
         }
         return out;
       }
+      case 'folderDir':
+        return this.childrenOf(await this.rowsOf(node.delivery.id), node.rel, rowEntry, node.delivery.lastActivityAt ?? node.delivery.createdAt);
       case 'inbox':
         return (await this.inboxDeliveries(p)).map((d) => dir(this.inboxName(d), d.sentAt ?? d.createdAt, true));
-      case 'inboxDelivery':
-        return (await this.inboxFiles(p, node.delivery)).map((f) => ({ name: f.name, kind: 'file', size: f.size, mtime: f.file.createdAt, readonly: true }));
+      case 'inboxDelivery': {
+        const files = await this.inboxFiles(p, node.delivery);
+        const sent = node.delivery.sentAt ?? node.delivery.createdAt;
+        return this.childrenOf(files, node.prefix, (f, name) => ({ name, kind: 'file', size: f.size, mtime: f.file.createdAt, readonly: true }), sent).map((e) => ({ ...e, readonly: true }));
+      }
       default:
         throw fail('SEALDROP_E_WRONG_STATE', 'not a folder');
     }
@@ -341,23 +381,40 @@ export class TreeService {
 
   // ---------------------------------------------------------------- changing the tree
 
-  /** Creates a folder: recipient folders are virtual (always there); a subject subfolder is an open delivery. */
+  /**
+   * Creates a folder. Recipient folders are virtual (always there); a folder directly in one is
+   * a subject subfolder (its own open delivery); deeper, and in drop folders, it is a folder
+   * inside the delivery, kept in its files' paths.
+   */
   async mkdir(p: Principal, rawPath: string): Promise<void> {
     this.assertWritable(rawPath);
     const seg = this.segments(rawPath);
-    if (seg[0] !== 'outbox' || seg.length < 2 || seg.length > 3 || !this.mayUseOutbox(p)) {
-      throw fail('SEALDROP_E_FORBIDDEN', 'folders can be made only as /outbox/<e-mail address>/<subject>');
+    if (seg[0] === 'outbox' && this.mayUseOutbox(p) && seg.length <= 3) {
+      if (seg.length < 2) throw fail('SEALDROP_E_CONFLICT', 'the folder exists');
+      const folder = this.outboxFolder(p, seg[1] as string, seg[2]);
+      if (seg.length === 2) return;
+      if (await this.fileIn(p, this.outboxFolder(p, seg[1] as string), validateFileName(seg[2]))) throw fail('SEALDROP_E_CONFLICT', 'a file of that name exists');
+      if (await this.deliveries.folderDelivery(p, folder.key)) throw fail('SEALDROP_E_CONFLICT', 'the folder exists');
+      await this.deliveries.ensureFolderDelivery(p, await folder.spec());
+      return;
     }
-    const folder = this.outboxFolder(p, seg[1] as string, seg[2]);
-    if (seg.length === 2) return;
-    if (await this.deliveries.folderDelivery(p, folder.key)) throw fail('SEALDROP_E_CONFLICT', 'the folder exists');
-    await this.deliveries.ensureFolderDelivery(p, await folder.spec());
+    const node = await this.resolve(p, rawPath);
+    if (node.t === 'folder' || node.t === 'folderDir' || node.t === 'folderFile') throw fail('SEALDROP_E_CONFLICT', 'the name exists');
+    if (node.t !== 'missing' || !node.parent) throw fail('SEALDROP_E_FORBIDDEN', 'folders can be made only in /outbox/<e-mail address>/ and in drop folders');
+    if (!node.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the parent folder does not exist', { parentMissing: true });
+    const { delivery } = await this.deliveries.ensureFolderDelivery(p, await node.parent.spec());
+    await this.deliveries.makeDir(p, delivery.id, node.name);
+    this.touch(p, node.parent.key);
   }
 
-  /** Removes an empty folder (a subject subfolder's open delivery without files). */
+  /** Removes an empty folder (a subject subfolder's open delivery without files, or an empty folder inside a delivery). */
   async rmdir(p: Principal, rawPath: string): Promise<void> {
     this.assertWritable(rawPath);
     const node = await this.resolve(p, rawPath);
+    if (node.t === 'folderDir') {
+      await this.deliveries.removeDir(p, node.delivery.id, node.rel, true);
+      return;
+    }
     if (node.t !== 'folder') throw fail(node.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_FORBIDDEN', 'not a folder you can remove');
     const d = await this.deliveries.folderDelivery(p, node.folder.key);
     if (!d) return;
@@ -375,28 +432,109 @@ export class TreeService {
   }
 
   /**
-   * Renames one of the caller's unsent files within its folder. A rename from a temporary name
-   * to a final one completes the file; a rename to the trigger name sends the folder. With
-   * `overwrite` an existing target is replaced (POSIX rename), otherwise it is an error.
+   * Removes a file, or a folder with everything in it: a folder inside a delivery, or a subject
+   * subfolder (its open delivery is discarded). Recipient and drop folders themselves stay.
    */
-  async rename(p: Principal, fromPath: string, toPath: string, overwrite: boolean): Promise<void> {
+  async removeTree(p: Principal, rawPath: string): Promise<void> {
+    this.assertWritable(rawPath);
+    const node = await this.resolve(p, rawPath);
+    switch (node.t) {
+      case 'folderFile':
+        await this.deliveries.removeFile(p, node.delivery.id, node.file.id);
+        this.touch(p, node.folder.key);
+        return;
+      case 'folderDir':
+        await this.deliveries.removeDir(p, node.delivery.id, node.rel, false);
+        this.touch(p, node.folder.key);
+        return;
+      case 'folder': {
+        if (node.virtual) throw fail('SEALDROP_E_FORBIDDEN', 'recipient and drop folders always exist; remove what is in them');
+        const d = await this.deliveries.folderDelivery(p, node.folder.key);
+        if (d) await this.deliveries.discardFolder(p, d.id);
+        return;
+      }
+      case 'missing':
+        throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
+      default:
+        throw fail('SEALDROP_E_FORBIDDEN', 'this cannot be removed');
+    }
+  }
+
+  /**
+   * Renames or moves a file or folder within its delivery. A rename from a temporary name to a
+   * final one completes the file; a rename to the trigger name sends the folder. With
+   * `overwrite` an existing target is replaced, otherwise it is an error. A subject subfolder
+   * can be renamed (its delivery's subject changes). Moves between deliveries are refused.
+   * Returns whether a target was replaced.
+   */
+  async rename(p: Principal, fromPath: string, toPath: string, overwrite: boolean): Promise<boolean> {
     this.assertWritable(fromPath);
     this.assertWritable(toPath);
     const from = await this.resolve(p, fromPath);
     if (from.t === 'inboxFile' || from.t === 'inboxDelivery') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
-    if (from.t !== 'folderFile') throw fail(from.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_FORBIDDEN', from.t === 'missing' ? 'no such file' : 'only your unsent files can be renamed');
     const to = await this.resolve(p, toPath);
-    const targetFolder = to.t === 'folderFile' ? to.folder : to.t === 'missing' ? to.parent : null;
-    if (!targetFolder || targetFolder.key !== from.folder.key) throw fail('SEALDROP_E_FORBIDDEN', 'files can be renamed only within their folder');
-    const toName = to.t === 'folderFile' ? to.file.name : (to as { name: string }).name;
-    if (toName === this.cfg.triggerName) {
-      await this.deliveries.removeFile(p, from.delivery.id, from.file.id);
-      await this.trigger(p, from.folder);
-      return;
+    if (from.t === 'folder' && !from.virtual) return this.renameSubfolder(p, from.folder, toPath, to);
+    if (from.t !== 'folderFile' && from.t !== 'folderDir') throw fail(from.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_FORBIDDEN', from.t === 'missing' ? 'no such file or folder' : 'only your unsent files and folders can be moved');
+    const { folder, delivery } = from;
+    const fromRel = from.t === 'folderFile' ? from.file.name : from.rel;
+    const target = this.sameDelivery(to, folder.key);
+    if (!target) throw fail('SEALDROP_E_FORBIDDEN', 'files can be moved only within their delivery (the same recipient or drop folder)');
+    if (target.missing && !target.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the destination folder does not exist', { parentMissing: true });
+    if (from.t === 'folderFile' && target.rel.split('/').pop() === this.cfg.triggerName && !target.rel.includes('/')) {
+      await this.deliveries.removeFile(p, delivery.id, from.file.id);
+      await this.trigger(p, folder);
+      return false;
     }
-    if (to.t === 'folderFile' && !overwrite) throw fail('SEALDROP_E_CONFLICT', 'a file of that name exists');
-    await this.deliveries.renameFile(p, from.delivery.id, from.file.id, toName, this.isTempName(toName));
+    if (from.t === 'folderFile' && !target.rel.includes('/') && !fromRel.includes('/') && to.t !== 'folderDir') {
+      // A plain rename in place: completes temporary names.
+      if (to.t === 'folderFile' && !overwrite) throw fail('SEALDROP_E_CONFLICT', 'a file of that name exists');
+      await this.deliveries.renameFile(p, delivery.id, from.file.id, target.rel, this.isTempName(target.rel));
+      this.touch(p, folder.key);
+      return to.t === 'folderFile';
+    }
+    const replaced = await this.deliveries.movePath(p, delivery.id, fromRel, target.rel, overwrite, (name) => this.isTempName(name));
+    this.touch(p, folder.key);
+    return replaced;
+  }
+
+  /**
+   * Copies a file or folder (with `shallow` only the folder itself) within its delivery.
+   * Returns whether a target was replaced.
+   */
+  async copy(p: Principal, fromPath: string, toPath: string, overwrite: boolean, shallow = false): Promise<boolean> {
+    this.assertWritable(toPath);
+    const from = await this.resolve(p, fromPath);
+    if (from.t === 'inboxFile' || from.t === 'inboxDelivery') throw fail('SEALDROP_E_FORBIDDEN', 'files in /inbox cannot be copied on the server; download them');
+    if (from.t !== 'folderFile' && from.t !== 'folderDir') throw fail(from.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_FORBIDDEN', from.t === 'missing' ? 'no such file or folder' : 'only your unsent files and folders can be copied');
+    const to = await this.resolve(p, toPath);
+    const target = this.sameDelivery(to, from.folder.key);
+    if (!target) throw fail('SEALDROP_E_FORBIDDEN', 'files can be copied only within their delivery (the same recipient or drop folder)');
+    if (target.missing && !target.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the destination folder does not exist', { parentMissing: true });
+    const replaced = await this.deliveries.copyPath(p, from.delivery.id, from.t === 'folderFile' ? from.file.name : from.rel, target.rel, overwrite, shallow);
     this.touch(p, from.folder.key);
+    return replaced;
+  }
+
+  /** The path of `to` inside the delivery of folder `key`, or null if `to` is elsewhere. */
+  private sameDelivery(to: Node, key: string): { rel: string; missing: boolean; parentOk: boolean } | null {
+    if (to.t === 'folderFile' && to.folder.key === key) return { rel: to.file.name, missing: false, parentOk: true };
+    if (to.t === 'folderDir' && to.folder.key === key) return { rel: to.rel, missing: false, parentOk: true };
+    if (to.t === 'missing' && to.parent?.key === key) return { rel: to.name, missing: true, parentOk: to.parentOk };
+    return null;
+  }
+
+  private async renameSubfolder(p: Principal, folder: Folder, toPath: string, to: Node): Promise<boolean> {
+    const seg = this.segments(toPath);
+    const fromSeg = folder.key.split('/');
+    if (to.t !== 'missing' || seg.length !== 3 || seg[0] !== 'outbox' || normalizeEmail(seg[1], 'folder') !== fromSeg[1]) {
+      throw fail(to.t === 'missing' ? 'SEALDROP_E_FORBIDDEN' : 'SEALDROP_E_CONFLICT', to.t === 'missing' ? 'a subject folder can be renamed only within its recipient folder' : 'the destination exists');
+    }
+    const target = this.outboxFolder(p, seg[1] as string, seg[2]);
+    const d = await this.deliveries.folderDelivery(p, folder.key);
+    if (!d) throw fail('SEALDROP_E_NOT_FOUND', 'no such folder');
+    const spec = await target.spec();
+    await this.deliveries.renameFolder(p, d.id, target.key, spec.subject);
+    return false;
   }
 
   /**
@@ -418,15 +556,18 @@ export class TreeService {
     this.assertWritable(rawPath);
     const node = await this.resolve(p, rawPath);
     if (node.t === 'inbox' || node.t === 'inboxDelivery' || node.t === 'inboxFile') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
+    if (node.t === 'folderDir' || node.t === 'folder') throw fail('SEALDROP_E_CONFLICT', 'a folder of that name exists');
     if (node.t !== 'missing' && node.t !== 'folderFile') throw fail('SEALDROP_E_FORBIDDEN', 'files can be written only into /outbox/<e-mail address>/ and drop folders');
+    if (node.t === 'missing' && node.parent && !node.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the parent folder does not exist', { parentMissing: true });
     const folder = node.t === 'missing' ? node.parent : node.folder;
     const name = node.t === 'missing' ? node.name : node.file.name;
     if (!folder) throw fail('SEALDROP_E_FORBIDDEN', 'files can be written only into /outbox/<e-mail address>/ and drop folders');
     if (options.append) throw fail('SEALDROP_E_WRONG_STATE', 'appending and resuming are not supported: upload the whole file again');
     if (node.t === 'folderFile' && options.exclusive) throw fail('SEALDROP_E_CONFLICT', 'the file exists');
     if (name === this.cfg.triggerName) return { kind: 'trigger', folderKey: folder.key, folder, bytes: 0 };
-    const temp = this.isTempName(name);
-    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, { temp, literalName: this.finalNameOf(name), readBack: options.readBack ?? false });
+    const base = name.split('/').pop() as string;
+    const temp = this.isTempName(base);
+    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, { temp, literalName: this.finalNameOf(base), readBack: options.readBack ?? false, path: true });
     this.transfer(p, folder.key, +1);
     return { kind: 'upload', upload, folderKey: folder.key, name };
   }

@@ -57,6 +57,24 @@ export function validateFileName(input: unknown, field = 'name'): string {
   return name;
 }
 
+/** Deepest folder nesting inside a delivery. */
+export const MAX_PATH_DEPTH = 16;
+/** Longest relative path of a file inside a delivery, in bytes. */
+export const MAX_PATH_BYTES = 1024;
+
+/**
+ * Validates a file's path inside a delivery: one or more names (each as validateFileName)
+ * joined by `/`, at most MAX_PATH_DEPTH deep and MAX_PATH_BYTES long.
+ */
+export function validateRelativePath(input: unknown, field = 'name'): string {
+  if (typeof input !== 'string') throw fail('SEALDROP_E_INVALID_NAME', `${field} must be a string`);
+  const parts = input.split('/');
+  if (parts.length > MAX_PATH_DEPTH) throw fail('SEALDROP_E_INVALID_NAME', `${field} is nested deeper than ${MAX_PATH_DEPTH} folders`);
+  const rel = parts.map((part) => validateFileName(part, field)).join('/');
+  if (Buffer.byteLength(rel, 'utf8') > MAX_PATH_BYTES) throw fail('SEALDROP_E_INVALID_NAME', `${field} is longer than ${MAX_PATH_BYTES} bytes`);
+  return rel;
+}
+
 /** Validates a subject line: 1..max characters, single line, no control characters. */
 export function validateSubject(input: unknown, max: number): string {
   if (typeof input !== 'string') throw fail('SEALDROP_E_VALIDATION', 'subject must be a string');
