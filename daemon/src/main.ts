@@ -74,6 +74,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       (n) => n > 0 && log.info({ expired: n }, 'deliveries expired'),
       (err: unknown) => log.error({ err }, 'expiry sweep failed'),
     );
+    core.dav.sweep().catch((err: unknown) => log.error({ err }, 'lock sweep failed'));
   }, config.deliveries.expirySweepSeconds * 1000);
   expiry.unref();
   const idleSeconds = config.tree.idleSendSeconds;

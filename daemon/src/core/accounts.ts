@@ -54,6 +54,8 @@ export interface ApiTokenView {
 
 /** Accounts, authentication, tokens. */
 export class AccountService {
+  private readonly basicCache = new Map<string, { accountId: string; passwordChangedAt: number; until: number }>();
+
   constructor(
     private readonly deps: CoreDeps,
     private readonly deliveries: DeliveryService,
@@ -326,6 +328,34 @@ export class AccountService {
     if (account.state !== 'active') throw fail('SEALDROP_E_LOGIN_FAILED');
     await inTx(this.deps, (tem) => clearHits(tem, key));
     return { account, principal: this.principalOf(account, new Set(ROLE_SCOPES[account.role]), 'password', via, ip) };
+  }
+
+  /**
+   * HTTP Basic for WebDAV: the e-mail address with the password or an API token (of that
+   * account). A client sends the password with every request, so a verified password is
+   * remembered for five minutes under a MAC of the pair (the password itself is not kept); the
+   * account is re-read each time, and a changed password or a disabled account ends it.
+   */
+  async verifyBasic(email: string, secret: string, ip: string | undefined, via: Via): Promise<Principal> {
+    if (looksLikeToken(secret, 'api') || looksLikeToken(secret, 'session')) {
+      const p = await this.authenticate(secret, via, ip);
+      if (p.email !== email.trim().toLowerCase()) throw fail('SEALDROP_E_UNAUTHENTICATED', 'the token belongs to another account');
+      return p;
+    }
+    const key = this.deps.kek.mac('auth-cache', `${email.trim().toLowerCase()}\u0000${secret}`);
+    const now = Date.now();
+    const hit = this.basicCache.get(key);
+    if (hit && hit.until > now) {
+      const account = await readEm(this.deps).findOne(AccountSchema, { id: hit.accountId });
+      if (account && account.state === 'active' && (account.passwordChangedAt?.getTime() ?? 0) === hit.passwordChangedAt) {
+        return this.principalOf(account, new Set(ROLE_SCOPES[account.role]), 'password', via, ip);
+      }
+      this.basicCache.delete(key);
+    }
+    const { account, principal } = await this.verifyCredentials({ email, password: secret }, ip, via);
+    if (this.basicCache.size >= 10_000) this.basicCache.clear();
+    this.basicCache.set(key, { accountId: account.id, passwordChangedAt: account.passwordChangedAt?.getTime() ?? 0, until: now + 5 * 60_000 });
+    return principal;
   }
 
   /** A principal with the full scopes of an active account (protocol logins by key, and work the daemon does for an account). */

@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   SEALDROP_E_TOO_LARGE: 'a body or file exceeds its size limit',
   SEALDROP_E_LIMIT: 'a count limit (files, recipients) is exceeded',
   SEALDROP_E_RATE_LIMITED: 'too many attempts; try again later',
+  SEALDROP_E_LOCKED: 'the file or folder is locked (WebDAV) and the request holds no matching lock token',
   SEALDROP_E_DISABLED: 'this function is switched off in the configuration',
   SEALDROP_E_ABORTED: 'the transfer was aborted before it completed',
   SEALDROP_E_UNAVAILABLE: 'the service is shutting down or a dependency is unreachable',

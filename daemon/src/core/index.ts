@@ -5,6 +5,7 @@
 import { AccountService } from './accounts.ts';
 import { queryAudit, type AuditFilter } from './audit.ts';
 import type { CoreDeps } from './context.ts';
+import { DavService } from './dav.ts';
 import { DeliveryService } from './deliveries.ts';
 import { SecuPassService } from './secupass.ts';
 import { SshKeyService } from './ssh-keys.ts';
@@ -17,6 +18,7 @@ export class Core {
   readonly deliveries: DeliveryService;
   readonly sshKeys: SshKeyService;
   readonly tree: TreeService;
+  readonly dav: DavService;
 
   constructor(readonly deps: CoreDeps) {
     this.deliveries = new DeliveryService(deps);
@@ -25,6 +27,7 @@ export class Core {
     this.deliveries.attach(this.accounts, this.secupass);
     this.sshKeys = new SshKeyService(deps);
     this.tree = new TreeService(deps, this.deliveries, (accountId, via) => this.accounts.principalFor(accountId, 'system', via));
+    this.dav = new DavService(deps);
   }
 
   /** Audit events matching a filter (callers check the admin scope). */

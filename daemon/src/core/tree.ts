@@ -39,6 +39,8 @@ export interface TreeEntry {
   mtime: Date;
   /** True where the caller cannot write (inbox, root). */
   readonly: boolean;
+  /** A file's id: it changes whenever the file is written (entity tags). */
+  id?: string;
 }
 
 /** A writable tree folder: where its files go. */
@@ -75,6 +77,10 @@ export interface OpenWriteOptions {
   exclusive?: boolean;
   /** The client may read the file back shortly after (WebDAV). */
   readBack?: boolean;
+  /** The size the client announced, checked against the limit before any byte is read. */
+  declaredSize?: number;
+  /** An empty placeholder (a WebDAV lock on a new name): stored, never delivered unless written. */
+  placeholder?: boolean;
 }
 
 const TEMP_SUFFIXES = ['.filepart', '.part', '.partial', '.tmp', '.crdownload'];
@@ -313,10 +319,10 @@ export class TreeService {
         return { name, kind: 'dir', size: 0, mtime: node.delivery.sentAt ?? node.delivery.createdAt, readonly: true };
       case 'inboxFile': {
         const entry = (await this.inboxFiles(p, node.delivery)).find((f) => f.file.id === node.file.id);
-        return { name, kind: 'file', size: entry?.size ?? 0, mtime: node.file.createdAt, readonly: true };
+        return { name, kind: 'file', size: entry?.size ?? 0, mtime: node.file.createdAt, readonly: true, id: node.file.id };
       }
       case 'folderFile':
-        return { name, kind: 'file', size: node.file.size, mtime: node.file.createdAt, readonly: false };
+        return { name, kind: 'file', size: node.file.size, mtime: node.file.createdAt, readonly: false, id: node.file.id };
       case 'missing':
         throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
     }
@@ -342,7 +348,7 @@ export class TreeService {
     const now = this.deps.clock.now();
     const em = readEm(this.deps);
     const dir = (name: string, mtime: Date = now, readonly = false): TreeEntry => ({ name, kind: 'dir', size: 0, mtime, readonly });
-    const rowEntry = (r: DeliveryFile, name: string): TreeEntry => (r.kind === 'dir' ? dir(name, r.createdAt) : { name, kind: 'file', size: r.size, mtime: r.createdAt, readonly: false });
+    const rowEntry = (r: DeliveryFile, name: string): TreeEntry => (r.kind === 'dir' ? dir(name, r.createdAt) : { name, kind: 'file', size: r.size, mtime: r.createdAt, readonly: false, id: r.id });
     switch (node.t) {
       case 'root': {
         const out: TreeEntry[] = [];
@@ -372,7 +378,7 @@ export class TreeService {
       case 'inboxDelivery': {
         const files = await this.inboxFiles(p, node.delivery);
         const sent = node.delivery.sentAt ?? node.delivery.createdAt;
-        return this.childrenOf(files, node.prefix, (f, name) => ({ name, kind: 'file', size: f.size, mtime: f.file.createdAt, readonly: true }), sent).map((e) => ({ ...e, readonly: true }));
+        return this.childrenOf(files, node.prefix, (f, name) => ({ name, kind: 'file', size: f.size, mtime: f.file.createdAt, readonly: true, id: f.file.id }), sent).map((e) => ({ ...e, readonly: true }));
       }
       default:
         throw fail('SEALDROP_E_WRONG_STATE', 'not a folder');
@@ -566,8 +572,14 @@ export class TreeService {
     if (node.t === 'folderFile' && options.exclusive) throw fail('SEALDROP_E_CONFLICT', 'the file exists');
     if (name === this.cfg.triggerName) return { kind: 'trigger', folderKey: folder.key, folder, bytes: 0 };
     const base = name.split('/').pop() as string;
-    const temp = this.isTempName(base);
-    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, { temp, literalName: this.finalNameOf(base), readBack: options.readBack ?? false, path: true });
+    const temp = options.placeholder === true || this.isTempName(base);
+    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, {
+      temp,
+      literalName: this.finalNameOf(base),
+      readBack: options.readBack ?? false,
+      path: true,
+      ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
+    });
     this.transfer(p, folder.key, +1);
     return { kind: 'upload', upload, folderKey: folder.key, name };
   }

@@ -17,7 +17,7 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** Purposes with their own subkey derived from the KEK. */
-export type SealPurpose = 'delivery-key' | 'outbox' | 'message' | 'csrf' | 'readback';
+export type SealPurpose = 'delivery-key' | 'outbox' | 'message' | 'csrf' | 'readback' | 'auth-cache';
 
 /** The key-encryption key and the subkeys derived from it. */
 export class Kek {

@@ -11,6 +11,7 @@ import type { Core } from '../../core/index.ts';
 import { apiRouter } from './api.ts';
 import { respondError } from './errors.ts';
 import { mountUi } from '../ui/index.ts';
+import { mountWebdav } from '../webdav/index.ts';
 
 /** Options of createHttpServer. */
 export interface HttpOptions {
@@ -47,10 +48,13 @@ export function createApp({ core, config, log, ready }: HttpOptions): Koa {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;
       const route = matched && !matched.includes('(?') ? matched : undefined;
-      const line = { method: ctx.method, route: route ?? ctx.path.slice(0, 80).replace(/sd[a-z]_[A-Za-z0-9_-]+/g, '[token]'), status: ctx.status, ms: Math.round(ms), ip: ctx.request.ip };
+      // WebDAV paths are file names: logged as the mount point only.
+      const path = ctx.path === '/dav' || ctx.path.startsWith('/dav/') ? '/dav/…' : ctx.path.slice(0, 80).replace(/sd[a-z]_[A-Za-z0-9_-]+/g, '[token]');
+      const line = { method: ctx.method, route: route ?? path, status: ctx.status, ms: Math.round(ms), ip: ctx.request.ip, ...(ctx.state.davAccount ? { account: ctx.state.davAccount as string } : {}) };
       const body = ctx.body as { error?: { code?: string } } | undefined;
-      if (ctx.status >= 500) reqLog.error({ ...line, code: body?.error?.code }, 'request failed');
-      else reqLog.info({ ...line, ...(body?.error?.code ? { code: body.error.code } : {}) }, 'request');
+      const code = body?.error?.code ?? (ctx.state.errorCode as string | undefined);
+      if (ctx.status >= 500) reqLog.error({ ...line, code }, 'request failed');
+      else reqLog.info({ ...line, ...(code ? { code } : {}) }, 'request');
     }
   });
 
@@ -68,6 +72,7 @@ export function createApp({ core, config, log, ready }: HttpOptions): Koa {
     await next();
   });
 
+  mountWebdav(app, core, config, log);
   mountUi(app, core, config);
   const api = apiRouter({ core, config });
   app.use(api.routes());
@@ -88,6 +93,8 @@ export async function startHttpServer(options: HttpOptions): Promise<HttpServer>
   const server = http.createServer(app.callback());
   server.requestTimeout = 0; // large uploads; idle sockets are bounded by the timeouts below
   server.headersTimeout = 60_000;
+  // A connection that sends nothing for two minutes (a stalled body) is closed.
+  server.timeout = 120_000;
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
