@@ -13,6 +13,7 @@
  * sweep sends folders that stopped changing.
  */
 import path from 'node:path/posix';
+import { Readable } from 'node:stream';
 import {
   AccountSchema,
   DeliveryFileSchema,
@@ -61,6 +62,8 @@ type Node =
   | { t: 'folder'; folder: Folder; virtual: boolean }
   | { t: 'folderFile'; folder: Folder; delivery: Delivery; file: DeliveryFile }
   | { t: 'folderDir'; folder: Folder; delivery: Delivery; rel: string }
+  /** The trigger file just after it sent its folder: shown as an empty file for a minute (clients check what they wrote). */
+  | { t: 'triggered'; folder: Folder; delivery: Delivery }
   /** Nothing at `name` (a path inside `parent`); `parentOk`: its parent folder exists. */
   | { t: 'missing'; parent: Folder | null; name: string; parentOk: boolean };
 
@@ -82,6 +85,9 @@ export interface OpenWriteOptions {
   /** An empty placeholder (a WebDAV lock on a new name): stored, never delivered unless written. */
   placeholder?: boolean;
 }
+
+/** How long the trigger file stays visible after it sent its folder. */
+const TRIGGER_SHOWN_MS = 60_000;
 
 const TEMP_SUFFIXES = ['.filepart', '.part', '.partial', '.tmp', '.crdownload'];
 const NOISE = new Set(['thumbs.db', 'desktop.ini', '.ds_store']);
@@ -208,6 +214,16 @@ export class TreeService {
   }
 
   private async resolve(p: Principal, rawPath: string): Promise<Node> {
+    const node = await this.resolveNode(p, rawPath);
+    if (node.t === 'missing' && node.parent && node.name === this.cfg.triggerName) {
+      const since = new Date(this.deps.clock.now().getTime() - TRIGGER_SHOWN_MS);
+      const sent = await readEm(this.deps).findOne(DeliverySchema, { senderId: p.accountId, folderKey: node.parent.key, state: 'sent', sentAt: { $gte: since } }, { orderBy: { sentAt: 'desc' } });
+      if (sent) return { t: 'triggered', folder: node.parent, delivery: sent };
+    }
+    return node;
+  }
+
+  private async resolveNode(p: Principal, rawPath: string): Promise<Node> {
     const seg = this.segments(rawPath);
     const [a, b, c, d, ...more] = seg;
     if (a === undefined) return { t: 'root' };
@@ -323,6 +339,8 @@ export class TreeService {
       }
       case 'folderFile':
         return { name, kind: 'file', size: node.file.size, mtime: node.file.createdAt, readonly: false, id: node.file.id };
+      case 'triggered':
+        return { name, kind: 'file', size: 0, mtime: node.delivery.sentAt ?? now, readonly: false, id: `sent-${node.delivery.id}` };
       case 'missing':
         throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
     }
@@ -432,6 +450,7 @@ export class TreeService {
     this.assertWritable(rawPath);
     const node = await this.resolve(p, rawPath);
     if (node.t === 'inboxFile' || node.t === 'inboxDelivery') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
+    if (node.t === 'triggered') return;
     if (node.t !== 'folderFile') throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
     await this.deliveries.removeFile(p, node.delivery.id, node.file.id);
     this.touch(p, node.folder.key);
@@ -445,6 +464,8 @@ export class TreeService {
     this.assertWritable(rawPath);
     const node = await this.resolve(p, rawPath);
     switch (node.t) {
+      case 'triggered':
+        return;
       case 'folderFile':
         await this.deliveries.removeFile(p, node.delivery.id, node.file.id);
         this.touch(p, node.folder.key);
@@ -550,6 +571,7 @@ export class TreeService {
   async openRead(p: Principal, rawPath: string): Promise<Download> {
     const node = await this.resolve(p, rawPath);
     if (node.t === 'folderFile') return this.deliveries.readBack(p, node.delivery.id, node.file.id);
+    if (node.t === 'triggered') return { stream: Readable.from([]), size: 0, fileName: this.cfg.triggerName, contentType: 'application/octet-stream', encrypted: false };
     if (node.t !== 'inboxFile') throw fail(node.t === 'missing' ? 'SEALDROP_E_NOT_FOUND' : 'SEALDROP_E_WRONG_STATE', node.t === 'missing' ? 'no such file' : 'not a file');
     return this.deliveries.download(p, node.delivery.id, node.file.kind === 'message' ? { kind: 'message' } : node.file.id);
   }
@@ -563,6 +585,7 @@ export class TreeService {
     const node = await this.resolve(p, rawPath);
     if (node.t === 'inbox' || node.t === 'inboxDelivery' || node.t === 'inboxFile') throw fail('SEALDROP_E_FORBIDDEN', '/inbox is read-only');
     if (node.t === 'folderDir' || node.t === 'folder') throw fail('SEALDROP_E_CONFLICT', 'a folder of that name exists');
+    if (node.t === 'triggered') return { kind: 'trigger', folderKey: node.folder.key, folder: node.folder, bytes: 0 };
     if (node.t !== 'missing' && node.t !== 'folderFile') throw fail('SEALDROP_E_FORBIDDEN', 'files can be written only into /outbox/<e-mail address>/ and drop folders');
     if (node.t === 'missing' && node.parent && !node.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the parent folder does not exist', { parentMissing: true });
     const folder = node.t === 'missing' ? node.parent : node.folder;
