@@ -10,6 +10,7 @@ const TOOLS: Array<{ bin: string; args: string[]; pkg: string }> = [
   { bin: 'sshpass', args: ['-V'], pkg: 'sshpass' },
   { bin: 'rclone', args: ['version'], pkg: 'rclone' },
   { bin: 'chromium', args: ['--headless'], pkg: 'chromium' },
+  { bin: 'litmus', args: ['--version'], pkg: 'litmus' },
 ];
 
 export default function setup(): void {

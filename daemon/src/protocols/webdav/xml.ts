@@ -52,13 +52,24 @@ export function parseXml(body: Buffer): Element | null {
   return doc.documentElement;
 }
 
-/** Refuses prefixes bound to the empty namespace (`xmlns:a=""`), which XML 1.0 namespaces forbid. */
-function checkNamespaces(el: Element): void {
-  for (let i = 0; i < el.attributes.length; i++) {
-    const a = el.attributes.item(i);
-    if (a && a.name.startsWith('xmlns:') && a.value === '') throw fail('SEALDROP_E_VALIDATION', `the XML body binds prefix ${a.name.slice(6)} to no namespace`);
+/** Deepest element nesting accepted in a request body. */
+const MAX_DEPTH = 64;
+
+/**
+ * Refuses prefixes bound to the empty namespace (`xmlns:a=""`, which XML 1.0 namespaces forbid)
+ * and nesting deeper than MAX_DEPTH (walked without recursion).
+ */
+function checkNamespaces(root: Element): void {
+  const stack: Array<[Element, number]> = [[root, 1]];
+  while (stack.length) {
+    const [el, depth] = stack.pop() as [Element, number];
+    if (depth > MAX_DEPTH) throw fail('SEALDROP_E_VALIDATION', `the XML body is nested deeper than ${MAX_DEPTH} elements`);
+    for (let i = 0; i < el.attributes.length; i++) {
+      const a = el.attributes.item(i);
+      if (a && a.name.startsWith('xmlns:') && a.value === '') throw fail('SEALDROP_E_VALIDATION', `the XML body binds prefix ${a.name.slice(6)} to no namespace`);
+    }
+    for (const c of children(el)) stack.push([c, depth + 1]);
   }
-  for (const c of children(el)) checkNamespaces(c);
 }
 
 /** The element children of an element. */
