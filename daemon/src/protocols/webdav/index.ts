@@ -76,6 +76,17 @@ function parentOf(path: string): string {
   return i <= 0 ? '/' : path.slice(0, i);
 }
 
+/**
+ * Whether HTTP Basic may be used on a connection: over TLS (or a trusted TLS proxy), on a
+ * connection that arrived on a loopback address (it crossed no network), or where the
+ * configuration allows it explicitly.
+ */
+export function basicAllowed(secure: boolean, localAddress: string | undefined, allowWithoutTls: boolean): boolean {
+  const local = localAddress ?? '';
+  const loopback = local.startsWith('127.') || local === '::1' || local.startsWith('::ffff:127.');
+  return secure || loopback || allowWithoutTls;
+}
+
 /** A WebDAV answer that ends the request: status, optional body and headers. */
 class DavResponse extends Error {
   constructor(
@@ -151,9 +162,7 @@ class WebdavHandler {
   }
 
   private async authenticate(ctx: Context): Promise<Principal> {
-    const local = ctx.req.socket.localAddress ?? '';
-    const loopback = local.startsWith('127.') || local === '::1' || local === '::ffff:127.0.0.1';
-    if (!ctx.secure && !loopback && !this.config.webdav.allowBasicWithoutTls) {
+    if (!basicAllowed(ctx.secure, ctx.req.socket.localAddress, this.config.webdav.allowBasicWithoutTls)) {
       throw new DavResponse(403, 'SEALDROP_E_FORBIDDEN: HTTP Basic over an unencrypted connection is refused; use TLS (or set webdav.allowBasicWithoutTls)\n');
     }
     const header = ctx.get('authorization');
