@@ -2,9 +2,11 @@
  * `npm run bench`: SFTP throughput of sealdrop (encrypted at rest) beside a private OpenSSH
  * sshd + sftp-server (plaintext to disk), with the same client (/usr/bin/sftp in batch mode, key
  * authentication) and cipher; plus the daemon's RSS during one large upload and 8 parallel
- * uploads. A benchmark, not a test: it prints a Markdown report on stdout, progress on stderr.
+ * uploads. Then WebDAV (webdav.ts): curl PUT/GET against sealdrop's /dav/ and a private nginx,
+ * beside `openssl enc` as the cipher ceiling. A benchmark, not a test: it prints a Markdown report
+ * on stdout, progress on stderr.
  *
- *   npm run bench -- [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
+ *   npm run bench -- [--only sftp|webdav] [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -14,8 +16,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuSnapshot, otherCores } from './cpu.ts';
 import { abort, AbortedError, checkAborted, print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
+import { fmtMB, fmtMbps, mbps, printForeignLoad, Results, type RssRecord, type Sample } from './results.ts';
 import { makeKey, RECEIVER, ROOT, SENDER, startOpenSsh, startSealdrop, tail, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, quote, RssSampler, sftpBatch, type SftpTarget } from './sftp.ts';
+import { reportWebdav, runWebdav, webdavVersions, type WebdavOutcome } from './webdav.ts';
 
 const CIPHERS = [
   { name: 'aes128-gcm@openssh.com', short: 'aes128-gcm' },
@@ -33,15 +37,22 @@ const limitFor = (bytes: number) => 60_000 + Math.ceil(bytes / 5e6) * 1000;
 
 type Server = 'openssh' | 'sealdrop';
 
+/** The parts of the benchmark: SFTP (sealdrop vs OpenSSH) and WebDAV (sealdrop vs nginx). */
+const PARTS = ['sftp', 'webdav'] as const;
+type Part = (typeof PARTS)[number];
+
 interface Options {
+  parts: ReadonlySet<Part>;
   sizeMiB: number;
   runs: number;
   dir: string;
   keep: boolean;
 }
 
-const HELP = `Usage: npm run bench -- [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
+const HELP = `Usage: npm run bench -- [--only sftp|webdav] [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
 
+  --only PART  run one part: sftp (sealdrop vs OpenSSH) or webdav (sealdrop vs nginx, and
+               openssl enc as the cipher ceiling); default: both, SFTP first
   --size MiB   size of the single-file transfers (default 1024)
   --runs N     runs per measure; the median is reported (default 3)
   --quick      smoke run: --size 256 --runs 1 (explicit --size/--runs win)
@@ -51,6 +62,7 @@ const HELP = `Usage: npm run bench -- [--size MiB] [--runs N] [--quick] [--dir D
 function parseOptions(): Options {
   const { values } = parseArgs({
     options: {
+      only: { type: 'string' },
       size: { type: 'string' },
       runs: { type: 'string' },
       quick: { type: 'boolean', default: false },
@@ -69,60 +81,15 @@ function parseOptions(): Options {
     if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`--${name} must be a positive integer`);
     return Number(v);
   };
+  const only = values.only;
+  if (only !== undefined && !(PARTS as readonly string[]).includes(only)) throw new Error(`--only must be one of ${PARTS.join(', ')}`);
   return {
+    parts: new Set<Part>(only === undefined ? PARTS : [only as Part]),
     sizeMiB: int(values.size, 'size', values.quick ? 256 : 1024),
     runs: int(values.runs, 'runs', values.quick ? 1 : 3),
     dir: path.resolve(values.dir ?? os.tmpdir()),
     keep: values.keep ?? false,
   };
-}
-
-// ------------------------------------------------------------------ results
-
-interface Sample {
-  seconds: number;
-  bytes: number;
-  /** Cores busy with processes outside this benchmark during the transfer (on average). */
-  other?: number;
-}
-
-const mbps = (s: Sample) => s.bytes / 1e6 / s.seconds;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
-class Results {
-  private readonly samples = new Map<string, Sample[]>();
-  readonly errors: string[] = [];
-
-  add(measure: string, server: Server, sample: Sample): void {
-    const key = `${measure}|${server}`;
-    const list = this.samples.get(key) ?? [];
-    list.push(sample);
-    this.samples.set(key, list);
-  }
-
-  get(measure: string, server: Server): Sample[] {
-    return this.samples.get(`${measure}|${server}`) ?? [];
-  }
-
-  /** Median MB/s, or undefined without samples. */
-  medianMbps(measure: string, server: Server): number | undefined {
-    const list = this.get(measure, server);
-    return list.length ? median(list.map(mbps)) : undefined;
-  }
-}
-
-interface RssRecord {
-  label: string;
-  before: number;
-  peak: number;
-  after: number;
-  hwm: number;
-  samples: number;
 }
 
 // ------------------------------------------------------------------ the run
@@ -168,14 +135,6 @@ async function settle(): Promise<void> {
   await runCommand('sync', []);
 }
 
-function fmtMbps(v: number | undefined): string {
-  return v === undefined ? 'n/a' : v.toFixed(1);
-}
-
-function fmtMB(bytes: number): string {
-  return (bytes / 1e6).toFixed(1);
-}
-
 /** Newest modification time (ISO) of the non-test files under `dir`. */
 function newestSource(dir: string): string {
   let newest = 0;
@@ -190,7 +149,7 @@ function newestSource(dir: string): string {
   return new Date(newest).toISOString();
 }
 
-function machineInfo(): string[] {
+function machineInfo(parts: ReadonlySet<Part>): string[] {
   const cmd = (c: string, args: string[]) => {
     try {
       return execFileSync(c, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT }).trim();
@@ -221,6 +180,7 @@ function machineInfo(): string[] {
     `- node ${process.version}; ${sshVersion}`,
     `- load average at the start: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `- sealdrop: git ${cmd('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` plus ${dirty} uncommitted change(s) in daemon/src, daemon/bin, daemon/patches` : ''}; entry ${entry}`,
+    ...(parts.has('webdav') ? webdavVersions() : []),
   ];
 }
 
@@ -229,17 +189,20 @@ async function main(): Promise<number> {
   keepWork = opt.keep;
   const size = opt.sizeMiB * MiB;
   const parSize = PAR_MIB * MiB;
-  const header = machineInfo();
+  const sftp = opt.parts.has('sftp');
+  const webdav = opt.parts.has('webdav');
+  const header = machineInfo(opt.parts);
   for (const line of header) progress(line.slice(2));
 
   await mkdir(opt.dir, { recursive: true });
   workDir = await mkdtemp(path.join(opt.dir, 'sealdrop-bench-'));
   const work = workDir;
   progress(`work folder ${work}`);
-  await ensureSpace(size * 2 + parSize * 2);
+  await ensureSpace(size * 2 + (sftp ? parSize * 2 : 0));
 
   const results = new Results();
   const rss: RssRecord[] = [];
+  const webdavRss: RssRecord[] = [];
 
   // Keys, input files.
   const senderKey = await makeKey(path.join(work, 'client_key'), 'bench sender');
@@ -248,28 +211,22 @@ async function main(): Promise<number> {
   const input = path.join(work, `input-${opt.sizeMiB}MiB.bin`);
   const parInput = path.join(work, `input-${PAR_MIB}MiB.bin`);
   const empty = path.join(work, 'empty');
-  progress(`writing random input files (${opt.sizeMiB} MiB and ${PAR_MIB} MiB)`);
+  progress(`writing random input files (${opt.sizeMiB} MiB${sftp ? ` and ${PAR_MIB} MiB` : ''})`);
   await makeRandomFile(input, size);
-  await makeRandomFile(parInput, parSize);
+  if (sftp) await makeRandomFile(parInput, parSize);
   await writeFile(empty, '');
-  const dlDir = path.join(work, 'downloads');
-  const osshDir = path.join(work, 'openssh-files');
-  await mkdir(dlDir);
-  await mkdir(osshDir);
 
-  // Servers.
-  progress('starting OpenSSH sshd');
-  const ossh = await startOpenSsh(path.join(work, 'openssh'), `${senderKey}.pub`);
-  servers.push(ossh);
+  // Servers (nginx is started by the WebDAV part).
+  let ossh: RunningServer | undefined;
+  if (sftp) {
+    progress('starting OpenSSH sshd');
+    ossh = await startOpenSsh(path.join(work, 'openssh'), `${senderKey}.pub`);
+    servers.push(ossh);
+  }
   const sd: SealdropServer = await startSealdrop(work, { sender: senderKey, receiver: receiverKey }, 2 ** 40);
   servers.push(sd);
   const sdPid = sd.child.pid as number;
-  progress(`OpenSSH on port ${ossh.port} (pid ${ossh.child.pid}); sealdrop SFTP on ${sd.port}, HTTP on ${sd.httpPort} (pid ${sdPid})`);
-
-  const user = os.userInfo().username;
-  const osshT: SftpTarget = { port: ossh.port, user, keyFile: senderKey };
-  const sdSender: SftpTarget = { port: sd.port, user: SENDER, keyFile: senderKey };
-  const sdReceiver: SftpTarget = { port: sd.port, user: RECEIVER, keyFile: receiverKey };
+  progress(`${ossh ? `OpenSSH on port ${ossh.port} (pid ${ossh.child.pid}); ` : ''}sealdrop SFTP on ${sd.port}, HTTP on ${sd.httpPort} (pid ${sdPid})`);
 
   const daemonAlive = () => {
     if (sd.child.exitCode !== null || sd.child.signalCode !== null) {
@@ -307,154 +264,190 @@ async function main(): Promise<number> {
     return { value, other: otherCores(a, cpuSnapshot()) };
   };
 
-  // -------------------------------------------------------------- download sources
-  // Both servers get the file once, untimed; sealdrop's goes out as a delivery to the receiver.
-  const osshSource = path.join(osshDir, 'dl-source.bin');
-  let inboxFile: string | undefined;
-  await attempt('OpenSSH download source', async () => {
-    progress('OpenSSH: uploading the download source');
-    await sftpBatch(work, osshT, AES.name, [`put ${quote(input)} ${quote(osshSource)}`], limitFor(size));
-  });
-  await attempt('sealdrop download source', async () => {
-    progress('sealdrop: uploading the download source (first upload after start; RSS sampled)');
-    const sampler = new RssSampler(sdPid).start();
-    try {
-      await sftpBatch(work, sdSender, AES.name, [`put ${quote(input)} ${quote(`${OUTBOX}/dl-source.bin`)}`], limitFor(size));
-    } finally {
-      rss.push({ label: `download source (first ${opt.sizeMiB} MiB upload after start, aes128-gcm, untimed)`, ...sampler.stop() });
-    }
-    progress('sealdrop: sending the delivery with .ready');
-    await sftpBatch(work, sdSender, AES.name, [`put ${quote(empty)} ${quote(`${OUTBOX}/.ready`)}`]);
-    for (let i = 0; i < 50 && !inboxFile; i++) {
-      const { stdout } = await sftpBatch(work, sdReceiver, AES.name, ['ls -1 /inbox']);
-      const folder = stdout
-        .split('\n')
-        .filter((l) => !l.startsWith('sftp>'))
-        .map((l) => l.trim().replace(/^\/inbox\//, ''))
-        .find((l) => l.includes(`Files from ${SENDER}`));
-      if (folder) inboxFile = `/inbox/${folder}/dl-source.bin.pgp`;
-      else await sleep(200);
-    }
-    if (!inboxFile) throw new Error('the delivery did not appear in the receiver\'s /inbox');
-    progress(`sealdrop: receiver sees ${inboxFile}`);
-  });
+  if (sftp && ossh) {
+    const dlDir = path.join(work, 'downloads');
+    const osshDir = path.join(work, 'openssh-files');
+    await mkdir(dlDir);
+    await mkdir(osshDir);
+    const user = os.userInfo().username;
+    const osshT: SftpTarget = { port: ossh.port, user, keyFile: senderKey };
+    const sdSender: SftpTarget = { port: sd.port, user: SENDER, keyFile: senderKey };
+    const sdReceiver: SftpTarget = { port: sd.port, user: RECEIVER, keyFile: receiverKey };
 
-  // -------------------------------------------------------------- single uploads
-  const uploadMeasure = (c: (typeof CIPHERS)[number]) => `upload ${c.short}`;
-  for (let run = 1; run <= opt.runs; run++) {
-    for (const c of CIPHERS) {
-      const tag = `${uploadMeasure(c)} run ${run}/${opt.runs}`;
-      await attempt(`${tag} OpenSSH`, async () => {
-        await ensureSpace(size * 2);
-        await settle();
-        const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
-        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)));
-        const written = (await stat(target)).size;
-        await rm(target, { force: true });
-        if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
-        const s = { seconds: r.seconds, bytes: size, other };
-        results.add(uploadMeasure(c), 'openssh', s);
-        progress(`${tag} OpenSSH: ${mbpsText(s)}`);
-      });
-      await attempt(`${tag} sealdrop`, async () => {
-        daemonAlive();
-        await ensureSpace(size * 2);
-        await settle();
-        const sampler = new RssSampler(sdPid).start();
-        let t;
-        try {
-          t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`], limitFor(size)));
-        } finally {
-          rss.push({ label: `${tag}`, ...sampler.stop() });
-        }
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other };
-        results.add(uploadMeasure(c), 'sealdrop', s);
-        const m = rss[rss.length - 1] as RssRecord;
-        progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
-      });
-    }
-  }
-
-  // -------------------------------------------------------------- single downloads
-  const downloadMeasure = (c: (typeof CIPHERS)[number]) => `download ${c.short}`;
-  for (let run = 1; run <= opt.runs; run++) {
-    for (const c of CIPHERS) {
-      const tag = `${downloadMeasure(c)} run ${run}/${opt.runs}`;
-      await attempt(`${tag} OpenSSH`, async () => {
-        await ensureSpace(size * 2);
-        await settle();
-        const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
-        const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)));
-        const bytes = (await stat(local)).size;
-        await rm(local, { force: true });
-        if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
-        const s = { seconds: r.seconds, bytes, other };
-        results.add(downloadMeasure(c), 'openssh', s);
-        progress(`${tag} OpenSSH: ${mbpsText(s)}`);
-      });
-      await attempt(`${tag} sealdrop`, async () => {
-        daemonAlive();
-        if (!inboxFile) throw new Error('no download source (its setup failed)');
-        await ensureSpace(size * 2);
-        await settle();
-        const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
-        const { value: r, other } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)));
-        const bytes = (await stat(local)).size;
-        await rm(local, { force: true });
-        if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
-        const s = { seconds: r.seconds, bytes, other };
-        results.add(downloadMeasure(c), 'sealdrop', s);
-        progress(`${tag} sealdrop: ${mbpsText(s)} (${bytes} bytes of OpenPGP)`);
-      });
-    }
-  }
-
-  // -------------------------------------------------------------- parallel uploads
-  const parMeasure = 'parallel';
-  const parallel = async (server: Server, target: SftpTarget, remote: (i: number) => string) => {
-    const before = cpuSnapshot();
-    const started = process.hrtime.bigint();
-    const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`], limitFor(PAR_COUNT * parSize))));
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason as Error;
-    const each = runs.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
-    const s = { seconds, bytes: PAR_COUNT * parSize, other: otherCores(before, cpuSnapshot()) };
-    results.add(parMeasure, server, s);
-    return { s, each };
-  };
-  for (let run = 1; run <= opt.runs; run++) {
-    const tag = `${PAR_COUNT}×${PAR_MIB} MiB parallel upload run ${run}/${opt.runs}`;
-    await attempt(`${tag} OpenSSH`, async () => {
-      await ensureSpace(PAR_COUNT * parSize * 2);
-      await settle();
-      const names = (i: number) => path.join(osshDir, `par-${run}-${i}.bin`);
-      try {
-        const { s, each } = await parallel('openssh', osshT, names);
-        progress(`${tag} OpenSSH: ${mbpsText(s)} aggregate; per process ${each.map((x) => x.toFixed(2)).join(' ')} s`);
-      } finally {
-        for (let i = 0; i < PAR_COUNT; i++) await rm(names(i), { force: true });
-      }
+    // -------------------------------------------------------------- download sources
+    // Both servers get the file once, untimed; sealdrop's goes out as a delivery to the receiver.
+    const osshSource = path.join(osshDir, 'dl-source.bin');
+    let inboxFile: string | undefined;
+    await attempt('OpenSSH download source', async () => {
+      progress('OpenSSH: uploading the download source');
+      await sftpBatch(work, osshT, AES.name, [`put ${quote(input)} ${quote(osshSource)}`], limitFor(size));
     });
-    await attempt(`${tag} sealdrop`, async () => {
-      daemonAlive();
-      await ensureSpace(PAR_COUNT * parSize * 2);
-      await settle();
+    await attempt('sealdrop download source', async () => {
+      progress('sealdrop: uploading the download source (first upload after start; RSS sampled)');
       const sampler = new RssSampler(sdPid).start();
       try {
-        const { s, each } = await parallel('sealdrop', sdSender, (i) => `${OUTBOX}/par-${run}-${i}.bin`);
-        progress(`${tag} sealdrop: ${mbpsText(s)} aggregate; per process ${each.map((x) => x.toFixed(2)).join(' ')} s`);
+        await sftpBatch(work, sdSender, AES.name, [`put ${quote(input)} ${quote(`${OUTBOX}/dl-source.bin`)}`], limitFor(size));
       } finally {
-        rss.push({ label: tag, ...sampler.stop() });
+        rss.push({ label: `download source (first ${opt.sizeMiB} MiB upload after start, aes128-gcm, untimed)`, ...sampler.stop() });
       }
+      progress('sealdrop: sending the delivery with .ready');
+      await sftpBatch(work, sdSender, AES.name, [`put ${quote(empty)} ${quote(`${OUTBOX}/.ready`)}`]);
+      for (let i = 0; i < 50 && !inboxFile; i++) {
+        const { stdout } = await sftpBatch(work, sdReceiver, AES.name, ['ls -1 /inbox']);
+        const folder = stdout
+          .split('\n')
+          .filter((l) => !l.startsWith('sftp>'))
+          .map((l) => l.trim().replace(/^\/inbox\//, ''))
+          .find((l) => l.includes(`Files from ${SENDER}`));
+        if (folder) inboxFile = `/inbox/${folder}/dl-source.bin.pgp`;
+        else await sleep(200);
+      }
+      if (!inboxFile) throw new Error('the delivery did not appear in the receiver\'s /inbox');
+      progress(`sealdrop: receiver sees ${inboxFile}`);
+    });
+
+    // -------------------------------------------------------------- single uploads
+    const uploadMeasure = (c: (typeof CIPHERS)[number]) => `upload ${c.short}`;
+    for (let run = 1; run <= opt.runs; run++) {
+      for (const c of CIPHERS) {
+        const tag = `${uploadMeasure(c)} run ${run}/${opt.runs}`;
+        await attempt(`${tag} OpenSSH`, async () => {
+          await ensureSpace(size * 2);
+          await settle();
+          const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
+          const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)));
+          const written = (await stat(target)).size;
+          await rm(target, { force: true });
+          if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
+          const s = { seconds: r.seconds, bytes: size, other };
+          results.add(uploadMeasure(c), 'openssh', s);
+          progress(`${tag} OpenSSH: ${mbpsText(s)}`);
+        });
+        await attempt(`${tag} sealdrop`, async () => {
+          daemonAlive();
+          await ensureSpace(size * 2);
+          await settle();
+          const sampler = new RssSampler(sdPid).start();
+          let t;
+          try {
+            t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`], limitFor(size)));
+          } finally {
+            rss.push({ label: `${tag}`, ...sampler.stop() });
+          }
+          const s = { seconds: t.value.seconds, bytes: size, other: t.other };
+          results.add(uploadMeasure(c), 'sealdrop', s);
+          const m = rss[rss.length - 1] as RssRecord;
+          progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
+        });
+      }
+    }
+
+    // -------------------------------------------------------------- single downloads
+    const downloadMeasure = (c: (typeof CIPHERS)[number]) => `download ${c.short}`;
+    for (let run = 1; run <= opt.runs; run++) {
+      for (const c of CIPHERS) {
+        const tag = `${downloadMeasure(c)} run ${run}/${opt.runs}`;
+        await attempt(`${tag} OpenSSH`, async () => {
+          await ensureSpace(size * 2);
+          await settle();
+          const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
+          const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)));
+          const bytes = (await stat(local)).size;
+          await rm(local, { force: true });
+          if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
+          const s = { seconds: r.seconds, bytes, other };
+          results.add(downloadMeasure(c), 'openssh', s);
+          progress(`${tag} OpenSSH: ${mbpsText(s)}`);
+        });
+        await attempt(`${tag} sealdrop`, async () => {
+          daemonAlive();
+          if (!inboxFile) throw new Error('no download source (its setup failed)');
+          await ensureSpace(size * 2);
+          await settle();
+          const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
+          const { value: r, other } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)));
+          const bytes = (await stat(local)).size;
+          await rm(local, { force: true });
+          if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
+          const s = { seconds: r.seconds, bytes, other };
+          results.add(downloadMeasure(c), 'sealdrop', s);
+          progress(`${tag} sealdrop: ${mbpsText(s)} (${bytes} bytes of OpenPGP)`);
+        });
+      }
+    }
+
+    // -------------------------------------------------------------- parallel uploads
+    const parMeasure = 'parallel';
+    const parallel = async (server: Server, target: SftpTarget, remote: (i: number) => string) => {
+      const before = cpuSnapshot();
+      const started = process.hrtime.bigint();
+      const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`], limitFor(PAR_COUNT * parSize))));
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason as Error;
+      const each = runs.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
+      const s = { seconds, bytes: PAR_COUNT * parSize, other: otherCores(before, cpuSnapshot()) };
+      results.add(parMeasure, server, s);
+      return { s, each };
+    };
+    for (let run = 1; run <= opt.runs; run++) {
+      const tag = `${PAR_COUNT}×${PAR_MIB} MiB parallel upload run ${run}/${opt.runs}`;
+      await attempt(`${tag} OpenSSH`, async () => {
+        await ensureSpace(PAR_COUNT * parSize * 2);
+        await settle();
+        const names = (i: number) => path.join(osshDir, `par-${run}-${i}.bin`);
+        try {
+          const { s, each } = await parallel('openssh', osshT, names);
+          progress(`${tag} OpenSSH: ${mbpsText(s)} aggregate; per process ${each.map((x) => x.toFixed(2)).join(' ')} s`);
+        } finally {
+          for (let i = 0; i < PAR_COUNT; i++) await rm(names(i), { force: true });
+        }
+      });
+      await attempt(`${tag} sealdrop`, async () => {
+        daemonAlive();
+        await ensureSpace(PAR_COUNT * parSize * 2);
+        await settle();
+        const sampler = new RssSampler(sdPid).start();
+        try {
+          const { s, each } = await parallel('sealdrop', sdSender, (i) => `${OUTBOX}/par-${run}-${i}.bin`);
+          progress(`${tag} sealdrop: ${mbpsText(s)} aggregate; per process ${each.map((x) => x.toFixed(2)).join(' ')} s`);
+        } finally {
+          rss.push({ label: tag, ...sampler.stop() });
+        }
+      });
+    }
+  }
+
+  // -------------------------------------------------------------- WebDAV
+  let webdavOutcome: WebdavOutcome | undefined;
+  if (webdav) {
+    webdavOutcome = await runWebdav({
+      work,
+      input,
+      size,
+      runs: opt.runs,
+      sd,
+      results,
+      rss: webdavRss,
+      addServer: (srv) => servers.push(srv),
+      attempt,
+      timed,
+      prepare: async (need) => {
+        await ensureSpace(need);
+        await settle();
+      },
+      daemonAlive,
+      limitFor,
     });
   }
 
   // -------------------------------------------------------------- the report
-  const daemonErrors = errorSummary(readFileSync(sd.stdoutFile, 'utf8'));
+  const daemonLog = readFileSync(sd.stdoutFile, 'utf8');
+  const daemonErrors = errorSummary(daemonLog);
+  const daemonWarnings = errorSummary(daemonLog, true);
   const daemonStderr = tail(sd.stderrFile, 40);
   const daemonExited = sd.child.exitCode !== null || sd.child.signalCode !== null;
-  report(opt, header, results, rss, { daemonErrors, daemonStderr, daemonExited });
+  report(opt, header, results, rss, webdavRss, webdavOutcome, { daemonErrors, daemonWarnings, daemonStderr, daemonExited });
   return results.errors.length || daemonExited ? 1 : 0;
 }
 
@@ -474,8 +467,8 @@ function readFrom(file: string, offset: number): string {
   }
 }
 
-/** Error and fatal lines of the daemon's JSON log, grouped by message. */
-function errorSummary(log: string): Array<{ key: string; count: number; example: string }> {
+/** Error and fatal lines (or, with `warnings`, only the warn lines) of the daemon's JSON log, grouped by message. */
+function errorSummary(log: string, warnings = false): Array<{ key: string; count: number; example: string }> {
   const groups = new Map<string, { key: string; count: number; example: string }>();
   for (const line of log.split('\n')) {
     if (!line.trim()) continue;
@@ -486,7 +479,9 @@ function errorSummary(log: string): Array<{ key: string; count: number; example:
       continue;
     }
     const level = entry.level;
-    if (!(level === 'error' || level === 'fatal' || (typeof level === 'number' && level >= 50))) continue;
+    const isError = level === 'error' || level === 'fatal' || (typeof level === 'number' && level >= 50);
+    const isWarn = level === 'warn' || level === 40;
+    if (warnings ? !isWarn : !isError) continue;
     const key = `${String(entry.msg)}${entry.err?.message ? `: ${String(entry.err.message)}` : ''}`;
     const g = groups.get(key) ?? { key, count: 0, example: line };
     g.count++;
@@ -505,12 +500,28 @@ function report(
   header: string[],
   results: Results,
   rss: RssRecord[],
-  daemon: { daemonErrors: Array<{ key: string; count: number; example: string }>; daemonStderr: string; daemonExited: boolean },
+  webdavRss: RssRecord[],
+  webdavOutcome: WebdavOutcome | undefined,
+  daemon: DaemonLog,
 ): void {
-  const sizeLabel = opt.sizeMiB % 1024 === 0 ? `${opt.sizeMiB / 1024} GiB` : `${opt.sizeMiB} MiB`;
-  print(`# sealdrop vs OpenSSH: SFTP benchmark`);
+  const sftp = opt.parts.has('sftp');
+  const webdav = opt.parts.has('webdav');
+  print(sftp && webdav ? `# sealdrop benchmark: SFTP vs OpenSSH, WebDAV vs nginx` : sftp ? `# sealdrop vs OpenSSH: SFTP benchmark` : `# sealdrop vs nginx: WebDAV benchmark`);
   print();
   for (const line of header) print(line);
+  if (!sftp) print();
+  if (sftp) reportSftp(opt, results, rss, webdav);
+  if (webdav) reportWebdav(opt, results, webdavRss, webdavOutcome);
+  reportProblems(results, daemon, webdavOutcome);
+}
+
+function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: boolean): void {
+  const sizeLabel = opt.sizeMiB % 1024 === 0 ? `${opt.sizeMiB / 1024} GiB` : `${opt.sizeMiB} MiB`;
+  if (heading) {
+    print();
+    print(`## SFTP: sealdrop vs OpenSSH`);
+    print();
+  }
   print(`- client: /usr/bin/sftp in batch mode, key authentication (ed25519), both servers on 127.0.0.1`);
   print(`- single transfers: ${sizeLabel} of random data, median of ${opt.runs} run(s); parallel: ${PAR_COUNT} sftp processes × ${PAR_MIB} MiB, aes128-gcm, median of ${opt.runs} run(s)`);
   print(`- MB/s = bytes / 1e6 / seconds, timed around the whole sftp process (connect, key exchange, auth, transfer, exit); 1 MB = 1e6 bytes (RSS too)`);
@@ -542,13 +553,7 @@ function report(
     print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | n/a | — | peak ≤ ${RSS_TARGET_MB} MB | — |`);
   }
   print();
-  const others = measuresAll(results).map((x) => x.other ?? 0);
-  if (others.length) {
-    const disturbed = others.filter((x) => x > 0.2).length;
-    print(`Other processes on the machine: ${disturbed} of ${others.length} timed runs had more than 0.2 cores busy outside this benchmark (max ${Math.max(...others).toFixed(2)} of ${os.availableParallelism()} cores); load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`);
-    if (disturbed > 0) print(`**Those runs are slowed by foreign load: compare the individual runs below before trusting a median.**`);
-    print();
-  }
+  printForeignLoad(measuresAll(results));
   print(`RSS row: "before" is VmRSS just before the first timed aes128-gcm upload; "peak" is the highest VmRSS sampled every 50 ms during any timed aes128-gcm upload (all runs listed below).`);
   if (opt.sizeMiB !== 1024) print(`Note: --size ${opt.sizeMiB}: the targets are defined for 1 GiB transfers.`);
   print();
@@ -576,8 +581,22 @@ function report(
   print(`|---|---:|---:|---:|---:|---:|`);
   for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.peak)} | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
   print();
+}
 
-  if (results.errors.length || daemon.daemonErrors.length || daemon.daemonExited) {
+/** What the daemon left in its log and on stderr. */
+interface DaemonLog {
+  daemonErrors: Array<{ key: string; count: number; example: string }>;
+  daemonWarnings: Array<{ key: string; count: number; example: string }>;
+  daemonStderr: string;
+  daemonExited: boolean;
+}
+
+function reportProblems(
+  results: Results,
+  daemon: DaemonLog,
+  webdav: WebdavOutcome | undefined,
+): void {
+  if (results.errors.length || daemon.daemonErrors.length || daemon.daemonExited || webdav?.nginxErrors) {
     print(`## Problems`);
     print();
     for (const e of results.errors) print(`- ${e.replace(/\n/g, '\n  ')}`);
@@ -597,6 +616,19 @@ function report(
       print(daemon.daemonStderr);
       print('```');
     }
+    if (webdav?.nginxErrors) {
+      print(`- nginx error.log (level error and above, tail):`);
+      print('```');
+      print(webdav.nginxErrors);
+      print('```');
+    }
+    print();
+  }
+  if (daemon.daemonWarnings.length) {
+    print(`Daemon warnings (level warn, not counted as failures), grouped by message:`);
+    print();
+    for (const w of daemon.daemonWarnings) print(`- ${w.count}× ${w.key.slice(0, 300)}`);
+    print();
   }
 }
 

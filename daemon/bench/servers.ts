@@ -4,8 +4,9 @@
  * (`sealdrop serve`) with two member accounts whose SecuPass is active.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, portOpen, progress, runCommand, spawnServer, stopChild, waitUntil } from './proc.ts';
@@ -76,7 +77,8 @@ export async function startOpenSsh(dir: string, clientPub: string): Promise<Runn
 /** The sealdrop test accounts. */
 export const SENDER = 'sender@example.org';
 export const RECEIVER = 'receiver@example.org';
-const PASSWORD = 'bench password 12345';
+/** The password of both sealdrop accounts (WebDAV logs in with it; nginx gets the same one). */
+export const PASSWORD = 'bench password 12345';
 const SECUPASS = 'bench secupass 12345';
 
 /** A running sealdrop daemon. */
@@ -163,4 +165,92 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
     await api(httpPort, 'POST', '/api/v1/secupass', { secupass: SECUPASS }, token);
   }
   return { port: sftpPort, httpPort, child, dir, stdoutFile, stderrFile, stop: () => stopChild(child, 'SIGTERM', 15_000) };
+}
+
+/** The Debian nginx binary and the module of libnginx-mod-http-dav-ext (PROPFIND, OPTIONS). */
+const NGINX_BIN = '/usr/sbin/nginx';
+const NGINX_DAV_EXT = '/usr/lib/nginx/modules/ngx_http_dav_ext_module.so';
+
+/** A running private nginx. */
+export interface NginxServer extends RunningServer {
+  /** The document root (PUT writes here). */
+  root: string;
+  errorLog: string;
+}
+
+/** A path as a quoted nginx configuration string. */
+function ngxQuote(p: string): string {
+  // Some directives expand $variables and none has an escape for them: refuse rather than guess.
+  if (/["$\\]/.test(p)) throw new Error(`nginx: the path ${p} holds a character ($, " or \\) the configuration cannot hold; pick another --dir`);
+  return `"${p}"`;
+}
+
+/**
+ * Starts `nginx -g 'daemon off;'` as the current user with a private prefix, configuration, temp
+ * and log folders in `dir`: WebDAV (the built-in dav module for PUT and friends, the dav-ext
+ * module of libnginx-mod-http-dav-ext for PROPFIND) on a free loopback port, HTTP Basic with the
+ * given credentials, plaintext to `<dir>/files`. Throws naming the Debian package that is missing.
+ */
+export async function startNginx(dir: string, user: string, password: string): Promise<NginxServer> {
+  if (!existsSync(NGINX_BIN)) throw new Error(`${NGINX_BIN} is missing: install the Debian package nginx (and libnginx-mod-http-dav-ext)`);
+  if (!existsSync(NGINX_DAV_EXT)) throw new Error(`${NGINX_DAV_EXT} is missing: install the Debian package libnginx-mod-http-dav-ext`);
+  const root = path.join(dir, 'files');
+  const tmp = path.join(dir, 'tmp');
+  for (const d of [dir, root, tmp, path.join(dir, 'logs')]) mkdirSync(d, { recursive: true });
+  // sha512-crypt, which nginx checks through crypt(3).
+  const { stdout: hash } = await runCommand('openssl', ['passwd', '-6', '-stdin'], { input: `${password}\n` }).catch((err: Error) => {
+    throw new Error(`${err.message} (Debian package openssl)`);
+  });
+  const htpasswd = path.join(dir, 'htpasswd');
+  await writeFile(htpasswd, `${user}:${hash.trim()}\n`, { mode: 0o600 });
+  const port = await freePort();
+  const errorLog = path.join(dir, 'logs', 'error.log');
+  const config = path.join(dir, 'nginx.conf');
+  // As root the workers would otherwise switch to nobody, who cannot write into the work folder.
+  const asRoot = process.getuid?.() === 0;
+  await writeFile(
+    config,
+    [
+      `load_module ${ngxQuote(NGINX_DAV_EXT)};`,
+      ...(asRoot ? [`user ${os.userInfo().username};`] : []),
+      'worker_processes 1;',
+      `error_log ${ngxQuote(errorLog)} error;`,
+      `pid ${ngxQuote(path.join(dir, 'nginx.pid'))};`,
+      'events { worker_connections 64; }',
+      'http {',
+      `  access_log ${ngxQuote(path.join(dir, 'logs', 'access.log'))};`,
+      `  client_body_temp_path ${ngxQuote(path.join(tmp, 'client_body'))};`,
+      `  proxy_temp_path ${ngxQuote(path.join(tmp, 'proxy'))};`,
+      `  fastcgi_temp_path ${ngxQuote(path.join(tmp, 'fastcgi'))};`,
+      `  uwsgi_temp_path ${ngxQuote(path.join(tmp, 'uwsgi'))};`,
+      `  scgi_temp_path ${ngxQuote(path.join(tmp, 'scgi'))};`,
+      // What Debian's /etc/nginx/nginx.conf sets.
+      '  sendfile on;',
+      '  tcp_nopush on;',
+      '  default_type application/octet-stream;',
+      '  server {',
+      `    listen 127.0.0.1:${port};`,
+      `    root ${ngxQuote(root)};`,
+      '    client_max_body_size 0;',
+      '    location / {',
+      '      auth_basic "bench";',
+      `      auth_basic_user_file ${ngxQuote(htpasswd)};`,
+      '      dav_methods PUT DELETE MKCOL COPY MOVE;',
+      '      dav_ext_methods PROPFIND OPTIONS;',
+      '      create_full_put_path on;',
+      '      dav_access user:rw;',
+      '    }',
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const stdoutFile = path.join(dir, 'logs', 'nginx.stdout.log');
+  const stderrFile = path.join(dir, 'logs', 'nginx.stderr.log');
+  const child = spawnServer(NGINX_BIN, ['-p', `${dir}/`, '-e', errorLog, '-c', config, '-g', 'daemon off;'], { cwd: dir, stdoutFile, stderrFile });
+  await waitUntil('nginx', () => portOpen(port), child, 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}\nstderr:\n${tail(stderrFile)}\nerror.log:\n${tail(errorLog)}`);
+  });
+  // SIGTERM is nginx's fast shutdown: the master stops its workers, then exits.
+  return { port, child, stdoutFile, stderrFile, root, errorLog, stop: () => stopChild(child, 'SIGTERM', 10_000) };
 }

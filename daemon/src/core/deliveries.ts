@@ -129,6 +129,12 @@ export interface BeginUploadOptions {
   readBack?: boolean;
   /** The name may be a path inside the delivery (`folder/file`, from the virtual tree). */
   path?: boolean;
+  /**
+   * Hash the ciphertext in the encryption worker (default) or here as it is stored. Protocols
+   * whose own work is heavy on the main thread (SFTP's SSH decryption) keep the default; plain
+   * HTTP uploads are faster with the hashing here, off the worker that encrypts.
+   */
+  hashInWorker?: boolean;
 }
 
 /** Options of addFile(). */
@@ -426,7 +432,7 @@ export class DeliveryService {
       const keys = await this.keysForUpload(em0, delivery);
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
       const seipd = { sessionKey, filename: literalName };
-      const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd) : createSeipdV1Encryptor(seipd);
+      const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd, options.hashInWorker ?? true) : createSeipdV1Encryptor(seipd);
       if (readBackSeconds > 0) readBackKey = Buffer.from(sessionKey);
       sessionKey.fill(0);
       encrypt = (plain) => pipeline(plain, encryptor, () => undefined);

@@ -84,6 +84,8 @@ export interface OpenWriteOptions {
   declaredSize?: number;
   /** An empty placeholder (a WebDAV lock on a new name): stored, never delivered unless written. */
   placeholder?: boolean;
+  /** See BeginUploadOptions.hashInWorker. */
+  hashInWorker?: boolean;
 }
 
 /** How long the trigger file stays visible after it sent its folder. */
@@ -601,6 +603,7 @@ export class TreeService {
       literalName: this.finalNameOf(base),
       readBack: options.readBack ?? false,
       path: true,
+      hashInWorker: options.hashInWorker ?? true,
       ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
     });
     this.transfer(p, folder.key, +1);

@@ -86,8 +86,8 @@ export class Upload<T> {
     const encrypted = await plan.encrypt(limit);
     // An error anywhere (size limit, cipher, disk) reaches every stage.
     limit.on('error', (err) => encrypted.destroy(err));
-    const digesting = (encrypted as Readable & Partial<DigestingStream>).sha256Digest;
-    const stored = plan.blobs.put(blobKey, encrypted, digesting ? { digest: () => digesting.call(encrypted) } : {});
+    const d = encrypted as Readable & Partial<DigestingStream>;
+    const stored = plan.blobs.put(blobKey, encrypted, d.digests && d.sha256Digest ? { digest: () => (d.sha256Digest as () => Promise<string>).call(encrypted) } : {});
     stored.catch(() => undefined); // observed in complete()/abort()
     return new Upload(plan, limit, blobKey, stored);
   }

@@ -28,7 +28,12 @@ describe('EncryptPool', () => {
       const enc = pool.createEncryptor(opts);
       const pooled = await collect(chunks, enc);
       expect(pooled.equals(direct), `sizes ${sizes.slice(0, 3).join(',')}`).toBe(true);
+      expect(enc.digests).toBe(true);
       expect(await enc.sha256Digest()).toBe(createHash('sha256').update(pooled).digest('hex'));
+      // Without hashing in the worker: the same bytes, and no digest to take from it.
+      const plain = pool.createEncryptor(opts, false);
+      expect((await collect(chunks, plain)).equals(direct)).toBe(true);
+      expect(plain.digests).toBe(false);
     }
   });
 

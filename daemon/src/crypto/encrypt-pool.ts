@@ -11,13 +11,13 @@ import type { SeipdV1Options } from './seipd-v1.ts';
 
 /** Messages to a worker. */
 export type ToWorker =
-  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined }
+  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; hash: boolean }
   | { t: 'data'; id: number; chunk: Uint8Array }
   | { t: 'end'; id: number }
   | { t: 'abort'; id: number };
 
 /** Messages from a worker. */
-type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string } | { t: 'error'; id: number; message: string };
+type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string | null } | { t: 'error'; id: number; message: string };
 
 const MAX_IN_FLIGHT = 2 * 1024 * 1024;
 
@@ -32,8 +32,9 @@ export function handOver(buf: Buffer): Buffer {
   return buf;
 }
 
-/** A stream that can tell the SHA-256 of what it produced once it ended. */
+/** A stream that can tell the SHA-256 of what it produced once it ended (when `digests`). */
 export interface DigestingStream {
+  readonly digests: boolean;
   sha256Digest(): Promise<string>;
 }
 
@@ -66,14 +67,19 @@ export class EncryptPool {
     return this.workers.reduce((a, b) => (b.streams.size < a.streams.size ? b : a));
   }
 
-  /** A Duplex from plaintext to one SEIPDv1 packet, encrypted (and hashed) in a worker thread. */
-  createEncryptor(options: SeipdV1Options): Duplex & DigestingStream {
+  /**
+   * A Duplex from plaintext to one SEIPDv1 packet, encrypted in a worker thread. With `hash`
+   * (the default) the worker also hashes the ciphertext — right where the main thread is busy
+   * (SFTP decrypts SSH there); without it the worker only encrypts and the caller hashes —
+   * right where the worker is the bottleneck (HTTP and WebDAV uploads).
+   */
+  createEncryptor(options: SeipdV1Options, hash = true): Duplex & DigestingStream {
     if (this.closed) throw new Error('the encryption pool is closed');
     const entry = this.worker();
     const id = this.nextId++;
-    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id));
+    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), hash);
     entry.streams.set(id, enc);
-    const msg: ToWorker = { t: 'open', id, sessionKey: Uint8Array.from(options.sessionKey), filename: options.filename, date: options.date?.getTime(), prefix: options.prefix };
+    const msg: ToWorker = { t: 'open', id, sessionKey: Uint8Array.from(options.sessionKey), filename: options.filename, date: options.date?.getTime(), prefix: options.prefix, hash };
     entry.worker.postMessage(msg);
     return enc;
   }
@@ -102,6 +108,7 @@ class WorkerEncryptor extends Duplex {
     private readonly worker: Worker,
     private readonly id: number,
     private readonly release: () => void,
+    readonly digests: boolean,
   ) {
     super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 512 * 1024 });
   }
@@ -151,7 +158,7 @@ class WorkerEncryptor extends Duplex {
         this.inFlight -= m.bytes;
         break;
       case 'done':
-        this.digest = m.sha256;
+        this.digest = m.sha256 ?? undefined;
         this.finished = true;
         this.release();
         this.push(null);

@@ -15,8 +15,8 @@ interface StreamState {
   enc: Transform;
   parts: Buffer[];
   pending: number;
-  /** SHA-256 of the ciphertext, so the main thread does not hash it again. */
-  hash: Hash;
+  /** SHA-256 of the ciphertext, so the main thread does not hash it again (if asked). */
+  hash: Hash | null;
 }
 
 const streams = new Map<number, StreamState>();
@@ -33,7 +33,7 @@ function flushOut(id: number, s: StreamState): void {
   }
   s.parts = [];
   s.pending = 0;
-  s.hash.update(out);
+  s.hash?.update(out);
   port?.postMessage({ t: 'out', id, chunk: out }, [out.buffer as ArrayBuffer]);
 }
 
@@ -42,7 +42,7 @@ port.on('message', (m: ToWorker) => {
     case 'open': {
       try {
         const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, ...(m.date ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
-        const s: StreamState = { enc, parts: [], pending: 0, hash: createHash('sha256') };
+        const s: StreamState = { enc, parts: [], pending: 0, hash: m.hash ? createHash('sha256') : null };
         streams.set(m.id, s);
         enc.on('data', (c: Buffer) => {
           s.parts.push(c);
@@ -52,7 +52,7 @@ port.on('message', (m: ToWorker) => {
         enc.on('end', () => {
           flushOut(m.id, s);
           streams.delete(m.id);
-          port.postMessage({ t: 'done', id: m.id, sha256: s.hash.digest('hex') });
+          port.postMessage({ t: 'done', id: m.id, sha256: s.hash ? s.hash.digest('hex') : null });
         });
         enc.on('error', (err: Error) => {
           streams.delete(m.id);

@@ -27,7 +27,12 @@ export function createApp({ core, config, log, ready }: HttpOptions): Koa {
   const app = new Koa({ proxy: config.http.trustProxy });
   const reqLog = log.child({ component: 'http' });
   app.silent = true;
-  app.on('error', (err: Error) => reqLog.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code } }, 'http stream error'));
+  app.on('error', (err: Error) => {
+    const code = (err as NodeJS.ErrnoException).code;
+    // A client that closes the connection at (or before) the end of a download is no fault.
+    const level = code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE' ? 'debug' : 'warn';
+    reqLog[level]({ err: { message: err.message, code } }, 'http stream error');
+  });
   app.on('download-error', (err: Error) => reqLog.warn({ error: err.message }, 'download aborted'));
 
   app.use(async (ctx, next) => {

@@ -47,6 +47,7 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
       const plainHeader = ctx.get('x-plaintext-size');
       const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), ctx.req, {
         signal: ac.signal,
+        hashInWorker: false,
         ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
         ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plainHeader) ? Number(plainHeader) : undefined } } : {}),
       });

@@ -1,0 +1,73 @@
+/**
+ * Measured samples and their medians, shared by the SFTP and the WebDAV parts of the report.
+ */
+import os from 'node:os';
+import { print } from './proc.ts';
+
+/** One timed run. */
+export interface Sample {
+  seconds: number;
+  bytes: number;
+  /** Cores busy with processes outside this benchmark during the transfer (on average). */
+  other?: number;
+}
+
+/** MB/s of a sample (1 MB = 1e6 bytes). */
+export const mbps = (s: Sample) => s.bytes / 1e6 / s.seconds;
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Samples by measure and server, and the errors of failed steps. */
+export class Results {
+  private readonly samples = new Map<string, Sample[]>();
+  readonly errors: string[] = [];
+
+  add(measure: string, server: string, sample: Sample): void {
+    const key = `${measure}|${server}`;
+    const list = this.samples.get(key) ?? [];
+    list.push(sample);
+    this.samples.set(key, list);
+  }
+
+  get(measure: string, server: string): Sample[] {
+    return this.samples.get(`${measure}|${server}`) ?? [];
+  }
+
+  /** Median MB/s, or undefined without samples. */
+  medianMbps(measure: string, server: string): number | undefined {
+    const list = this.get(measure, server);
+    return list.length ? median(list.map(mbps)) : undefined;
+  }
+}
+
+/** The daemon's memory during one transfer (bytes). */
+export interface RssRecord {
+  label: string;
+  before: number;
+  peak: number;
+  after: number;
+  hwm: number;
+  samples: number;
+}
+
+export function fmtMbps(v: number | undefined): string {
+  return v === undefined ? 'n/a' : v.toFixed(1);
+}
+
+export function fmtMB(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
+}
+
+/** A paragraph on how busy the machine was with other work during the given timed runs. */
+export function printForeignLoad(samples: Sample[]): void {
+  const others = samples.map((x) => x.other ?? 0);
+  if (!others.length) return;
+  const disturbed = others.filter((x) => x > 0.2).length;
+  print(`Other processes on the machine: ${disturbed} of ${others.length} timed runs had more than 0.2 cores busy outside this benchmark (max ${Math.max(...others).toFixed(2)} of ${os.availableParallelism()} cores); load average at the end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.`);
+  if (disturbed > 0) print(`**Those runs are slowed by foreign load: compare the individual runs below before trusting a median.**`);
+  print();
+}
