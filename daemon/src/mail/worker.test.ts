@@ -11,7 +11,7 @@ import { fileSender, MailWorker, smtpSender } from './worker.ts';
 
 let h: Harness;
 beforeEach(async () => {
-  h = await createHarness({ SEALDROP_MAIL__RETRY_BASE_MS: '10', SEALDROP_MAIL__RETRY_MAX_MS: '20', SEALDROP_MAIL__MAX_ATTEMPTS: '3' });
+  h = await createHarness({ SEALDROP_MAIL__RETRY_BASE_MS: '300', SEALDROP_MAIL__RETRY_MAX_MS: '600', SEALDROP_MAIL__MAX_ATTEMPTS: '3' });
 });
 afterEach(async () => h.close());
 
@@ -46,7 +46,7 @@ describe('MailWorker', () => {
     const smtp = new SmtpCatcher();
     await smtp.start();
     const worker2 = new MailWorker({ orm: h.orm, kek: h.kek, config: h.config, sender: smtpSender({ ...h.config.mail.smtp, port: smtp.port, ignoreTLS: true }), log });
-    await new Promise((r) => setTimeout(r, 40));
+    await new Promise((r) => setTimeout(r, 700)); // past the backoff (a loaded machine must not see the retry inside the first drain)
     expect(await worker2.drain()).toBe(1);
     row = await h.orm.em.fork().findOneOrFail(OutboxMessageSchema, { to: 'r@example.org' });
     expect(row).toMatchObject({ state: 'sent', payload: null, attempts: 1 });
@@ -64,7 +64,7 @@ describe('MailWorker', () => {
     await queue(1);
     for (let i = 0; i < 3; i++) {
       await worker.drain();
-      await new Promise((r) => setTimeout(r, 30));
+      await new Promise((r) => setTimeout(r, 700)); // past the backoff
     }
     expect(await h.orm.em.fork().findOneOrFail(OutboxMessageSchema, { to: 'r@example.org' })).toMatchObject({ state: 'failed', attempts: 3 });
     await worker.stop(false);
