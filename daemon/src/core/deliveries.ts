@@ -711,14 +711,7 @@ export class DeliveryService {
       if (d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be moved before the delivery is sent');
       const source = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: from })), ...(await this.rowsUnder(em, deliveryId, from))];
       if (source.length === 0) throw fail('SEALDROP_E_NOT_FOUND', 'no such file or folder');
-      const target = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: to })), ...(await this.rowsUnder(em, deliveryId, to))];
-      if (target.length > 0) {
-        if (!overwrite) throw fail('SEALDROP_E_CONFLICT', 'the destination exists');
-        await em.nativeDelete(DeliveryFileSchema, { id: { $in: target.map((r) => r.id) } });
-        blobs.push(...target.map((r) => r.blobKey).filter((k): k is string => Boolean(k)));
-        replaced = true;
-      }
-      await this.assertParentsNotFiles(em, deliveryId, to);
+      replaced = await this.clearTarget(em, deliveryId, to, overwrite, blobs);
       const now = this.now();
       for (const row of source) {
         const name = row.name === from ? to : `${to}${row.name.slice(from.length)}`;
@@ -733,6 +726,21 @@ export class DeliveryService {
     });
     for (const key of blobs) await this.deps.blobs.delete(key);
     return replaced;
+  }
+
+  /**
+   * Makes room for a move or copy to `to`: whatever stands there (a file, or a folder with its
+   * contents) is deleted if `overwrite`, else SEALDROP_E_CONFLICT; the blobs to delete after the
+   * transaction are added to `blobs`. Returns whether anything was replaced.
+   */
+  private async clearTarget(em: Em, deliveryId: string, to: string, overwrite: boolean, blobs: string[]): Promise<boolean> {
+    const target = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: to })), ...(await this.rowsUnder(em, deliveryId, to))];
+    await this.assertParentsNotFiles(em, deliveryId, to);
+    if (target.length === 0) return false;
+    if (!overwrite) throw fail('SEALDROP_E_CONFLICT', 'the destination exists');
+    await em.nativeDelete(DeliveryFileSchema, { id: { $in: target.map((r) => r.id) } });
+    blobs.push(...target.map((r) => r.blobKey).filter((k): k is string => Boolean(k)));
+    return true;
   }
 
   private async assertParentsNotFiles(em: Em, deliveryId: string, rel: string): Promise<void> {
@@ -777,14 +785,7 @@ export class DeliveryService {
       await inTx(this.deps, async (em) => {
         const dl = await this.loadForSender(em, p, deliveryId, LockMode.PESSIMISTIC_WRITE);
         if (dl.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'files can only be copied before the delivery is sent');
-        const target = [...(await em.find(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] }, name: to })), ...(await this.rowsUnder(em, deliveryId, to))];
-        if (target.length > 0) {
-          if (!overwrite) throw fail('SEALDROP_E_CONFLICT', 'the destination exists');
-          await em.nativeDelete(DeliveryFileSchema, { id: { $in: target.map((r) => r.id) } });
-          blobs.push(...target.map((r) => r.blobKey).filter((k): k is string => Boolean(k)));
-          replaced = true;
-        }
-        await this.assertParentsNotFiles(em, deliveryId, to);
+        replaced = await this.clearTarget(em, deliveryId, to, overwrite, blobs);
         const files = await em.count(DeliveryFileSchema, { deliveryId, kind: 'file', temp: false });
         if (files + source.filter((r) => r.kind === 'file' && !r.temp).length > this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxFilesPerDelivery} files per delivery`);
         const now = this.now();
