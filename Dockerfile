@@ -1,7 +1,9 @@
 # sealdrop container image: multi-stage, production dependencies only, non-root.
 # Build:  docker build -t sealdrop .
 # Run:    docker run -p 8080:8080 -p 2222:2222 -v sealdrop-data:/var/lib/sealdrop -v sealdrop-keys:/etc/sealdrop \
-#           -e SEALDROP_SERVER__PUBLIC_BASE_URL=https://files.example.org sealdrop
+#           --stop-timeout 45 -e SEALDROP_SERVER__PUBLIC_BASE_URL=https://files.example.org sealdrop
+# --stop-timeout: on SIGTERM the daemon lets transfers finish for server.shutdownTimeoutSeconds
+# (30 s); Docker's default of 10 s would kill it in the middle.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -40,7 +42,7 @@ USER sealdrop
 VOLUME ["/var/lib/sealdrop", "/etc/sealdrop"]
 EXPOSE 8080 2222
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.SEALDROP_HTTP__PORT || 8080) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Logs go to stdout as JSON lines.
 ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/daemon/bin/sealdrop.js"]
 CMD ["serve"]
