@@ -11,7 +11,9 @@ import { Core } from './core/index.ts';
 import { Kek } from './crypto/at-rest.ts';
 import { EncryptPool } from './crypto/encrypt-pool.ts';
 import { createLogger } from './log.ts';
+import { runRetention } from './retention.ts';
 import { fileSender, MailWorker, smtpSender, type MailSender } from './mail/worker.ts';
+import { Metrics, startMetricsServer, type MetricsServer } from './metrics.ts';
 import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
 import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
@@ -26,8 +28,15 @@ export interface Daemon {
   mail: MailWorker;
   http: HttpServer | undefined;
   sftp: SftpServer | undefined;
+  /** The Prometheus listener (`metrics.enabled`). */
+  metrics?: MetricsServer | undefined;
   /** Stops everything in order; idempotent. */
   stop(): Promise<void>;
+  /**
+   * SIGHUP: applies the drop folders and the TLS certificate of a freshly loaded configuration;
+   * names other changed sections, which need a restart. A failing reload keeps the old state.
+   */
+  reload(next: LoadedConfig): Promise<void>;
 }
 
 /** Options of startDaemon (tests inject a mail sender or a logger). */
@@ -54,6 +63,18 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   const blobs = new FsBlobStore(paths.blobDir);
   await blobs.init();
   const events = new CoreEvents((event, err) => log.error({ err, event }, 'event listener failed'));
+  const metrics = config.metrics.enabled ? new Metrics({ orm, log: log.child({ component: 'metrics' }) }) : undefined;
+  metrics?.subscribe(events);
+  let metricsServer: MetricsServer | undefined;
+  if (metrics) {
+    // Before workers and timers exist: a port in use fails the start cleanly.
+    metricsServer = await startMetricsServer({ metrics, host: config.metrics.host, port: config.metrics.port, log }).catch(async (err: unknown) => {
+      await orm.close();
+      throw err;
+    });
+    const host = config.metrics.host.includes(':') ? `[${config.metrics.host}]` : config.metrics.host;
+    log.info({ metricsUrl: `http://${host}:${metricsServer.port}/metrics`, port: metricsServer.port }, 'metrics listening');
+  }
   const threads = config.crypto.encryptionThreads;
   const encryptPool = threads === 0 ? undefined : new EncryptPool(threads > 0 ? threads : undefined);
   const core = new Core({ orm, config, blobs, kek, log: log.child({ component: 'core' }), clock: { now: () => new Date() }, events, encryptPool });
@@ -65,16 +86,23 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   await checkDropFolders(core, log);
 
   const sender = options.mailSender ?? (config.mail.transport === 'smtp' ? smtpSender(config.mail.smtp) : fileSender(paths.mailDir));
-  const mail = new MailWorker({ orm, kek, config, sender, log: log.child({ component: 'mail' }) });
+  const mail = new MailWorker({ orm, kek, config, sender, log: log.child({ component: 'mail' }), onAttempt: metrics?.onMailAttempt });
   events.on('outbox.enqueued', () => mail.poke());
   mail.start();
 
+  const mailDir = config.mail.transport === 'file' ? paths.mailDir : undefined;
+  let retentionRunning = false;
   const expiry = setInterval(() => {
-    core.deliveries.expireDue().then(
-      (n) => n > 0 && log.info({ expired: n }, 'deliveries expired'),
-      (err: unknown) => log.error({ err }, 'expiry sweep failed'),
-    );
-    core.dav.sweep().catch((err: unknown) => log.error({ err }, 'lock sweep failed'));
+    if (retentionRunning) return;
+    retentionRunning = true;
+    runRetention(core, mailDir)
+      .then(
+        (r) => Object.values(r).some((n) => n > 0) && log.info(r, 'retention run'),
+        (err: unknown) => log.error({ err }, 'retention run failed'),
+      )
+      .finally(() => {
+        retentionRunning = false;
+      });
   }, config.deliveries.expirySweepSeconds * 1000);
   expiry.unref();
   const idleSeconds = config.tree.idleSendSeconds;
@@ -95,13 +123,14 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       core,
       config,
       log,
+      onRequest: metrics?.onHttpRequest,
       ready: async () => {
         await orm.em.fork().getConnection().execute('select 1');
         await blobs.check();
         return true;
       },
     });
-    log.info({ url: `http://${config.http.host}:${http.port}`, publicBaseUrl: config.server.publicBaseUrl }, 'HTTP API listening');
+    log.info({ url: `${http.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, publicBaseUrl: config.server.publicBaseUrl }, 'HTTP API listening');
   }
 
   let sftp: SftpServer | undefined;
@@ -116,6 +145,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       log.info('shutting down');
       clearInterval(expiry);
       clearInterval(idle);
+      const metricsClosed = metricsServer?.close();
       const sftpClosed = sftp?.close(config.server.shutdownTimeoutSeconds * 1000);
       if (http) {
         const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownTimeoutSeconds * 1000).unref());
@@ -125,13 +155,29 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       await sftpClosed;
       await mail.stop(true);
       await encryptPool?.close();
+      await metricsClosed;
       await orm.close();
       log.info('stopped');
       log.flush();
     })();
     return stopping;
   };
-  return { core, orm, log, mail, http, sftp, stop };
+  const reload = async (next: LoadedConfig) => {
+    const changed = (Object.keys(next.config) as Array<keyof typeof config>).filter((k) => k !== 'dropFolders' && JSON.stringify(next.config[k]) !== JSON.stringify(config[k]));
+    const tlsChanged = JSON.stringify(next.config.http.tls) !== JSON.stringify(config.http.tls);
+    if (http?.tls) {
+      // Certificates are re-read even when their paths did not change (renewed in place).
+      http.reloadTls(next.config.http.tls);
+    } else if (tlsChanged) {
+      throw new Error('http.tls changed but the listener runs without TLS; restart to switch TLS on');
+    }
+    config.dropFolders.splice(0, config.dropFolders.length, ...next.config.dropFolders);
+    config.http.tls = next.config.http.tls;
+    await checkDropFolders(core, log);
+    const restart = changed.filter((k) => !(k === 'http' && JSON.stringify({ ...next.config.http, tls: null }) === JSON.stringify({ ...config.http, tls: null })));
+    log.info({ dropFolders: config.dropFolders.map((f) => f.name), tls: Boolean(http?.tls), ...(restart.length ? { needRestart: restart } : {}) }, restart.length ? 'configuration reloaded; changes to these sections need a restart' : 'configuration reloaded');
+  };
+  return { core, orm, log, mail, http, sftp, metrics: metricsServer, stop, reload };
 }
 
 async function checkDropFolders(core: Core, log: Logger): Promise<void> {

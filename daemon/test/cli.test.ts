@@ -15,7 +15,9 @@ describe('sealdrop CLI', () => {
     const top = await runCli(sb, ['--help']);
     expect(top.code).toBe(0);
     for (const c of ['serve', 'migrate', 'account add', 'config check']) expect(top.stdout).toContain(c);
-    for (const c of ['serve', 'migrate', 'account', 'config']) {
+    for (const c of ['serve', 'send', 'release', 'fetch', 'deliveries', 'status', 'token', 'expire']) expect(top.stdout).toContain(c);
+    expect(top.stdout).toMatch(/Exit codes: 0 ok, .*\n.*4 not found/);
+    for (const c of ['serve', 'migrate', 'account', 'config', 'send', 'release', 'fetch', 'key', 'deliveries', 'status', 'token', 'secupass', 'audit', 'expire']) {
       const r = await runCli(sb, [c, '--help']);
       expect(r.code, c).toBe(0);
       expect(r.stdout).toMatch(/^Usage: sealdrop /);
@@ -62,7 +64,7 @@ describe('sealdrop CLI', () => {
     const invited = await runCli(sb, ['account', 'add', '--email', 'member@example.org', '--role', 'member']);
     expect(invited.stdout).toContain('invited member@example.org');
     const dup = await runCli(sb, ['account', 'add', '--email', 'root@example.org', '--role', 'admin', '--password-stdin'], 'root password is long');
-    expect(dup.code).toBe(1);
+    expect(dup.code).toBe(5); // wrong state: the account exists
     expect(dup.stderr).toContain('SEALDROP_E_CONFLICT');
     const weak = await runCli(sb, ['account', 'add', '--email', 'w@example.org', '--role', 'member', '--password-stdin'], 'short');
     expect([weak.code, weak.stderr]).toEqual([1, expect.stringContaining('SEALDROP_E_PASSWORD_POLICY')]);

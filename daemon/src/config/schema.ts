@@ -76,6 +76,22 @@ export const configSchema = z.strictObject({
       port: int(0, 65535).default(8080),
       maxJsonBytes: int(1024, 16 * 1024 * 1024).default(1024 * 1024),
       trustProxy: bool().default(false),
+      /** TLS for HTTP and WebDAV: PEM certificate chain and key files (both or neither); SIGHUP reloads them. */
+      tls: z
+        .strictObject({
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
+        })
+        .prefault({})
+        .refine((t) => !t.certFile === !t.keyFile, 'certFile and keyFile go together'),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      /** Prometheus /metrics on its own listener (loopback by default; never on the public one). */
+      enabled: bool().default(true),
+      host: z.string().min(1).default('127.0.0.1'),
+      port: int(0, 65535).default(9464),
     })
     .prefault({}),
   storage: z
@@ -115,6 +131,8 @@ export const configSchema = z.strictObject({
       maxAttempts: int(1, 100).default(12),
       retryBaseMs: int(10, 3_600_000).default(2000),
       retryMaxMs: int(10, 86_400_000).default(3_600_000),
+      /** Days to keep sent mails of the file transport (0: keep forever); removed by the retention job. */
+      fileRetentionDays: int(0, 3650).default(30),
     })
     .prefault({}),
   crypto: z
@@ -161,7 +179,7 @@ export const configSchema = z.strictObject({
       maxRecipients: int(1, 1000).default(50),
       maxSubjectLength: int(1, 1000).default(200),
       maxMessageBytes: int(0, 10 * 1024 * 1024).default(64 * 1024),
-      /** Seconds between expiry sweeps. */
+      /** Seconds between retention runs (expired deliveries, expired tokens, old mail files). */
       expirySweepSeconds: int(1, 86_400).default(300),
     })
     .prefault({}),

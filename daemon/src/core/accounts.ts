@@ -504,6 +504,24 @@ export class AccountService {
     return { token, tokenInfo: tokenView(row) };
   }
 
+  /**
+   * Retention: deletes expired login sessions, API tokens that expired or were revoked more than
+   * `keepDays` ago, and expired or used e-mail tokens. Their audit records stay.
+   */
+  async purgeExpiredCredentials(keepDays = 30): Promise<{ sessions: number; apiTokens: number; accountTokens: number }> {
+    const now = this.now();
+    const cutoff = new Date(now.getTime() - keepDays * DAY);
+    return inTx(this.deps, async (em) => {
+      const sessions = await em.nativeDelete(SessionSchema, { expiresAt: { $lte: now } });
+      const apiTokens = await em.nativeDelete(ApiTokenSchema, { $or: [{ expiresAt: { $lte: cutoff } }, { revokedAt: { $lte: cutoff } }] });
+      const accountTokens = await em.nativeDelete(AccountTokenSchema, { $or: [{ expiresAt: { $lte: now } }, { usedAt: { $ne: null } }] });
+      if (sessions + apiTokens + accountTokens > 0) {
+        await audit(em, { action: 'retention.credentials_purged', actor: { accountId: null, email: 'system' }, data: { sessions, apiTokens, accountTokens } }, now);
+      }
+      return { sessions, apiTokens, accountTokens };
+    });
+  }
+
   /** The caller's API tokens. */
   async listApiTokens(p: Principal): Promise<ApiTokenView[]> {
     const rows = await readEm(this.deps).find(ApiTokenSchema, { accountId: p.accountId }, { orderBy: { createdAt: 'desc' } });

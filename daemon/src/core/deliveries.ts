@@ -340,12 +340,14 @@ export class DeliveryService {
     if (existing) return { delivery: existing, created: false };
     await this.checkSpec(p, spec);
     try {
-      return await inTx(this.deps, async (em) => {
+      const result = await inTx(this.deps, async (em) => {
         const again = await em.findOne(DeliverySchema, { senderId: p.accountId, folderKey: spec.folderKey, state: 'open' });
         if (again) return { delivery: again, created: false };
         const delivery = await this.insertOpen(em, p, spec);
         return { delivery, created: true };
       });
+      if (result.created) this.deps.events.emit('delivery.created', { deliveryId: result.delivery.id, level: spec.level, via: p.via });
+      return result;
     } catch (err) {
       // Another instance created it at the same moment (partial unique index).
       const raced = await readEm(this.deps).findOne(DeliverySchema, { senderId: p.accountId, folderKey: spec.folderKey, state: 'open' });
@@ -383,6 +385,22 @@ export class DeliveryService {
   async addFile(p: Principal, deliveryId: string, nameInput: unknown, body: Readable, options: AddFileOptions = {}): Promise<FileView> {
     const upload = await this.beginUpload(p, { deliveryId }, nameInput, options);
     return fileView(await upload.fromStream(body, options.signal));
+  }
+
+  /**
+   * Stores the message of an open level-4 delivery encrypted on the sender's device: an
+   * OpenPGP message (PKESKs for the owner and active recipients + SEIPDv1) like a
+   * client-encrypted file, replacing a message given before. The server never sees its text.
+   */
+  async addClientMessage(p: Principal, deliveryId: string, body: Readable, options: { signal?: AbortSignal; declaredSize?: number; plaintextSize?: number } = {}): Promise<void> {
+    const d = await this.loadForSender(readEm(this.deps), p, deliveryId);
+    if (d.level !== 4) throw fail('SEALDROP_E_WRONG_STATE', 'only level-4 messages are encrypted on the client; give the message when creating the delivery');
+    const limit = this.cfg.maxMessageBytes;
+    if ((options.plaintextSize ?? 0) > limit) throw fail('SEALDROP_E_TOO_LARGE', `the message exceeds the limit of ${limit} bytes`);
+    // Ciphertext = message + a few hundred bytes of packets per key; bound it generously.
+    if ((options.declaredSize ?? 0) > limit + 64 * 1024) throw fail('SEALDROP_E_TOO_LARGE', `the message exceeds the limit of ${limit} bytes`);
+    const upload = await this.beginUpload(p, { deliveryId }, MESSAGE_NAME, { kind: 'message', clientEncrypted: { plaintextSize: options.plaintextSize } });
+    await upload.fromStream(body, options.signal);
   }
 
   /**
@@ -441,7 +459,8 @@ export class DeliveryService {
       encrypt = (plain) => encryptSeipdV2(plain, key, literalName);
     }
     const deliveryId = delivery.id;
-    return Upload.start<DeliveryFile>({
+    let stored = false;
+    const upload = await Upload.start<DeliveryFile>({
       blobs: this.deps.blobs,
       maxBytes: this.cfg.maxFileBytes,
       encrypt,
@@ -470,13 +489,19 @@ export class DeliveryService {
         });
         if (replaced) await this.deps.blobs.delete(replaced);
         this.deps.events.emit('file.stored', { deliveryId, fileId: file.id, bytes: plainSize, via: p.via });
+        stored = true;
         return file;
       },
       discarded: async () => {
         if (created) await this.discardIfEmpty(deliveryId);
       },
-      finished: () => readBackKey?.fill(0),
+      finished: () => {
+        readBackKey?.fill(0);
+        this.deps.events.emit('upload.finished', { via: p.via, ok: stored });
+      },
     });
+    this.deps.events.emit('upload.started', { via: p.via });
+    return upload;
   }
 
   /**

@@ -15,6 +15,10 @@ export interface CoreEventMap {
   'delivery.expired': { deliveryId: string };
   'file.stored': { deliveryId: string; fileId: string; bytes: number; via: string };
   'file.downloaded': { deliveryId: string; fileId: string; via: string };
+  /** An upload began (any protocol); exactly one `upload.finished` follows once it completed or was aborted. */
+  'upload.started': { via: string };
+  /** An upload ended: stored (`ok`), or aborted/failed with nothing of it left. */
+  'upload.finished': { via: string; ok: boolean };
   'secupass.activated': { accountId: string };
   'secupass.reset': { accountId: string };
   'auth.failed': { reason: string; via: string };

@@ -80,6 +80,9 @@ export function fileSender(dir: string): MailSender {
   };
 }
 
+/** What one attempt to send an outbox row came to: sent, failed with a retry due, or failed for good. */
+export type MailOutcome = 'sent' | 'retry' | 'failed';
+
 /** Options of the worker. */
 export interface MailWorkerOptions {
   orm: Orm;
@@ -87,6 +90,8 @@ export interface MailWorkerOptions {
   config: Config;
   sender: MailSender;
   log: Logger;
+  /** Told the outcome of every attempt, after the row was updated (metrics); errors it throws are logged. */
+  onAttempt?: (outcome: MailOutcome) => void;
 }
 
 const CLAIM_SECONDS = 120;
@@ -184,6 +189,7 @@ export class MailWorker {
       });
       await em.nativeUpdate(OutboxMessageSchema, { id: row.id, claimedBy: this.instance }, { state: 'sent', sentAt: new Date(), payload: null, claimedBy: null, claimedUntil: null, lastError: null });
       log.info({ to: row.to }, 'mail sent');
+      this.report('sent');
       return true;
     } catch (err) {
       const attempts = row.attempts + 1;
@@ -198,7 +204,16 @@ export class MailWorker {
       );
       if (failed) log.error({ code: 'SEALDROP_E_UNAVAILABLE', attempts, error: message }, 'mail given up after the last retry');
       else log.warn({ attempts, retryInMs: Math.round(delay), error: message }, 'mail failed; will retry');
+      this.report(failed ? 'failed' : 'retry');
       return false;
+    }
+  }
+
+  private report(outcome: MailOutcome): void {
+    try {
+      this.o.onAttempt?.(outcome);
+    } catch (err) {
+      this.o.log.warn({ err }, 'mail attempt hook failed');
     }
   }
 

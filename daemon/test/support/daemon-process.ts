@@ -37,6 +37,7 @@ export function sandbox(extraEnv: Record<string, string> = {}, smtpPort?: number
     SEALDROP_CRYPTO__KEK_FILE: kekFile,
     SEALDROP_HTTP__PORT: '0',
     SEALDROP_SFTP__PORT: '0',
+    SEALDROP_METRICS__PORT: '0',
     SEALDROP_MAIL__POLL_INTERVAL_MS: '200',
     SEALDROP_MAIL__RETRY_BASE_MS: '200',
     TMPDIR: tmpDir,
@@ -94,7 +95,7 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
       log.write(text);
       const s = /"address":"[^"]*:(\d+)"[^\n]*"msg":"SFTP listening"/.exec(output);
       if (s) sftpPort = Number(s[1]);
-      const m = /"url":"http:\/\/[^:]+:(\d+)"/.exec(output);
+      const m = /"url":"https?:\/\/[^:]+:(\d+)"/.exec(output);
       if (m && (!sftpOn || sftpPort)) resolve(Number(m[1]));
     };
     child.stdout?.on('data', onData);

@@ -2,7 +2,9 @@
  * The HTTP front-end (Koa): JSON API under /api/v1, health checks, security headers, one log
  * line per request (route pattern, status, time; never query strings or bodies).
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Logger } from 'pino';
@@ -13,6 +15,15 @@ import { respondError } from './errors.ts';
 import { mountUi } from '../ui/index.ts';
 import { mountWebdav } from '../webdav/index.ts';
 
+/** One finished request as the request log saw it; `route` is a pattern, never a raw path. */
+export interface HttpRequestInfo {
+  method: string;
+  /** The matched route pattern, `/dav` for WebDAV, `/static`, `/healthz`, `/readyz`, or `unmatched`. */
+  route: string;
+  status: number;
+  seconds: number;
+}
+
 /** Options of createHttpServer. */
 export interface HttpOptions {
   core: Core;
@@ -20,10 +31,12 @@ export interface HttpOptions {
   log: Logger;
   /** Readiness probe (DB and storage reachable). */
   ready: () => Promise<boolean>;
+  /** Called once per request after it was logged (metrics); errors it throws are ignored. */
+  onRequest?: (info: HttpRequestInfo) => void;
 }
 
 /** The Koa application. */
-export function createApp({ core, config, log, ready }: HttpOptions): Koa {
+export function createApp({ core, config, log, ready, onRequest }: HttpOptions): Koa {
   const app = new Koa({ proxy: config.http.trustProxy });
   const reqLog = log.child({ component: 'http' });
   app.silent = true;
@@ -54,12 +67,19 @@ export function createApp({ core, config, log, ready }: HttpOptions): Koa {
       const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;
       const route = matched && !matched.includes('(?') ? matched : undefined;
       // WebDAV paths are file names: logged as the mount point only.
-      const path = ctx.path === '/dav' || ctx.path.startsWith('/dav/') ? '/dav/…' : ctx.path.slice(0, 80).replace(/sd[a-z]_[A-Za-z0-9_-]+/g, '[token]');
+      const dav = ctx.path === '/dav' || ctx.path.startsWith('/dav/');
+      const path = dav ? '/dav/…' : ctx.path.slice(0, 80).replace(/sd[a-z]_[A-Za-z0-9_-]+/g, '[token]');
       const line = { method: ctx.method, route: route ?? path, status: ctx.status, ms: Math.round(ms), ip: ctx.request.ip, ...(ctx.state.davAccount ? { account: ctx.state.davAccount as string } : {}) };
       const body = ctx.body as { error?: { code?: string } } | undefined;
       const code = body?.error?.code ?? (ctx.state.errorCode as string | undefined);
       if (ctx.status >= 500) reqLog.error({ ...line, code }, 'request failed');
       else reqLog.info({ ...line, ...(code ? { code } : {}) }, 'request');
+      try {
+        const fixed = ctx.path === '/healthz' || ctx.path === '/readyz' ? ctx.path : ctx.path.startsWith('/static/') ? '/static' : 'unmatched';
+        onRequest?.({ method: ctx.method, route: route ?? (dav ? '/dav' : fixed), status: ctx.status, seconds: ms / 1000 });
+      } catch {
+        // metrics never fail a request
+      }
     }
   });
 
@@ -87,15 +107,41 @@ export function createApp({ core, config, log, ready }: HttpOptions): Koa {
 
 /** A started HTTP server. */
 export interface HttpServer {
-  server: http.Server;
+  server: http.Server | https.Server;
   port: number;
+  /** True when it serves HTTPS (http.tls). */
+  tls: boolean;
+  /** Re-reads the certificate and key files (SIGHUP); throws with a clear message if they are unusable. */
+  reloadTls(tls: Config['http']['tls']): void;
   close(): Promise<void>;
+}
+
+/** Reads the PEM certificate chain and key named in the configuration. */
+function readTls(tls: Config['http']['tls']): { cert: Buffer; key: Buffer } | undefined {
+  if (!tls.certFile || !tls.keyFile) return undefined;
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`http.tls.${what}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const cert = read(tls.certFile, 'certFile');
+  const key = read(tls.keyFile, 'keyFile');
+  try {
+    // Fails early on a key that does not match the certificate, or on garbage.
+    https.createServer({ cert, key }).close();
+  } catch (err) {
+    throw new Error(`http.tls: the certificate and key are not usable together: ${(err as Error).message}`);
+  }
+  return { cert, key };
 }
 
 /** Starts listening on the configured host and port. */
 export async function startHttpServer(options: HttpOptions): Promise<HttpServer> {
   const app = createApp(options);
-  const server = http.createServer(app.callback());
+  const tls = readTls(options.config.http.tls);
+  const server = tls ? https.createServer({ ...tls, minVersion: 'TLSv1.2' }, app.callback()) : http.createServer(app.callback());
   server.requestTimeout = 0; // large uploads; idle sockets are bounded by the timeouts below
   server.headersTimeout = 60_000;
   // A connection that sends nothing for two minutes (a stalled body) is closed.
@@ -112,6 +158,13 @@ export async function startHttpServer(options: HttpOptions): Promise<HttpServer>
   return {
     server,
     port,
+    tls: Boolean(tls),
+    reloadTls(next) {
+      if (!tls) throw new Error('the HTTP listener started without TLS; restart to switch TLS on');
+      const fresh = readTls(next);
+      if (!fresh) throw new Error('http.tls is no longer configured; restart to switch TLS off');
+      (server as https.Server).setSecureContext({ ...fresh, minVersion: 'TLSv1.2' });
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

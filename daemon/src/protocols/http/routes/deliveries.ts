@@ -2,6 +2,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Download } from '../../../core/deliveries.ts';
+import { fail } from '../../../core/errors.ts';
 import type { ApiContext } from '../api.ts';
 import { contentDisposition, param, principalOf, readJson } from '../request.ts';
 
@@ -33,6 +34,10 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
     ctx.body = { delivery: await core.deliveries.get(principalOf(ctx), param(ctx, 'id')) };
   });
 
+  router.get('/deliveries/:id/encryption-keys', async (ctx) => {
+    ctx.body = { keys: await core.deliveries.encryptionKeys(principalOf(ctx), param(ctx, 'id')) };
+  });
+
   router.put('/deliveries/:id/files/:name', async (ctx) => {
     const declared = ctx.get('content-length');
     const ac = new AbortController();
@@ -53,6 +58,29 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
       });
       ctx.status = 201;
       ctx.body = { file };
+    } finally {
+      ctx.req.off('close', onClose);
+    }
+  });
+
+  router.put('/deliveries/:id/message', async (ctx) => {
+    if (!/^application\/pgp-encrypted\b/i.test(ctx.get('content-type'))) {
+      throw fail('SEALDROP_E_VALIDATION', 'send the level-4 message as an OpenPGP message (Content-Type: application/pgp-encrypted)');
+    }
+    const declared = ctx.get('content-length');
+    const plainHeader = ctx.get('x-plaintext-size');
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!ctx.req.complete) ac.abort();
+    };
+    ctx.req.on('close', onClose);
+    try {
+      await core.deliveries.addClientMessage(principalOf(ctx), param(ctx, 'id'), ctx.req, {
+        signal: ac.signal,
+        ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
+        ...(/^\d{1,16}$/.test(plainHeader) ? { plaintextSize: Number(plainHeader) } : {}),
+      });
+      ctx.body = { delivery: await core.deliveries.get(principalOf(ctx), param(ctx, 'id')) };
     } finally {
       ctx.req.off('close', onClose);
     }
