@@ -11,6 +11,8 @@ const TOOLS: Array<{ bin: string; args: string[]; pkg: string }> = [
   { bin: 'rclone', args: ['version'], pkg: 'rclone' },
   { bin: 'chromium', args: ['--headless'], pkg: 'chromium' },
   { bin: 'litmus', args: ['--version'], pkg: 'litmus' },
+  { bin: 'openssl', args: ['version'], pkg: 'openssl' },
+  { bin: 'systemd-analyze', args: ['--version'], pkg: 'systemd' },
 ];
 
 export default function setup(): void {
