@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Config } from '../../config/schema.ts';
 import type { Core } from '../../core/index.ts';
 import { fail } from '../../core/errors.ts';
+import { openApiDocument } from './openapi.ts';
 import { bearerAuth } from './request.ts';
 import { accountRoutes, publicAccountRoutes } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -20,6 +21,9 @@ export interface ApiContext {
 /** Builds the /api/v1 router. */
 export function apiRouter(ctx: ApiContext): Router {
   const open = new Router();
+  open.get('/openapi.json', (c) => {
+    c.body = openApiDocument;
+  });
   publicAccountRoutes(open, ctx);
   linkRoutes(open, ctx);
 
