@@ -120,7 +120,7 @@ export class AccountService {
       if (!passwordHash) await this.issueInvitation(em, account, by, 0);
       return account;
     });
-    return { account: this.view(result), invited: !passwordHash };
+    return { account: this.view(result, undefined, await this.ownerEmails(result)), invited: !passwordHash };
   }
 
   /** Creates an invited guest account inside a delivery transaction (recipient without an account). */
@@ -215,7 +215,7 @@ export class AccountService {
       await this.deliveries.onRegistered(em, account, actor);
       return account;
     });
-    return this.view(account);
+    return this.view(account, undefined, await this.ownerEmails(account));
   }
 
   /** Logs in from the browser: like login(), but the session token (`sdu_`) belongs in an HttpOnly cookie. */
@@ -228,7 +228,7 @@ export class AccountService {
       em.create(SessionSchema, { id: randomUUID(), accountId: account.id, tokenHash: hashToken(token), kind: 'ui', createdAt: now, expiresAt, lastSeenAt: now, ip: ip ?? null });
       await audit(em, { action: 'session.created', actor: { accountId: account.id, email: account.email, ip }, targetType: 'account', targetId: account.id, data: { via: 'ui' } }, now);
     });
-    return { token, expiresAt, account: this.view(account) };
+    return { token, expiresAt, account: this.view(account, undefined, await this.ownerEmails(account)) };
   }
 
   /** The principal of a browser session cookie, or null if it is unknown, expired or the account is not active. */
@@ -279,7 +279,7 @@ export class AccountService {
       await audit(em, { action: 'account.role', actor: by, targetType: 'account', targetId: account.id, data: { email, from, to: role } }, now);
       return account;
     });
-    return this.view(account);
+    return this.view(account, undefined, await this.ownerEmails(account));
   }
 
   /** Logs in with e-mail and password; returns a session bearer token. Failures are counted per address. */
@@ -292,7 +292,7 @@ export class AccountService {
       em.create(SessionSchema, { id: randomUUID(), accountId: account.id, tokenHash: hashToken(token), createdAt: now, expiresAt, lastSeenAt: now, ip: ip ?? null });
       await audit(em, { action: 'session.created', actor: { accountId: account.id, email: account.email, ip }, targetType: 'account', targetId: account.id, data: { via } }, now);
     });
-    return { token, expiresAt: expiresAt.toISOString(), account: this.view(account) };
+    return { token, expiresAt: expiresAt.toISOString(), account: this.view(account, undefined, await this.ownerEmails(account)) };
   }
 
   /**
@@ -543,7 +543,7 @@ export class AccountService {
   async me(p: Principal): Promise<AccountView> {
     const em = readEm(this.deps);
     const account = await em.findOneOrFail(AccountSchema, { id: p.accountId });
-    return this.view(account, await this.hasActiveKey(em, account.id));
+    return this.view(account, await this.hasActiveKey(em, account.id), await this.ownerEmails(account));
   }
 
   private async hasActiveKey(em: Em, accountId: string): Promise<boolean> {
@@ -580,10 +580,17 @@ export class AccountService {
       await audit(em, { action: disabled ? 'account.disabled' : 'account.enabled', actor: by, targetType: 'account', targetId: account.id, data: { email } }, now);
       return account;
     });
-    return this.view(account);
+    return this.view(account, undefined, await this.ownerEmails(account));
   }
 
-  /** The public view of an account row. */
+  /** The owner's address of a service account, for view(). */
+  private async ownerEmails(a: Account): Promise<Map<string, string> | undefined> {
+    if (!a.ownerId) return undefined;
+    const owner = await readEm(this.deps).findOne(AccountSchema, { id: a.ownerId }, { fields: ['email'] });
+    return owner ? new Map([[a.ownerId, owner.email]]) : undefined;
+  }
+
+  /** The public view of an account row (a service account's owner by e-mail address). */
   view(a: Account, secupassActive?: boolean, emails?: Map<string, string>): AccountView {
     return {
       id: a.id,

@@ -214,7 +214,8 @@ const schemas: Record<string, SchemaObject> = {
       state: { enum: [...ACCOUNT_STATES] },
       owner: {
         type: ['string', 'null'],
-        description: "service accounts: the member who owns it — its e-mail address in GET /admin/accounts, its account id in the other responses (null for other roles)",
+        format: 'email',
+        description: 'service accounts: the e-mail address of the member who owns it (null for other roles)',
       },
       createdAt: DATE_TIME,
       registeredAt: DATE_TIME_OR_NULL,
