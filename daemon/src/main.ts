@@ -80,8 +80,11 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   const core = new Core({ orm, config, blobs, kek, log: log.child({ component: 'core' }), clock: { now: () => new Date() }, events, encryptPool });
 
   // Recovery: with SQLite only this process uses the data folder, so anything half-written is stale.
-  const recovered = await core.deliveries.recoverOrphans(0);
-  const emptyFolders = await core.tree.removeEmptyFolders();
+  // With SQLite no other process writes this store, so whatever is half-written is stale; on a
+  // shared store other instances' uploads in flight are spared by the grace period.
+  const graceMs = config.database.driver === 'sqlite' ? 0 : config.storage.orphanGraceSeconds * 1000;
+  const recovered = await core.deliveries.recoverOrphans(graceMs);
+  const emptyFolders = await core.tree.removeEmptyFolders(graceMs);
   if (recovered.temp || recovered.orphans || emptyFolders) log.info({ ...recovered, emptyFolders }, 'removed leftovers of interrupted uploads');
   await checkDropFolders(core, log);
 

@@ -2,7 +2,8 @@
  * Retention, run by the daemon every `deliveries.expirySweepSeconds` and by `sealdrop expire`:
  * expired deliveries lose their blobs and wraps (the delivery record and the audit trail stay),
  * expired sessions and API tokens are deleted, WebDAV locks past their timeout are dropped, and
- * sent mails of the file transport older than `mail.fileRetentionDays` are removed.
+ * sent mails of the file transport older than `mail.fileRetentionDays` are removed, and what
+ * crashed uploads left (here or on another instance) is removed after a grace period.
  */
 import { readdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,11 +16,21 @@ export interface RetentionResult {
   apiTokens: number;
   accountTokens: number;
   mailFiles: number;
+  /** Temporary blobs of crashed uploads (untouched for storage.orphanGraceSeconds). */
+  tempBlobs: number;
+  /** Empty open folder deliveries left by crashed first uploads. */
+  emptyFolders: number;
+  /** Blobs no file refers to (only with `fullScan`). */
+  orphanBlobs: number;
 }
 
-/** Runs every retention step once; `mailDir` only with the file transport. */
-export async function runRetention(core: Core, mailDir: string | undefined): Promise<RetentionResult> {
+/**
+ * Runs every retention step once; `mailDir` only with the file transport. `fullScan` also
+ * checks every blob for a file that refers to it (start-up and `sealdrop expire`).
+ */
+export async function runRetention(core: Core, mailDir: string | undefined, options: { fullScan?: boolean } = {}): Promise<RetentionResult> {
   const config = core.deps.config;
+  const graceMs = config.storage.orphanGraceSeconds * 1000;
   let expiredDeliveries = 0;
   // expireDue works in batches of 500; keep going until a batch comes back short.
   for (;;) {
@@ -30,7 +41,13 @@ export async function runRetention(core: Core, mailDir: string | undefined): Pro
   const credentials = await core.accounts.purgeExpiredCredentials();
   await core.dav.sweep();
   const mailFiles = mailDir && config.mail.fileRetentionDays > 0 ? await removeOldMailFiles(mailDir, config.mail.fileRetentionDays, core.deps.clock.now()) : 0;
-  return { expiredDeliveries, ...credentials, mailFiles };
+  // Leftovers of uploads that crashed here or on another instance sharing the store.
+  let tempBlobs: number;
+  let orphanBlobs = 0;
+  if (options.fullScan) ({ temp: tempBlobs, orphans: orphanBlobs } = await core.deliveries.recoverOrphans(graceMs));
+  else tempBlobs = await core.deps.blobs.cleanup(graceMs);
+  const emptyFolders = await core.tree.removeEmptyFolders(graceMs);
+  return { expiredDeliveries, ...credentials, mailFiles, tempBlobs, emptyFolders, orphanBlobs };
 }
 
 /** Removes `.eml` files (and stale temporary ones) older than `days` from the mail folder. */

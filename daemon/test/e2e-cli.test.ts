@@ -229,7 +229,7 @@ describe('the CLI end to end, cron-style', () => {
     expect(JSON.parse(audit.stdout).events).toBeGreaterThan(10);
     const expire = await runCli(sb, ['expire', '--json']);
     expect(expire.code, expire.stderr).toBe(0);
-    expect(Object.keys(JSON.parse(expire.stdout)).sort()).toEqual(['accountTokens', 'apiTokens', 'expiredDeliveries', 'mailFiles', 'sessions']);
+    expect(Object.keys(JSON.parse(expire.stdout)).sort()).toEqual(['accountTokens', 'apiTokens', 'emptyFolders', 'expiredDeliveries', 'mailFiles', 'orphanBlobs', 'sessions', 'tempBlobs']);
     const noTty = await runCli(sb, ['secupass', 'reset', 'bob@example.org']);
     expect(noTty.code).toBe(2);
     expect(noTty.stderr).toContain('--yes');

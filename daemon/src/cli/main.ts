@@ -538,9 +538,14 @@ async function expireCommand(args: string[]): Promise<number> {
     return EXIT.ok;
   }
   const loaded = load(values.config as string | undefined);
-  const r = await withCore(loaded, (core) => runRetention(core, loaded.config.mail.transport === 'file' ? loaded.paths.mailDir : undefined));
+  const r = await withCore(loaded, (core) => runRetention(core, loaded.config.mail.transport === 'file' ? loaded.paths.mailDir : undefined, { fullScan: true }));
   if (values.json) console.log(JSON.stringify(r));
-  else console.log(`expired deliveries: ${r.expiredDeliveries}; removed: ${r.sessions} sessions, ${r.apiTokens} API tokens, ${r.accountTokens} e-mail tokens, ${r.mailFiles} mail files`);
+  else {
+    console.log(
+      `expired deliveries: ${r.expiredDeliveries}; removed: ${r.sessions} sessions, ${r.apiTokens} API tokens, ${r.accountTokens} e-mail tokens, ${r.mailFiles} mail files, ` +
+        `${r.tempBlobs} temporary and ${r.orphanBlobs} unreferenced blobs, ${r.emptyFolders} empty folder deliveries`,
+    );
+  }
   return EXIT.ok;
 }
 

@@ -99,6 +99,14 @@ export const configSchema = z.strictObject({
       dataDir: z.string().min(1).default('./data'),
       /** Defaults to `<dataDir>/blobs`. */
       blobDir: z.string().min(1).optional(),
+      /**
+       * Seconds after which an untouched temporary blob, an unreferenced blob or an empty open
+       * folder delivery counts as left over by a crashed upload and is removed. It must exceed
+       * the longest pause a running upload may make (uploads write continuously; SFTP sessions
+       * idle out after sftp.idleTimeoutSeconds). With SQLite the start-up recovery removes
+       * leftovers at once (one process); other instances on a shared store are spared by it.
+       */
+      orphanGraceSeconds: int(1, 7 * 86_400).default(3900),
     })
     .prefault({}),
   database: z

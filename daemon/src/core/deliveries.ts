@@ -41,6 +41,8 @@ import { isUuid, normalizeEmail, validateFileName, validateMessage, validateRela
 
 const DAY = 86_400_000;
 const MESSAGE_NAME = 'message.txt';
+/** How often a running upload marks its folder delivery active (idle timers and recovery skip it). */
+const UPLOAD_HEARTBEAT_MS = 30_000;
 
 /** Recipient states still waiting for something before the delivery can be opened. */
 const WAITING: RecipientState[] = ['awaiting_registration', 'awaiting_secupass', 'awaiting_release'];
@@ -496,10 +498,21 @@ export class DeliveryService {
         if (created) await this.discardIfEmpty(deliveryId);
       },
       finished: () => {
+        if (heartbeat) clearInterval(heartbeat);
         readBackKey?.fill(0);
         this.deps.events.emit('upload.finished', { via: p.via, ok: stored });
       },
     });
+    // A folder delivery stays "active" while an upload runs, so no instance's idle timer sends
+    // it (or recovery discards it) in the middle of a long transfer.
+    const heartbeat = delivery.folderKey
+      ? setInterval(() => {
+          inTx(this.deps, (em) => em.nativeUpdate(DeliverySchema, { id: deliveryId, state: 'open' }, { lastActivityAt: this.now() })).catch((err: unknown) =>
+            this.deps.log.warn({ err, deliveryId }, 'could not mark the folder delivery active'),
+          );
+        }, UPLOAD_HEARTBEAT_MS)
+      : undefined;
+    heartbeat?.unref();
     this.deps.events.emit('upload.started', { via: p.via });
     return upload;
   }

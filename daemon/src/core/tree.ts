@@ -726,10 +726,14 @@ export class TreeService {
     return sent;
   }
 
-  /** Removes open tree deliveries without files (left by an interrupted first upload). Returns how many. */
-  async removeEmptyFolders(): Promise<number> {
+  /**
+   * Removes open tree deliveries without files (left by an interrupted first upload) and idle
+   * for `graceMs` (uploads in flight keep theirs active). Returns how many.
+   */
+  async removeEmptyFolders(graceMs = 0): Promise<number> {
     const em = readEm(this.deps);
-    const open = await em.find(DeliverySchema, { state: 'open', folderKey: { $ne: null } });
+    const cutoff = new Date(this.deps.clock.now().getTime() - graceMs);
+    const open = await em.find(DeliverySchema, { state: 'open', folderKey: { $ne: null }, lastActivityAt: { $lte: cutoff } });
     let n = 0;
     for (const d of open) if (await this.deliveries.discardIfEmpty(d.id)) n++;
     return n;

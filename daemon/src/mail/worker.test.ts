@@ -64,7 +64,10 @@ describe('MailWorker', () => {
     await queue(1);
     for (let i = 0; i < 3; i++) {
       await worker.drain();
-      await new Promise((r) => setTimeout(r, 700)); // past the backoff
+      // Wait until the retry is due, however slow the machine is (no fixed sleep).
+      const row = await h.orm.em.fork().findOneOrFail(OutboxMessageSchema, { to: 'r@example.org' });
+      if (row.state === 'failed') break;
+      await new Promise((r) => setTimeout(r, Math.max(0, row.nextAttemptAt.getTime() - Date.now()) + 50));
     }
     expect(await h.orm.em.fork().findOneOrFail(OutboxMessageSchema, { to: 'r@example.org' })).toMatchObject({ state: 'failed', attempts: 3 });
     await worker.stop(false);

@@ -163,7 +163,7 @@ export class MailWorker {
       const claimedUntil = new Date(now.getTime() + CLAIM_SECONDS * 1000);
       const n = await em.nativeUpdate(
         OutboxMessageSchema,
-        { id: row.id, state: 'pending', $or: [{ claimedUntil: null }, { claimedUntil: { $lt: now } }] },
+        { id: row.id, state: 'pending', nextAttemptAt: { $lte: now }, $or: [{ claimedUntil: null }, { claimedUntil: { $lt: now } }] },
         { claimedBy: this.instance, claimedUntil },
       );
       if (n === 1) mine.push(row);
