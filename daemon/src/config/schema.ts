@@ -139,6 +139,11 @@ export const configSchema = z.strictObject({
       maxAttempts: int(1, 100).default(12),
       retryBaseMs: int(10, 3_600_000).default(2000),
       retryMaxMs: int(10, 86_400_000).default(3_600_000),
+      /**
+       * Seconds an instance holds a claimed outbox mail; a mail claimed by an instance that died
+       * is sent by another after this (renewed before each send, so a slow batch keeps its rows).
+       */
+      claimSeconds: int(5, 3600).default(120),
       /** Days to keep sent mails of the file transport (0: keep forever); removed by the retention job. */
       fileRetentionDays: int(0, 3650).default(30),
     })

@@ -94,8 +94,6 @@ export interface MailWorkerOptions {
   onAttempt?: (outcome: MailOutcome) => void;
 }
 
-const CLAIM_SECONDS = 120;
-
 /** The outbox worker. */
 export class MailWorker {
   private readonly instance = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -144,10 +142,21 @@ export class MailWorker {
   async drain(): Promise<number> {
     let sent = 0;
     for (;;) {
-      const batch = await this.claim(20);
+      const batch = await this.claim(10);
       if (batch.length === 0) return sent;
-      for (const row of batch) if (await this.deliver(row)) sent++;
+      for (const row of batch) {
+        // The lease may have run out while earlier rows of the batch were sent; another
+        // instance may have taken this one since. Renewing is conditional, so one of us wins.
+        if (!(await this.renewClaim(row))) continue;
+        if (await this.deliver(row)) sent++;
+      }
     }
+  }
+
+  private async renewClaim(row: OutboxMessage): Promise<boolean> {
+    const claimedUntil = new Date(Date.now() + this.o.config.mail.claimSeconds * 1000);
+    const n = await this.o.orm.em.fork().nativeUpdate(OutboxMessageSchema, { id: row.id, state: 'pending', claimedBy: this.instance }, { claimedUntil });
+    return n === 1;
   }
 
   private async claim(limit: number): Promise<OutboxMessage[]> {
@@ -160,7 +169,7 @@ export class MailWorker {
     );
     const mine: OutboxMessage[] = [];
     for (const row of due) {
-      const claimedUntil = new Date(now.getTime() + CLAIM_SECONDS * 1000);
+      const claimedUntil = new Date(now.getTime() + this.o.config.mail.claimSeconds * 1000);
       const n = await em.nativeUpdate(
         OutboxMessageSchema,
         { id: row.id, state: 'pending', nextAttemptAt: { $lte: now }, $or: [{ claimedUntil: null }, { claimedUntil: { $lt: now } }] },
