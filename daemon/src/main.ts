@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from './config/load.ts';
 import { CoreEvents } from './core/events.ts';
 import { Core } from './core/index.ts';
+import { HEARTBEAT_MS } from './core/tree.ts';
 import { Kek } from './crypto/at-rest.ts';
 import { EncryptPool } from './crypto/encrypt-pool.ts';
 import { createLogger } from './log.ts';
@@ -83,6 +84,13 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   // With SQLite no other process writes this store, so whatever is half-written is stale; on a
   // shared store other instances' uploads in flight are spared by the grace period.
   const graceMs = config.database.driver === 'sqlite' ? 0 : config.storage.orphanGraceSeconds * 1000;
+  // This instance registers; with SQLite, rows of a previous process (crashed) are dropped now.
+  if (config.database.driver === 'sqlite') await core.tree.removeOtherInstances();
+  await core.tree.heartbeat();
+  const heartbeat = setInterval(() => {
+    core.tree.heartbeat().catch((err: unknown) => log.error({ err }, 'instance heartbeat failed'));
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
   const recovered = await core.deliveries.recoverOrphans(graceMs);
   const emptyFolders = await core.tree.removeEmptyFolders(graceMs);
   if (recovered.temp || recovered.orphans || emptyFolders) log.info({ ...recovered, emptyFolders }, 'removed leftovers of interrupted uploads');
@@ -156,6 +164,8 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
         http.server.closeAllConnections();
       }
       await sftpClosed;
+      clearInterval(heartbeat);
+      await core.tree.unregister().catch((err: unknown) => log.warn({ err }, 'could not unregister the instance'));
       await mail.stop(true);
       await encryptPool?.close();
       await metricsClosed;

@@ -11,7 +11,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/core/context.ts';
 import { isSealdropError, type ErrorCode } from '../src/core/errors.ts';
 import type { TreeWrite } from '../src/core/tree.ts';
-import { DeliveryFileSchema, DeliverySchema } from '../src/store/entities.ts';
+import { Core } from '../src/core/index.ts';
+import { DeliveryFileSchema, DeliverySchema, FolderActivitySchema, ProtocolSessionSchema } from '../src/store/entities.ts';
 import { createHarness, sessionPrincipal, type Harness } from './support/core-harness.ts';
 
 const PW = 'correct horse battery staple';
@@ -106,7 +107,7 @@ describe('the virtual tree', () => {
     await h.core.tree.rmdir(alice, '/outbox/x@example.org/Empty');
     await expectCode(h.core.tree.stat(alice, '/outbox/x@example.org/Empty'), 'SEALDROP_E_NOT_FOUND');
     // The account's last clean session end sends what its sessions touched.
-    h.core.tree.sessionOpened(alice, 's1');
+    await h.core.tree.sessionOpened(alice, 's1');
     await h.core.tree.sessionClosed(alice, 's1', true);
     const sent = await h.core.deliveries.list(alice, { box: 'outbox' });
     expect(sent.map((d) => [d.subject, d.state])).toEqual([['Q3 Report', 'sent']]);
@@ -114,16 +115,43 @@ describe('the virtual tree', () => {
 
   it('sends on the last clean session end only, and never on an abnormal one', async () => {
     const alice = await member('alice@example.org', 'alice secupass long');
-    h.core.tree.sessionOpened(alice, 'a');
-    h.core.tree.sessionOpened(alice, 'b');
+    await h.core.tree.sessionOpened(alice, 'a');
+    await h.core.tree.sessionOpened(alice, 'b');
     await put(alice, '/outbox/x@example.org/1.txt', Buffer.from('1'));
     await h.core.tree.sessionClosed(alice, 'a', true);
     expect((await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state).toBe('open');
     await h.core.tree.sessionClosed(alice, 'b', false);
     expect((await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state).toBe('open');
-    h.core.tree.sessionOpened(alice, 'c');
+    await h.core.tree.sessionOpened(alice, 'c');
     await h.core.tree.sessionClosed(alice, 'c', true);
     expect((await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state).toBe('sent');
+  });
+
+  it('counts the sessions of every instance before sending at a session end; a gone instance counts for nothing', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    // A second daemon instance on the same store (its own instance id, sessions and uploads).
+    const other = new Core({ ...h.core.deps });
+    expect(other.tree.instanceId).not.toBe(h.core.tree.instanceId);
+    await h.core.tree.sessionOpened(alice, 'on-a');
+    await other.tree.sessionOpened(alice, 'on-b');
+    await put(alice, '/outbox/x@example.org/1.txt', Buffer.from('1'));
+    await h.core.tree.sessionClosed(alice, 'on-a', true);
+    const state = async () => (await h.core.deliveries.list(alice, { box: 'outbox' }))[0]?.state;
+    expect(await state()).toBe('open');
+    // The last session ends on the other instance: it sends what the first one's session wrote.
+    await other.tree.sessionClosed(alice, 'on-b', true);
+    expect(await state()).toBe('sent');
+    expect(await h.orm.em.fork().count(FolderActivitySchema, { accountId: alice.accountId, kind: 'touched' })).toBe(0);
+
+    // A session left open on an instance that stopped its heartbeat does not hold sending back.
+    await other.tree.sessionOpened(alice, 'stale');
+    await put(alice, '/outbox/y@example.org/2.txt', Buffer.from('2'));
+    h.clock.offsetMs += 61_000;
+    await h.core.tree.heartbeat();
+    expect(await h.orm.em.fork().count(ProtocolSessionSchema, { id: 'stale' })).toBe(0);
+    await h.core.tree.sessionOpened(alice, 'again');
+    await h.core.tree.sessionClosed(alice, 'again', true);
+    expect((await h.core.deliveries.list(alice, { box: 'outbox' })).map((d) => d.state)).toEqual(['sent', 'sent']);
   });
 
   it('sends idle folders after the configured time', async () => {

@@ -12,14 +12,19 @@
  * folder, the account's last clean session end sends what its sessions touched, and an idle
  * sweep sends folders that stopped changing.
  */
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path/posix';
 import { Readable } from 'node:stream';
 import {
   AccountSchema,
+  DaemonInstanceSchema,
   DeliveryFileSchema,
   DeliveryRecipientSchema,
   DeliverySchema,
+  FolderActivitySchema,
   KeyWrapSchema,
+  ProtocolSessionSchema,
   SecuPassKeySchema,
   type Delivery,
   type DeliveryFile,
@@ -69,7 +74,7 @@ type Node =
 
 /** An open write: a file upload, or the trigger file (its content is discarded). */
 export type TreeWrite =
-  | { kind: 'upload'; upload: Upload<DeliveryFile>; folderKey: string; name: string }
+  | { kind: 'upload'; upload: Upload<DeliveryFile>; folderKey: string; name: string; transferId: string }
   | { kind: 'trigger'; folderKey: string; folder: Folder; bytes: number };
 
 /** Options of openWrite (from the protocol's open flags). */
@@ -94,20 +99,21 @@ const TRIGGER_SHOWN_MS = 60_000;
 const TEMP_SUFFIXES = ['.filepart', '.part', '.partial', '.tmp', '.crdownload'];
 const NOISE = new Set(['thumbs.db', 'desktop.ini', '.ds_store']);
 
-/** In-process activity of the tree: sessions per account, folders they touched, open transfers. */
-class Activity {
-  readonly sessions = new Map<string, Set<string>>();
-  readonly pending = new Map<string, Set<string>>();
-  readonly transfers = new Map<string, number>();
-
-  transferKey(accountId: string, folderKey: string): string {
-    return `${accountId}\n${folderKey}`;
-  }
-}
+/** How often an instance renews its heartbeat, and after how long without one it counts as gone. */
+export const HEARTBEAT_MS = 15_000;
+const GONE_AFTER_MS = 60_000;
 
 /** The virtual tree. */
 export class TreeService {
-  private readonly activity = new Activity();
+  /**
+   * This process among the daemon instances sharing the store. Protocol sessions, folders
+   * their sessions touched and uploads in progress are rows tied to it, so the last clean
+   * session end of an account — on whichever instance — sees all of them.
+   */
+  readonly instanceId = `${os.hostname().slice(0, 40)}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  private registered: Promise<void> | undefined;
+  /** Sessions open here (re-registered if the instance row was lost). */
+  private readonly localSessions = new Map<string, string>();
 
   constructor(
     private readonly deps: CoreDeps,
@@ -430,7 +436,7 @@ export class TreeService {
     if (!node.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the parent folder does not exist', { parentMissing: true });
     const { delivery } = await this.deliveries.ensureFolderDelivery(p, await node.parent.spec());
     await this.deliveries.makeDir(p, delivery.id, node.name);
-    this.touch(p, node.parent.key);
+    await this.touch(p, node.parent.key);
   }
 
   /** Removes an empty folder (a subject subfolder's open delivery without files, or an empty folder inside a delivery). */
@@ -455,7 +461,7 @@ export class TreeService {
     if (node.t === 'triggered') return;
     if (node.t !== 'folderFile') throw fail('SEALDROP_E_NOT_FOUND', 'no such file');
     await this.deliveries.removeFile(p, node.delivery.id, node.file.id);
-    this.touch(p, node.folder.key);
+    await this.touch(p, node.folder.key);
   }
 
   /**
@@ -470,11 +476,11 @@ export class TreeService {
         return;
       case 'folderFile':
         await this.deliveries.removeFile(p, node.delivery.id, node.file.id);
-        this.touch(p, node.folder.key);
+        await this.touch(p, node.folder.key);
         return;
       case 'folderDir':
         await this.deliveries.removeDir(p, node.delivery.id, node.rel, false);
-        this.touch(p, node.folder.key);
+        await this.touch(p, node.folder.key);
         return;
       case 'folder': {
         if (node.virtual) throw fail('SEALDROP_E_FORBIDDEN', 'recipient and drop folders always exist; remove what is in them');
@@ -518,11 +524,11 @@ export class TreeService {
       // A plain rename in place: completes temporary names.
       if (to.t === 'folderFile' && !overwrite) throw fail('SEALDROP_E_CONFLICT', 'a file of that name exists');
       await this.deliveries.renameFile(p, delivery.id, from.file.id, target.rel, this.isTempName(target.rel));
-      this.touch(p, folder.key);
+      await this.touch(p, folder.key);
       return to.t === 'folderFile';
     }
     const replaced = await this.deliveries.movePath(p, delivery.id, fromRel, target.rel, overwrite, (name) => this.isTempName(name));
-    this.touch(p, folder.key);
+    await this.touch(p, folder.key);
     return replaced;
   }
 
@@ -540,7 +546,7 @@ export class TreeService {
     if (!target) throw fail('SEALDROP_E_FORBIDDEN', 'files can be copied only within their delivery (the same recipient or drop folder)');
     if (target.missing && !target.parentOk) throw fail('SEALDROP_E_NOT_FOUND', 'the destination folder does not exist', { parentMissing: true });
     const replaced = await this.deliveries.copyPath(p, from.delivery.id, from.t === 'folderFile' ? from.file.name : from.rel, target.rel, overwrite, shallow);
-    this.touch(p, from.folder.key);
+    await this.touch(p, from.folder.key);
     return replaced;
   }
 
@@ -606,8 +612,8 @@ export class TreeService {
       hashInWorker: options.hashInWorker ?? true,
       ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
     });
-    this.transfer(p, folder.key, +1);
-    return { kind: 'upload', upload, folderKey: folder.key, name };
+    const transferId = await this.transferStarted(p, folder.key);
+    return { kind: 'upload', upload, folderKey: folder.key, name, transferId };
   }
 
   /**
@@ -622,8 +628,8 @@ export class TreeService {
     try {
       await w.upload.complete();
     } finally {
-      this.transfer(p, w.folderKey, -1);
-      this.touch(p, w.folderKey);
+      await this.transferEnded(w.transferId);
+      await this.touch(p, w.folderKey);
     }
   }
 
@@ -633,7 +639,7 @@ export class TreeService {
     try {
       await w.upload.abort();
     } finally {
-      this.transfer(p, w.folderKey, -1);
+      await this.transferEnded(w.transferId);
     }
   }
 
@@ -651,49 +657,130 @@ export class TreeService {
     const files = await readEm(this.deps).count(DeliveryFileSchema, { deliveryId: d.id, kind: 'file', temp: false });
     if (files === 0) return false;
     await this.deliveries.send(p, d.id);
-    await inTx(this.deps, (em) => audit(em, { action: 'folder.sent', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { folder: folderKey, reason } }, this.deps.clock.now()));
-    this.activity.pending.get(p.accountId)?.delete(folderKey);
+    await inTx(this.deps, async (em) => {
+      await audit(em, { action: 'folder.sent', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { folder: folderKey, reason } }, this.deps.clock.now());
+      await em.nativeDelete(FolderActivitySchema, { accountId: p.accountId, folderKey, kind: 'touched' });
+    });
     return true;
   }
 
-  private touch(p: Principal, folderKey: string): void {
-    let set = this.activity.pending.get(p.accountId);
-    if (!set) this.activity.pending.set(p.accountId, (set = new Set()));
-    set.add(folderKey);
+  // ---------------------------------------------------------------- activity across instances
+
+  /** Registers this instance once (idempotent; the heartbeat re-registers it if it was lost). */
+  private ensureInstance(): Promise<void> {
+    this.registered ??= this.register().catch((err: unknown) => {
+      this.registered = undefined;
+      throw err;
+    });
+    return this.registered;
   }
 
-  private transfer(p: Principal, folderKey: string, delta: number): void {
-    const key = this.activity.transferKey(p.accountId, folderKey);
-    const n = (this.activity.transfers.get(key) ?? 0) + delta;
-    if (n <= 0) this.activity.transfers.delete(key);
-    else this.activity.transfers.set(key, n);
-  }
-
-  /** A protocol session of the account began. */
-  sessionOpened(p: Principal, sessionId: string): void {
-    let set = this.activity.sessions.get(p.accountId);
-    if (!set) this.activity.sessions.set(p.accountId, (set = new Set()));
-    set.add(sessionId);
-  }
-
-  /** Sessions of the account open now. */
-  sessionCount(accountId: string): number {
-    return this.activity.sessions.get(accountId)?.size ?? 0;
+  private async register(): Promise<void> {
+    const now = this.deps.clock.now();
+    await inTx(this.deps, async (em) => {
+      const row = await em.findOne(DaemonInstanceSchema, { id: this.instanceId });
+      if (row) row.heartbeatAt = now;
+      else em.create(DaemonInstanceSchema, { id: this.instanceId, startedAt: now, heartbeatAt: now });
+      for (const [id, accountId] of this.localSessions) {
+        if (!(await em.findOne(ProtocolSessionSchema, { id }))) em.create(ProtocolSessionSchema, { id, accountId, instanceId: this.instanceId, openedAt: now });
+      }
+    });
   }
 
   /**
-   * A session ended. If it ended cleanly and it was the account's last, every folder its
-   * sessions touched with no transfer open is sent (one delivery, one mail each). An abnormal
-   * end sends nothing.
+   * Renews this instance's heartbeat (every HEARTBEAT_MS) and removes instances whose heartbeat
+   * stopped: their sessions, touched folders and uploads in progress go with them.
+   */
+  async heartbeat(): Promise<void> {
+    await this.ensureInstance();
+    const now = this.deps.clock.now();
+    const renewed = await inTx(this.deps, (em) => em.nativeUpdate(DaemonInstanceSchema, { id: this.instanceId }, { heartbeatAt: now }));
+    if (renewed === 0) {
+      // Another instance took this one for gone (a stalled process): register again.
+      this.registered = undefined;
+      await this.ensureInstance();
+    }
+    const gone = new Date(now.getTime() - GONE_AFTER_MS);
+    await inTx(this.deps, (em) => em.nativeDelete(DaemonInstanceSchema, { heartbeatAt: { $lt: gone }, id: { $ne: this.instanceId } }));
+  }
+
+  /** Forgets every other instance at once (SQLite: no other process can be running). */
+  async removeOtherInstances(): Promise<number> {
+    return inTx(this.deps, (em) => em.nativeDelete(DaemonInstanceSchema, { id: { $ne: this.instanceId } }));
+  }
+
+  /** This instance stops: its rows go (sessions still open here end without sending). */
+  async unregister(): Promise<void> {
+    this.localSessions.clear();
+    await inTx(this.deps, (em) => em.nativeDelete(DaemonInstanceSchema, { id: this.instanceId }));
+    this.registered = undefined;
+  }
+
+  /** Ids of instances alive now (heartbeat recent). */
+  private async liveInstances(): Promise<string[]> {
+    const cutoff = new Date(this.deps.clock.now().getTime() - GONE_AFTER_MS);
+    const rows = await readEm(this.deps).find(DaemonInstanceSchema, { heartbeatAt: { $gte: cutoff } }, { fields: ['id'] });
+    return rows.map((r) => r.id);
+  }
+
+  /** Notes that the account's sessions wrote into a folder (sent at the last clean session end). */
+  private async touch(p: Principal, folderKey: string): Promise<void> {
+    await this.ensureInstance();
+    await inTx(this.deps, async (em) => {
+      const seen = await em.findOne(FolderActivitySchema, { accountId: p.accountId, folderKey, kind: 'touched', instanceId: this.instanceId });
+      if (seen) seen.at = this.deps.clock.now();
+      else em.create(FolderActivitySchema, { id: randomUUID(), accountId: p.accountId, folderKey, kind: 'touched', instanceId: this.instanceId, at: this.deps.clock.now() });
+    });
+  }
+
+  private async transferStarted(p: Principal, folderKey: string): Promise<string> {
+    await this.ensureInstance();
+    const id = randomUUID();
+    await inTx(this.deps, async (em) => {
+      em.create(FolderActivitySchema, { id, accountId: p.accountId, folderKey, kind: 'transfer', instanceId: this.instanceId, at: this.deps.clock.now() });
+    });
+    return id;
+  }
+
+  private async transferEnded(id: string): Promise<void> {
+    await inTx(this.deps, (em) => em.nativeDelete(FolderActivitySchema, { id }));
+  }
+
+  /** Whether an upload into the folder is in progress on a live instance. */
+  private async transferOpen(accountId: string, folderKey: string, live: string[]): Promise<boolean> {
+    return (await readEm(this.deps).count(FolderActivitySchema, { accountId, folderKey, kind: 'transfer', instanceId: { $in: live } })) > 0;
+  }
+
+  /** A protocol session of the account began. */
+  async sessionOpened(p: Principal, sessionId: string): Promise<void> {
+    await this.ensureInstance();
+    this.localSessions.set(sessionId, p.accountId);
+    await inTx(this.deps, async (em) => {
+      if (await em.findOne(ProtocolSessionSchema, { id: sessionId })) return;
+      em.create(ProtocolSessionSchema, { id: sessionId, accountId: p.accountId, instanceId: this.instanceId, openedAt: this.deps.clock.now() });
+    });
+  }
+
+  /** Sessions of the account open now on live instances. */
+  async sessionCount(accountId: string, live?: string[]): Promise<number> {
+    return readEm(this.deps).count(ProtocolSessionSchema, { accountId, instanceId: { $in: live ?? (await this.liveInstances()) } });
+  }
+
+  /**
+   * A session ended. If it ended cleanly and it was the account's last on any live instance,
+   * every folder its sessions touched with no upload in progress is sent (one delivery, one
+   * mail each; when two last sessions end at once, the row lock in send lets one win). An
+   * abnormal end sends nothing.
    */
   async sessionClosed(p: Principal, sessionId: string, clean: boolean): Promise<void> {
-    const set = this.activity.sessions.get(p.accountId);
-    set?.delete(sessionId);
-    if (set && set.size === 0) this.activity.sessions.delete(p.accountId);
-    if (!clean || !this.cfg.sendOnSessionEnd || this.sessionCount(p.accountId) > 0) return;
-    const pending = [...(this.activity.pending.get(p.accountId) ?? [])];
-    for (const folderKey of pending) {
-      if (this.activity.transfers.has(this.activity.transferKey(p.accountId, folderKey))) continue;
+    this.localSessions.delete(sessionId);
+    await inTx(this.deps, (em) => em.nativeDelete(ProtocolSessionSchema, { id: sessionId }));
+    if (!clean || !this.cfg.sendOnSessionEnd) return;
+    const live = await this.liveInstances();
+    if ((await this.sessionCount(p.accountId, live)) > 0) return;
+    const touched = await readEm(this.deps).find(FolderActivitySchema, { accountId: p.accountId, kind: 'touched', instanceId: { $in: live } });
+    for (const folderKey of new Set(touched.map((t) => t.folderKey))) {
+      if (await this.transferOpen(p.accountId, folderKey, live)) continue;
       try {
         await this.sendFolder(p, folderKey, 'session_end');
       } catch (err) {
@@ -701,19 +788,19 @@ export class TreeService {
         this.deps.log.warn({ folder: folderKey, account: p.email, code: err.code, error: err.message }, 'could not send a folder at session end');
       }
     }
-    this.activity.pending.delete(p.accountId);
   }
 
-  /** Sends open folder deliveries idle for `tree.idleSendSeconds` (if on) with no transfer open here. Returns how many. */
+  /** Sends open folder deliveries idle for `tree.idleSendSeconds` (if on) with no upload in progress on any instance. Returns how many. */
   async sendIdle(): Promise<number> {
     const idle = this.cfg.idleSendSeconds;
     if (idle <= 0) return 0;
     const cutoff = new Date(this.deps.clock.now().getTime() - idle * 1000);
     const due = await readEm(this.deps).find(DeliverySchema, { state: 'open', folderKey: { $ne: null }, lastActivityAt: { $lte: cutoff } }, { limit: 200 });
     let sent = 0;
+    const live = due.length ? await this.liveInstances() : [];
     for (const d of due) {
       const folderKey = d.folderKey as string;
-      if (this.activity.transfers.has(this.activity.transferKey(d.senderId, folderKey))) continue;
+      if (await this.transferOpen(d.senderId, folderKey, live)) continue;
       const p = await this.principalFor(d.senderId, 'system');
       if (!p) continue;
       try {

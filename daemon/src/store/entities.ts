@@ -182,6 +182,13 @@ export const DeliverySchema = defineEntity({
     closedAt: p.datetime().nullable(),
     expiresInDays: p.integer(),
   }),
+  // Declared so that schema diffs know it; the SQL is valid on both dialects.
+  uniques: [
+    {
+      name: 'delivery_open_folder_unique',
+      expression: `create unique index "delivery_open_folder_unique" on "delivery" ("sender_id", "folder_key") where "state" = 'open' and "folder_key" is not null`,
+    },
+  ],
 });
 /** A delivery row. */
 export type Delivery = InferEntity<typeof DeliverySchema>;
@@ -416,6 +423,61 @@ export const DavPropertySchema = defineEntity({
 /** A dead property row. */
 export type DavProperty = InferEntity<typeof DavPropertySchema>;
 
+/**
+ * DaemonInstance: one running daemon process. Its heartbeat tells the others it is alive; the
+ * protocol sessions and folder activity of an instance whose heartbeat stopped are void.
+ */
+export const DaemonInstanceSchema = defineEntity({
+  name: 'DaemonInstance',
+  tableName: 'daemon_instance',
+  properties: (p) => ({
+    id: p.string().length(100).primary(),
+    startedAt: p.datetime(),
+    heartbeatAt: p.datetime().index(),
+  }),
+});
+/** A daemon instance row. */
+export type DaemonInstance = InferEntity<typeof DaemonInstanceSchema>;
+
+/** ProtocolSession: an SFTP session open on some instance (session-end sending counts them across instances). */
+export const ProtocolSessionSchema = defineEntity({
+  name: 'ProtocolSession',
+  tableName: 'protocol_session',
+  properties: (p) => ({
+    /** The protocol's session id. */
+    id: p.string().length(64).primary(),
+    accountId: p.manyToOne(AccountSchema).mapToPk().fieldName('account_id').deleteRule('cascade').index(),
+    instanceId: p.manyToOne(DaemonInstanceSchema).mapToPk().fieldName('instance_id').deleteRule('cascade').index(),
+    openedAt: p.datetime(),
+  }),
+});
+/** A protocol session row. */
+export type ProtocolSession = InferEntity<typeof ProtocolSessionSchema>;
+
+/** Kinds of folder activity: a folder written by an account's sessions, or an upload open in it. */
+export const FOLDER_ACTIVITY_KINDS = ['touched', 'transfer'] as const;
+
+/**
+ * FolderActivity: what the account's protocol sessions did to tree folders, on any instance:
+ * `touched` rows are sent when the account's last session ends cleanly; `transfer` rows are
+ * uploads in progress (a folder is not sent while one is open).
+ */
+export const FolderActivitySchema = defineEntity({
+  name: 'FolderActivity',
+  tableName: 'folder_activity',
+  properties: (p) => ({
+    id: p.uuid().primary(),
+    accountId: p.manyToOne(AccountSchema).mapToPk().fieldName('account_id').deleteRule('cascade'),
+    folderKey: p.string().length(700),
+    kind: p.enum([...FOLDER_ACTIVITY_KINDS]),
+    instanceId: p.manyToOne(DaemonInstanceSchema).mapToPk().fieldName('instance_id').deleteRule('cascade').index(),
+    at: p.datetime(),
+  }),
+  indexes: [{ properties: ['accountId', 'folderKey'] }],
+});
+/** A folder activity row. */
+export type FolderActivity = InferEntity<typeof FolderActivitySchema>;
+
 /** Every entity schema, for the ORM configuration. */
 export const ALL_ENTITIES = [
   AccountSchema,
@@ -435,4 +497,7 @@ export const ALL_ENTITIES = [
   RateCounterSchema,
   DavLockSchema,
   DavPropertySchema,
+  DaemonInstanceSchema,
+  ProtocolSessionSchema,
+  FolderActivitySchema,
 ];

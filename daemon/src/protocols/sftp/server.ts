@@ -48,7 +48,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       ident: 'sealdrop',
     },
     (client, info) => {
-      const id = randomUUID().slice(0, 8);
+      const id = randomUUID();
       const ip = info.ip;
       const clog = slog.child({ session: id, ip });
       clients.add(client);
@@ -60,6 +60,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       (client as unknown as { _sock?: Socket })._sock?.prependListener('data', batch);
       let principal: Principal | undefined;
       let counted = false;
+      let opened: Promise<unknown> | undefined;
       let clean = false;
       let channelEnded = false;
       const sessions: SftpSession[] = [];
@@ -94,7 +95,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         const p = principal as Principal;
         perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 0) + 1);
         counted = true;
-        core.tree.sessionOpened(p, id);
+        opened = core.tree.sessionOpened(p, id).catch((err: unknown) => clog.error({ err }, 'could not record the session'));
         clog.info({ account: p.email, auth: p.auth }, 'sftp session started');
         const sock = (client as unknown as { _sock?: Socket })._sock;
         if (sock && cfg.idleTimeoutSeconds > 0) {
@@ -139,6 +140,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         void (async () => {
           let aborted = 0;
           for (const s of sessions) aborted += await s.abandon();
+          await opened;
           await core.tree.sessionClosed(p, id, clean && aborted === 0);
           clog.info({ account: p.email, clean, abortedUploads: aborted }, 'sftp session ended');
         })().catch((err: unknown) => clog.error({ err }, 'ending the session failed'));

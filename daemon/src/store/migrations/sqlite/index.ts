@@ -4,6 +4,7 @@ import { Migration20261129103534_initial } from './Migration20261129103534_initi
 import { Migration20261129120000_tree } from './Migration20261129120000_tree.ts';
 import { Migration20261129123000_ui_sessions } from './Migration20261129123000_ui_sessions.ts';
 import { Migration20261129125417_webdav } from './Migration20261129125417_webdav.ts';
+import { Migration20261129140937_instances } from './Migration20261129140937_instances.ts';
 
 /** Every SQLite migration, oldest first. */
 export const SQLITE_MIGRATIONS: MigrationObject[] = [
@@ -11,4 +12,5 @@ export const SQLITE_MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261129120000_tree', class: Migration20261129120000_tree },
   { name: 'Migration20261129123000_ui_sessions', class: Migration20261129123000_ui_sessions },
   { name: 'Migration20261129125417_webdav', class: Migration20261129125417_webdav },
+  { name: 'Migration20261129140937_instances', class: Migration20261129140937_instances },
 ];
