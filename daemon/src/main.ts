@@ -19,7 +19,7 @@ import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
 import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
 import { FsBlobStore } from './store/fs-blob-store.ts';
-import { openStore, pendingMigrations, type Orm } from './store/orm.ts';
+import { openStore, pendingMigrations, storeOptionsFrom, type Orm } from './store/orm.ts';
 
 /** A running daemon. */
 export interface Daemon {
@@ -52,7 +52,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   const log = options.log ?? createLogger(config.log.level);
   mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
 
-  const orm = await openStore({ sqlitePath: paths.sqlitePath, migrate: config.database.autoMigrate });
+  const orm = await openStore({ ...storeOptionsFrom(loaded), migrate: config.database.autoMigrate });
   const pending = await pendingMigrations(orm);
   if (pending.length > 0) {
     await orm.close();

@@ -171,7 +171,7 @@ describe('the CLI end to end, cron-style', () => {
     const { deliveries } = await api.ok<{ deliveries: Array<{ id: string }> }>('GET', '/api/v1/deliveries?box=inbox');
     const id = (deliveries[0] as { id: string }).id;
     // Flip one byte in the middle of report.bin's blob.
-    const orm = await openStore({ sqlitePath: path.join(sb.dataDir, 'sealdrop.db') });
+    const orm = await openStore({ driver: 'sqlite', sqlitePath: path.join(sb.dataDir, 'sealdrop.db') });
     let blobKey: string;
     try {
       const row = await orm.em.fork().findOneOrFail(DeliveryFileSchema, { deliveryId: id, name: 'report.bin' });

@@ -2,17 +2,20 @@
  * Outside-in: the real daemon on free ports, a real SMTP listener, HTTP only (fetch and curl),
  * real gpg. Walks the whole level-3/4 process for a recipient without an account, with the
  * release done server-side in one run and client-side (release-material + wraps) in the other,
- * then resets, re-release, the sender's reset, levels 1 and 2, and a canary scan for leaks.
+ * then resets, re-release, the sender's reset, levels 1 and 2, and a canary scan for leaks;
+ * each on SQLite and on PostgreSQL.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DIALECTS } from '../src/store/orm.ts';
 import { Api, curlDownload, curlUpload } from './support/api.ts';
 import { filesUnder, findCanaries } from './support/canary.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
 import { GpgKeyring } from './support/gpg.ts';
+import { createTestDatabase, dumpDatabase, postgresEnv, type TestDatabase } from './support/postgres.ts';
 import { linkIn, SmtpCatcher } from './support/smtp.ts';
 
 const MiB = 1024 * 1024;
@@ -35,7 +38,9 @@ function bigFile(file: string, size: number, canary: string): string {
   return hash.digest('hex');
 }
 
-describe.each(['server', 'client'] as const)('the whole process over HTTP, %s-side release', (mode) => {
+const VARIANTS = DIALECTS.flatMap((dialect) => (['server', 'client'] as const).map((mode) => ({ dialect, mode })));
+
+describe.each(VARIANTS)('the whole process over HTTP on $dialect, $mode-side release', ({ dialect, mode }) => {
   const tag = randomBytes(6).toString('hex');
   const secret = {
     alicePassword: `alice-password-${tag}`,
@@ -54,13 +59,15 @@ describe.each(['server', 'client'] as const)('the whole process over HTTP, %s-si
   const tokens: Record<string, string> = {};
   const linkTokens: Record<string, string> = {};
   let smtp: SmtpCatcher;
+  let db: TestDatabase | undefined;
   let sb: Sandbox;
   let daemon: DaemonProcess;
   let anon: Api;
 
   beforeAll(async () => {
     smtp = await new SmtpCatcher().start();
-    sb = sandbox({}, smtp.port);
+    db = dialect === 'postgresql' ? await createTestDatabase() : undefined;
+    sb = sandbox(db ? postgresEnv(db.url) : {}, smtp.port);
     for (const [email, role, pw] of [
       ['admin@example.org', 'admin', secret.adminPassword],
       ['alice@example.org', 'member', secret.alicePassword],
@@ -77,6 +84,7 @@ describe.each(['server', 'client'] as const)('the whole process over HTTP, %s-si
     const code = await daemon?.stop();
     expect(code).toBe(0);
     await smtp?.stop();
+    await db?.drop();
     sb?.remove();
   });
 
@@ -276,10 +284,13 @@ describe.each(['server', 'client'] as const)('the whole process over HTTP, %s-si
     // Nothing secret is left anywhere: data folder, logs, TMPDIR; mails hold only their link tokens.
     await new Promise((r) => setTimeout(r, 300));
     const scanned = filesUnder(sb.dataDir, sb.tmpDir, sb.logFile);
-    expect(scanned.some((f) => f.endsWith('sealdrop.db'))).toBe(true);
+    // SQLite: the database file is in the data folder. PostgreSQL: every row, read through SQL.
+    const database: Record<string, Buffer> = db ? { 'database rows': await dumpDatabase(db.url) } : {};
+    if (db) expect(database['database rows']?.includes('new@example.org')).toBe(true);
+    else expect(scanned.some((f) => f.endsWith('sealdrop.db'))).toBe(true);
     expect(scanned.filter((f) => f.includes(`${path.sep}blobs${path.sep}`)).length).toBeGreaterThan(3);
     const everything = { ...secret, newPassword2, ...tokens, ...linkTokens };
-    expect(findCanaries(scanned, everything, { 'daemon output': Buffer.from(daemon.output()) })).toEqual([]);
+    expect(findCanaries(scanned, everything, { 'daemon output': Buffer.from(daemon.output()), ...database })).toEqual([]);
     const mailLeaks = findCanaries([], { ...secret, newPassword2, ...tokens }, Object.fromEntries(smtp.mails.map((m, i) => [`mail ${i} ${m.template}`, Buffer.from(m.raw)])));
     expect(mailLeaks).toEqual([]);
   });

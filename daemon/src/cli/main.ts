@@ -23,7 +23,7 @@ import { startDaemon } from '../main.ts';
 import { FsBlobStore } from '../store/fs-blob-store.ts';
 import { AccountSchema, ApiTokenSchema } from '../store/entities.ts';
 import type { Principal } from '../core/context.ts';
-import { migrate, openStore } from '../store/orm.ts';
+import { migrate, openStore, storeOptionsFrom } from '../store/orm.ts';
 
 export { EXIT } from './exit.ts';
 
@@ -328,8 +328,7 @@ async function migrateCommand(args: string[]): Promise<number> {
     console.log(HELP.migrate);
     return EXIT.ok;
   }
-  const { paths } = load(values.config as string | undefined);
-  const orm = await openStore({ sqlitePath: paths.sqlitePath });
+  const orm = await openStore(storeOptionsFrom(load(values.config as string | undefined)));
   try {
     const applied = await migrate(orm);
     console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
@@ -342,7 +341,7 @@ async function migrateCommand(args: string[]): Promise<number> {
 /** A core over the configured store, for one-shot admin commands. */
 async function withCore<T>(loaded: LoadedConfig, fn: (core: Core) => Promise<T>): Promise<T> {
   const log = createLogger(process.env.LOG_LEVEL ?? 'warn');
-  const orm = await openStore({ sqlitePath: loaded.paths.sqlitePath, migrate: true });
+  const orm = await openStore({ ...storeOptionsFrom(loaded), migrate: true });
   try {
     const kek = await Kek.load(loaded.paths.kekFile, (file) => console.error(`sealdrop: generated a new key-encryption key in ${file}; back it up`));
     const blobs = new FsBlobStore(loaded.paths.blobDir);

@@ -72,6 +72,20 @@ describe('loadConfig', () => {
     expect(p.every((line) => !line.includes('\n'))).toBe(true);
   });
 
+  it('selects PostgreSQL: url required, password from a file, both redacted', () => {
+    expect(loadConfig({ env: {} }).config.database).toEqual({ driver: 'sqlite', poolMax: 10, autoMigrate: true });
+    expect(problems(() => loadConfig({ env: { SEALDROP_DATABASE__DRIVER: 'postgresql' } }))).toEqual(['database.url: required when database.driver is postgresql (postgres://user@host:port/database)']);
+    expect(problems(() => loadConfig({ env: { SEALDROP_DATABASE__DRIVER: 'postgresql', SEALDROP_DATABASE__URL: 'mysql://x@h/db' } }))).toEqual(['database.url: must be a postgres://user@host:port/database URL']);
+    const secret = file('db-pass', 'db-s3cret\n');
+    const { config } = loadConfig({
+      env: { SEALDROP_DATABASE__DRIVER: 'postgresql', SEALDROP_DATABASE__URL: 'postgres://sealdrop:url-s3cret@db.example:5433/sealdrop', SEALDROP_DATABASE__PASSWORD_FILE: secret, SEALDROP_DATABASE__POOL_MAX: '4' },
+    });
+    expect(config.database).toMatchObject({ driver: 'postgresql', password: 'db-s3cret', poolMax: 4 });
+    const shown = redactConfig(config);
+    expect(shown.database).toMatchObject({ password: '[redacted]', url: 'postgres://sealdrop:[redacted]@db.example:5433/sealdrop' });
+    expect(JSON.stringify(shown)).not.toMatch(/s3cret/);
+  });
+
   it('validates drop folders', () => {
     const f = file(
       'folders.yaml',

@@ -190,6 +190,7 @@ function crossChecks(config: Config): string[] {
     }
   });
   if (config.mail.retryBaseMs > config.mail.retryMaxMs) problems.push('mail.retryBaseMs: must not exceed mail.retryMaxMs');
+  if (config.database.driver === 'postgresql' && !config.database.url) problems.push('database.url: required when database.driver is postgresql (postgres://user@host:port/database)');
   return problems;
 }
 
@@ -215,5 +216,18 @@ export function redactConfig(config: Config): Config {
     const leaf = parts[parts.length - 1] ?? '';
     if (node && node[leaf] !== undefined) node[leaf] = '[redacted]';
   }
-  return copy as unknown as Config;
+  const redacted = copy as unknown as Config;
+  if (redacted.database.url) redacted.database.url = redactUrl(redacted.database.url);
+  return redacted;
+}
+
+/** `url` with the password it may hold replaced by "[redacted]" (for logs and dumps). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.password) return url;
+    return `${u.protocol}//${u.username}:[redacted]@${u.host}${u.pathname}${u.search}`;
+  } catch {
+    return '[redacted]';
+  }
 }

@@ -35,6 +35,16 @@ const list = <T extends z.ZodType>(item: T) =>
     z.array(item),
   );
 
+/** Whether `s` is a `postgres://` (or `postgresql://`) URL naming a host and a database. */
+function isPostgresUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && u.hostname !== '' && u.pathname.length > 1;
+  } catch {
+    return false;
+  }
+}
+
 const email = () => z.string().trim().toLowerCase().pipe(z.email({ message: 'must be an e-mail address' }));
 
 const dropFolder = z.strictObject({
@@ -111,9 +121,16 @@ export const configSchema = z.strictObject({
     .prefault({}),
   database: z
     .strictObject({
-      driver: z.enum(['sqlite']).default('sqlite'),
+      /** `sqlite` (embedded, one instance) or `postgresql` (a server; several instances may share it). */
+      driver: z.enum(['sqlite', 'postgresql']).default('sqlite'),
       /** Defaults to `<dataDir>/sealdrop.db`. */
       sqlitePath: z.string().min(1).optional(),
+      /** PostgreSQL: `postgres://user@host:port/database` (required with driver postgresql). */
+      url: z.string().trim().refine(isPostgresUrl, 'must be a postgres://user@host:port/database URL').optional(),
+      /** PostgreSQL: the password (a secret; wins over one inside the URL). */
+      password: z.string().optional(),
+      /** PostgreSQL: most connections this process opens. */
+      poolMax: int(1, 1000).default(10),
       /** Apply pending migrations at start-up (`sealdrop migrate` does it explicitly). */
       autoMigrate: bool().default(true),
     })
@@ -257,4 +274,4 @@ export const configSchema = z.strictObject({
 export type Config = z.infer<typeof configSchema>;
 
 /** Dotted paths of keys whose values are secrets (redacted in dumps, may come from `_FILE`). */
-export const SECRET_KEYS = ['mail.smtp.password'] as const;
+export const SECRET_KEYS = ['mail.smtp.password', 'database.password'] as const;

@@ -34,22 +34,21 @@ function eventHash(prevHash: string, e: { seq: number; at: Date; actorId: string
 }
 
 /**
- * Appends an event inside the caller's transaction. The head row is incremented first, which
- * takes its row lock on PostgreSQL (and the write lock on SQLite): appenders are serialized.
+ * Appends an event inside the caller's transaction. The head row is created or incremented
+ * first in one upsert, which takes its row lock on PostgreSQL (and the write lock on SQLite):
+ * appenders are serialized, the very first ones too. It returns the new sequence number and
+ * the hash before this event (bigint comes back as a string on PostgreSQL).
  */
 export async function audit(em: Em, entry: AuditEntry, at: Date): Promise<void> {
-  const bumped = await em.execute<Array<{ seq: number | string; hash: string }>>('update audit_head set seq = seq + 1 where id = 1 returning seq, hash', [], 'all');
-  let seq: number;
-  let prevHash: string;
+  const bumped = await em.execute<Array<{ seq: number | string; hash: string }>>(
+    'insert into audit_head (id, seq, hash) values (1, 1, ?) on conflict (id) do update set seq = audit_head.seq + 1 returning seq, hash',
+    [GENESIS],
+    'all',
+  );
   const head = bumped[0];
-  if (head) {
-    seq = Number(head.seq);
-    prevHash = head.hash;
-  } else {
-    await em.execute('insert into audit_head (id, seq, hash) values (1, 1, ?)', [GENESIS], 'run');
-    seq = 1;
-    prevHash = GENESIS;
-  }
+  if (!head) throw new Error('audit head upsert returned no row');
+  const seq = Number(head.seq);
+  const prevHash = head.hash;
   const row = {
     seq,
     at,
@@ -113,8 +112,10 @@ export interface AuditFilter {
 /** Audit events matching the filter, newest first. */
 export async function queryAudit(em: Em, f: AuditFilter) {
   const where: Record<string, unknown> = {};
-  if (f.action) where.action = { $like: `${f.action.replace(/[%_]/g, '')}%` };
-  if (f.actor) where.actor = { $like: `%${f.actor.replace(/[%_]/g, '')}%` };
+  // Actions and actors are stored in lower case; lowering the filter makes `like` match alike
+  // on SQLite (case-insensitive) and PostgreSQL (case-sensitive).
+  if (f.action) where.action = { $like: `${f.action.toLowerCase().replace(/[%_]/g, '')}%` };
+  if (f.actor) where.actor = { $like: `%${f.actor.toLowerCase().replace(/[%_]/g, '')}%` };
   if (f.targetId) where.targetId = f.targetId;
   if (f.since || f.until) where.at = { ...(f.since ? { $gte: f.since } : {}), ...(f.until ? { $lte: f.until } : {}) };
   const rows = await em.find(AuditEventSchema, where, { orderBy: { seq: 'desc' }, limit: Math.min(f.limit ?? 200, 1000) });

@@ -1,35 +1,74 @@
 /**
- * Opening the store: MikroORM on SQLite (embedded default), migrations from an explicit list
- * (one folder per dialect), and the SQLite settings the security model needs.
+ * Opening the store: MikroORM on SQLite (embedded default) or PostgreSQL, chosen by the
+ * configuration; migrations from an explicit list per dialect; and the database settings the
+ * security model needs. The core sees only the knex `EntityManager`, the same on both.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { MikroORM, type Options } from '@mikro-orm/better-sqlite';
+import { MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
+import type { MigrationObject, MigrationsOptions, MikroORM } from '@mikro-orm/core';
+import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
+import { PostgreSqlDriver, MikroORM as PostgreSqlMikroORM, type Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
+import type { LoadedConfig } from '../config/load.ts';
 import { ALL_ENTITIES } from './entities.ts';
+import { POSTGRESQL_MIGRATIONS } from './migrations/postgresql/index.ts';
 import { SQLITE_MIGRATIONS } from './migrations/sqlite/index.ts';
 
-/** The ORM handle the daemon uses. */
-export type Orm = MikroORM;
+/** The ORM handle the daemon uses, on either dialect. */
+export type Orm = MikroORM<AbstractSqlDriver, EntityManager>;
 
-/** Options of openStore. */
-export interface StoreOptions {
-  sqlitePath: string;
+/** The database dialects (`database.driver`). */
+export type Dialect = 'sqlite' | 'postgresql';
+
+/** Every dialect, SQLite first. */
+export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgresql'];
+
+/** The migrations of each dialect, oldest first (the same names in both). */
+export const MIGRATIONS: Record<Dialect, MigrationObject[]> = { sqlite: SQLITE_MIGRATIONS, postgresql: POSTGRESQL_MIGRATIONS };
+
+interface CommonStoreOptions {
   /** Run pending migrations now (the daemon's default; `sealdrop migrate` does it explicitly). */
   migrate?: boolean;
+}
+
+/** Options of openStore for SQLite: one database file. */
+export interface SqliteStoreOptions extends CommonStoreOptions {
+  driver: 'sqlite';
+  sqlitePath: string;
+}
+
+/** Options of openStore for PostgreSQL: a server database. */
+export interface PostgreSqlStoreOptions extends CommonStoreOptions {
+  driver: 'postgresql';
+  /** `postgres://user@host:port/database`. */
+  url: string;
+  /** Wins over a password inside `url`. */
+  password?: string | undefined;
+  /** Most pooled connections (default 10). */
+  poolMax?: number | undefined;
+}
+
+/** Options of openStore. */
+export type StoreOptions = SqliteStoreOptions | PostgreSqlStoreOptions;
+
+/** The store options of a loaded configuration (`database` section and resolved paths), without `migrate`. */
+export function storeOptionsFrom({ config, paths }: Pick<LoadedConfig, 'config' | 'paths'>): StoreOptions {
+  const db = config.database;
+  if (db.driver === 'postgresql') {
+    // loadConfig refuses postgresql without a url; this guards hand-built configurations.
+    if (!db.url) throw new Error('database.url: required when database.driver is postgresql');
+    return { driver: 'postgresql', url: db.url, password: db.password, poolMax: db.poolMax };
+  }
+  return { driver: 'sqlite', sqlitePath: paths.sqlitePath };
 }
 
 interface SqliteHandle {
   pragma(sql: string): unknown;
 }
 
-/**
- * The ORM configuration. `secure_delete` overwrites deleted content (destroyed keys and wraps
- * leave no readable copy in the file), WAL gives concurrent readers, foreign keys are enforced.
- */
-export function ormConfig(sqlitePath: string): Options {
+function commonConfig(dialect: Dialect, migrations: MigrationsOptions) {
   return {
-    dbName: sqlitePath,
     entities: ALL_ENTITIES,
     extensions: [Migrator],
     debug: false,
@@ -37,12 +76,24 @@ export function ormConfig(sqlitePath: string): Options {
     forceUtcTimezone: true,
     discovery: { warnWhenNoEntities: true },
     migrations: {
-      migrationsList: SQLITE_MIGRATIONS,
+      migrationsList: MIGRATIONS[dialect],
       tableName: 'mikro_orm_migrations',
       transactional: true,
       allOrNothing: true,
       silent: true,
+      ...migrations,
     },
+  };
+}
+
+/**
+ * SQLite: `secure_delete` overwrites deleted content (destroyed keys and wraps leave no readable
+ * copy in the file), WAL gives concurrent readers, foreign keys are enforced. One connection.
+ */
+function sqliteConfig(options: SqliteStoreOptions, migrations: MigrationsOptions): SqliteOptions {
+  return {
+    ...commonConfig('sqlite', migrations),
+    dbName: options.sqlitePath,
     pool: {
       min: 1,
       max: 1,
@@ -62,19 +113,63 @@ export function ormConfig(sqlitePath: string): Options {
   };
 }
 
-/** Opens the store, creating the database folder, and applies pending migrations if asked. */
+/** PostgreSQL: the URL taken apart (MikroORM would read a missing port as 0), a bounded pool, no database creation. */
+function postgresqlConfig(options: PostgreSqlStoreOptions, migrations: MigrationsOptions): PostgreSqlOptions {
+  const url = new URL(options.url);
+  const password = options.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
+  return {
+    ...commonConfig('postgresql', migrations),
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port ? Number(url.port) : 5432,
+    ...(url.username ? { user: decodeURIComponent(url.username) } : {}),
+    ...(password !== undefined ? { password } : {}),
+    dbName: decodeURIComponent(url.pathname.slice(1)),
+    ensureDatabase: false,
+    pool: { min: 0, max: options.poolMax ?? 10 },
+  };
+}
+
+/**
+ * Starts MikroORM for `options` without touching the schema; `migrations` adds migrator
+ * settings (the migration tool sets a folder to write to).
+ */
+export async function initOrm(options: StoreOptions, migrations: MigrationsOptions = {}): Promise<Orm> {
+  if (options.driver === 'postgresql') return PostgreSqlMikroORM.init(postgresqlConfig(options, migrations));
+  return SqliteMikroORM.init(sqliteConfig(options, migrations));
+}
+
+/** Opens the store (creating the SQLite folder) and applies pending migrations if asked. */
 export async function openStore(options: StoreOptions): Promise<Orm> {
-  mkdirSync(path.dirname(options.sqlitePath), { recursive: true, mode: 0o700 });
-  const orm = await MikroORM.init(ormConfig(options.sqlitePath));
-  if (options.migrate) await migrate(orm);
+  if (options.driver === 'sqlite') mkdirSync(path.dirname(options.sqlitePath), { recursive: true, mode: 0o700 });
+  const orm = await initOrm(options);
+  try {
+    if (options.migrate) await migrate(orm);
+  } catch (err) {
+    await orm.close();
+    throw err;
+  }
   return orm;
+}
+
+/** The dialect of an open store. */
+export function dialectOf(orm: Orm): Dialect {
+  return orm.em.getDriver() instanceof PostgreSqlDriver ? 'postgresql' : 'sqlite';
 }
 
 /** Applies pending migrations; returns the names applied. */
 export async function migrate(orm: Orm): Promise<string[]> {
-  const applied = await orm.getMigrator().up();
-  return applied.map((m) => m.name);
+  if (dialectOf(orm) !== 'postgresql') return (await orm.getMigrator().up()).map((m) => m.name);
+  // Several instances may start at once: a transaction-scoped advisory lock lets one migrate
+  // while the others wait, then find nothing pending.
+  const knex = (orm.em.getConnection() as unknown as { getKnex(): { transaction<T>(fn: (trx: { raw(sql: string, args: unknown[]): Promise<unknown> }) => Promise<T>): Promise<T> } }).getKnex();
+  return knex.transaction(async (trx) => {
+    await trx.raw('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK_ID]);
+    return (await orm.getMigrator().up()).map((m) => m.name);
+  });
 }
+
+/** Advisory lock key for migrations ("sealdrop" in ASCII, as a bigint). */
+const MIGRATION_LOCK_ID = '8315159405179072368';
 
 /** Names of migrations not applied yet. */
 export async function pendingMigrations(orm: Orm): Promise<string[]> {
@@ -82,10 +177,17 @@ export async function pendingMigrations(orm: Orm): Promise<string[]> {
   return pending.map((m) => m.name);
 }
 
+/** The tables that held destroyed key material (private keys, key wraps). */
+const KEY_TABLES = ['secupass_key', 'key_wrap'];
+
 /**
- * Makes deleted content unrecoverable from the live database files: copies WAL frames back
- * into the main file and truncates the WAL (secure_delete already zeroes freed pages).
+ * Makes deleted content as unrecoverable from the live database as the dialect allows.
+ * SQLite: copies WAL frames back into the main file and truncates the WAL (secure_delete
+ * already zeroes freed pages). PostgreSQL: VACUUM of the key tables, which frees the dead row
+ * versions for reuse but does not zero them on disk (README "Keys and backups").
  */
 export async function scrubDeleted(orm: Orm): Promise<void> {
-  await orm.em.getConnection().execute('pragma wal_checkpoint(TRUNCATE)');
+  const conn = orm.em.getConnection();
+  if (dialectOf(orm) === 'postgresql') await conn.execute(`vacuum ${KEY_TABLES.join(', ')}`);
+  else await conn.execute('pragma wal_checkpoint(TRUNCATE)');
 }

@@ -1,6 +1,7 @@
 /**
- * An in-process core for tests: a fresh SQLite database and blob folder in a temp directory,
- * cheap argon2 settings, a settable clock, and a blob store that counts reads.
+ * An in-process core for tests: a fresh database (SQLite in a temp directory, or a PostgreSQL
+ * database of the test cluster) and blob folder, cheap argon2 settings, a settable clock, and a
+ * blob store that counts reads.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +18,8 @@ import { Kek } from '../../src/crypto/at-rest.ts';
 import type { BlobStore } from '../../src/store/blob-store.ts';
 import { OutboxMessageSchema } from '../../src/store/entities.ts';
 import { FsBlobStore } from '../../src/store/fs-blob-store.ts';
-import { openStore, type Orm } from '../../src/store/orm.ts';
+import { openStore, storeOptionsFrom, type Dialect, type Orm } from '../../src/store/orm.ts';
+import { createTestDatabase, postgresEnv } from './postgres.ts';
 
 /** Environment overrides that make argon2 cheap (tests that are not about argon2). */
 export const CHEAP_ARGON2_ENV: Record<string, string> = {
@@ -64,6 +66,7 @@ export interface Harness {
   kek: Kek;
   config: Config;
   paths: ResolvedPaths;
+  dialect: Dialect;
   dir: string;
   clock: { offsetMs: number; now(): Date };
   /** Decrypted params of queued mails to `to` (newest last). */
@@ -71,11 +74,13 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** Creates a harness; `env` adds configuration overrides. */
-export async function createHarness(env: Record<string, string> = {}): Promise<Harness> {
+/** Creates a harness on `dialect` (PostgreSQL: a new database of the test cluster); `env` adds configuration overrides. */
+export async function createHarness(env: Record<string, string> = {}, dialect: Dialect = 'sqlite'): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sealdrop-core-'));
-  const { config, paths } = loadConfig({ env: { ...CHEAP_ARGON2_ENV, SEALDROP_STORAGE__DATA_DIR: path.join(dir, 'data'), ...env }, cwd: dir });
-  const orm = await openStore({ sqlitePath: paths.sqlitePath, migrate: true });
+  const db = dialect === 'postgresql' ? await createTestDatabase() : undefined;
+  const loaded = loadConfig({ env: { ...CHEAP_ARGON2_ENV, SEALDROP_STORAGE__DATA_DIR: path.join(dir, 'data'), ...(db ? postgresEnv(db.url) : {}), ...env }, cwd: dir });
+  const { config, paths } = loaded;
+  const orm = await openStore({ ...storeOptionsFrom(loaded), migrate: true });
   const fsStore = new FsBlobStore(paths.blobDir);
   await fsStore.init();
   const blobs = new CountingBlobStore(fsStore);
@@ -94,6 +99,7 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
     kek,
     config,
     paths,
+    dialect,
     dir,
     clock,
     async mails(to?: string) {
@@ -104,6 +110,7 @@ export async function createHarness(env: Record<string, string> = {}): Promise<H
     },
     async close() {
       await orm.close();
+      await db?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

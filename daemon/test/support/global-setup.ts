@@ -1,5 +1,10 @@
-/** Vitest global setup: checks once that the external tools the outside-in tests drive are installed. */
+/**
+ * Vitest global setup: checks once that the external tools the outside-in tests drive are
+ * installed, and starts the one PostgreSQL cluster of the run (stopped and removed at the end).
+ */
 import { execFileSync } from 'node:child_process';
+import type { TestProject } from 'vitest/node';
+import { startPostgresCluster } from './postgres.ts';
 
 const TOOLS: Array<{ bin: string; args: string[]; pkg: string }> = [
   // args are documentation of how each tool is called; presence is checked with `command -v`
@@ -15,7 +20,7 @@ const TOOLS: Array<{ bin: string; args: string[]; pkg: string }> = [
   { bin: 'systemd-analyze', args: ['--version'], pkg: 'systemd' },
 ];
 
-export default function setup(): void {
+export default async function setup(project: TestProject): Promise<() => void> {
   const missing: string[] = [];
   for (const tool of TOOLS) {
     try {
@@ -27,4 +32,7 @@ export default function setup(): void {
   if (missing.length > 0) {
     throw new Error(`missing test tools: ${missing.join(', ')}; run .ci/run or apt-get install them`);
   }
+  const postgres = await startPostgresCluster();
+  project.provide('postgresUrl', postgres.url);
+  return () => postgres.stop();
 }

@@ -20,6 +20,8 @@ export class SmtpCatcher {
   private waiters: Array<() => void> = [];
   private server: SMTPServer | undefined;
   port = 0;
+  /** Milliseconds each accepted mail is held before the server answers (a slow relay). */
+  delayMs = 0;
 
   /** Starts listening on a free loopback port. */
   async start(): Promise<this> {
@@ -44,7 +46,8 @@ export class SmtpCatcher {
                 template: parsed.headers.get('x-sealdrop-template') as string | undefined,
               });
               this.waiters.splice(0).forEach((w) => w());
-              callback();
+              if (this.delayMs > 0) setTimeout(() => callback(), this.delayMs);
+              else callback();
             },
             (err: Error) => callback(err),
           );
