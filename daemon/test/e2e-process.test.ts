@@ -11,6 +11,7 @@ import path from 'node:path';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIALECTS } from '../src/store/orm.ts';
+import { clientWraps } from './support/release.ts';
 import { Api, curlDownload, curlUpload } from './support/api.ts';
 import { filesUnder, findCanaries } from './support/canary.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
@@ -167,18 +168,7 @@ describe.each(VARIANTS)('the whole process over HTTP on $dialect, $mode-side rel
       const material = await alice.ok<{ items: Array<{ fileId: string; ownerWrap: string }>; recipients: Array<{ recipientId: string; fingerprint: string; publicKey: string; keyChanged: boolean; registeredFrom: string | null }> }>('GET', `/api/v1/deliveries/${id}/release-material`);
       const key = await alice.ok<{ key: { privateKey: string } }>('GET', '/api/v1/secupass/key');
       const ownerKey = await openpgp.decryptKey({ privateKey: await openpgp.readPrivateKey({ armoredKey: key.key.privateKey }), passphrase: secret.aliceSecupass });
-      const wraps = [];
-      for (const r of material.recipients) {
-        const pub = await openpgp.readKey({ armoredKey: r.publicKey });
-        expect(pub.getFingerprint()).toBe(r.fingerprint);
-        const items = [];
-        for (const item of material.items) {
-          const [sk] = await openpgp.decryptSessionKeys({ message: await openpgp.readMessage({ binaryMessage: Buffer.from(item.ownerWrap, 'base64') }), decryptionKeys: ownerKey });
-          const pkesk = await openpgp.encryptSessionKey({ data: sk?.data as Uint8Array, algorithm: 'aes256', encryptionKeys: pub, format: 'binary' });
-          items.push({ fileId: item.fileId, pkesk: Buffer.from(pkesk).toString('base64') });
-        }
-        wraps.push({ recipientId: r.recipientId, fingerprint: r.fingerprint, items });
-      }
+      const wraps = await clientWraps(material, ownerKey);
       await alice.ok('POST', `/api/v1/deliveries/${id}/wraps`, { wraps });
       return material;
     };

@@ -25,6 +25,7 @@ import {
   type ResponseObject,
 } from '../src/protocols/http/openapi.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
+import { clientWraps } from './support/release.ts';
 import { linkIn, SmtpCatcher } from './support/smtp.ts';
 
 /** The document as a client receives it (plain JSON). */
@@ -545,17 +546,7 @@ describe('every route of a real daemon answers as documented', () => {
     const material = await cron.ok<{ items: Array<{ fileId: string; ownerWrap: string }>; recipients: Array<{ recipientId: string; fingerprint: string; publicKey: string }> }>('get', '/deliveries/{id}/release-material', { params: { id: d3 } });
     expect(material.recipients.map((r) => r.recipientId)).toEqual([sent3.delivery.recipients.find((r) => r.email === CAROL)?.id]);
     const ownerKey = await openpgp.decryptKey({ privateKey: await openpgp.readPrivateKey({ armoredKey: aliceKey.key.privateKey }), passphrase: sp('alice2') });
-    const wraps = [];
-    for (const r of material.recipients) {
-      const pub = await openpgp.readKey({ armoredKey: r.publicKey });
-      const items = [];
-      for (const item of material.items) {
-        const [sk] = await openpgp.decryptSessionKeys({ message: await openpgp.readMessage({ binaryMessage: Buffer.from(item.ownerWrap, 'base64') }), decryptionKeys: ownerKey });
-        const pkesk = await openpgp.encryptSessionKey({ data: sk?.data as Uint8Array, algorithm: 'aes256', encryptionKeys: pub, format: 'binary' });
-        items.push({ fileId: item.fileId, pkesk: Buffer.from(pkesk).toString('base64') });
-      }
-      wraps.push({ recipientId: r.recipientId, fingerprint: r.fingerprint, items });
-    }
+    const wraps = await clientWraps(material, ownerKey);
     await cron.fails('post', '/deliveries/{id}/wraps', { params: { id: d3 }, json: { wraps: [{ ...wraps[0], fingerprint: '0'.repeat(40) }] } }, 400, 'SEALDROP_E_WRAP_INVALID');
     await cron.ok('post', '/deliveries/{id}/wraps', { params: { id: d3 }, json: { wraps } });
     await cron.fails('get', '/deliveries/{id}/release-material', { params: { id: d3 } }, 409, 'SEALDROP_E_WRONG_STATE');

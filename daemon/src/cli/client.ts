@@ -11,6 +11,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
+import type { DeliveryView } from '../core/deliveries.ts';
 import { unlockPrivateKey, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
 import { createSeipdV1Encryptor } from '../crypto/seipd-v1.ts';
 import { ApiClient, bodyOf, ClientError, formatBytes, networkError, Progress, readSecupass, type ClientOptions } from './api-client.ts';
@@ -24,35 +25,6 @@ export interface ClientRun {
   secupassFile?: string | undefined;
 }
 
-interface FileView {
-  id: string;
-  name: string;
-  size: number;
-  createdAt: string;
-}
-interface RecipientView {
-  id: string;
-  email: string;
-  state: string;
-  key: { fingerprint: string } | null;
-  releasedFingerprint: string | null;
-  downloadedAt: string | null;
-}
-interface DeliveryView {
-  id: string;
-  subject: string;
-  level: number;
-  state: string;
-  sender: string;
-  owner: string;
-  createdAt: string;
-  sentAt: string | null;
-  expiresAt: string;
-  hasMessage: boolean;
-  files: FileView[];
-  recipients: RecipientView[];
-  role: string;
-}
 interface EncryptionKey {
   email: string;
   role: 'owner' | 'recipient';

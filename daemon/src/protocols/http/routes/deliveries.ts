@@ -17,6 +17,16 @@ export function sendDownload(ctx: Context, dl: Download): void {
   ctx.body = dl.stream;
 }
 
+/** An AbortSignal that fires when the client goes away before its request body is complete. */
+function abortOnClientClose(ctx: Context): { signal: AbortSignal; done(): void } {
+  const ac = new AbortController();
+  const onClose = () => {
+    if (!ctx.req.complete) ac.abort();
+  };
+  ctx.req.on('close', onClose);
+  return { signal: ac.signal, done: () => ctx.req.off('close', onClose) };
+}
+
 /** Delivery routes (authenticated). */
 export function deliveryRoutes(router: Router, { core, config }: ApiContext): void {
   router.post('/deliveries', async (ctx) => {
@@ -40,18 +50,14 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
 
   router.put('/deliveries/:id/files/:name', async (ctx) => {
     const declared = ctx.get('content-length');
-    const ac = new AbortController();
-    const onClose = () => {
-      if (!ctx.req.complete) ac.abort();
-    };
-    ctx.req.on('close', onClose);
+    const aborted = abortOnClientClose(ctx);
     try {
       // application/pgp-encrypted: a whole OpenPGP message encrypted on the client (PKESKs for
       // the owner and active recipients + SEIPDv1), stored as is.
       const clientEncrypted = /^application\/pgp-encrypted\b/i.test(ctx.get('content-type'));
       const plainHeader = ctx.get('x-plaintext-size');
       const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), ctx.req, {
-        signal: ac.signal,
+        signal: aborted.signal,
         hashInWorker: false,
         ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
         ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plainHeader) ? Number(plainHeader) : undefined } } : {}),
@@ -59,7 +65,7 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
       ctx.status = 201;
       ctx.body = { file };
     } finally {
-      ctx.req.off('close', onClose);
+      aborted.done();
     }
   });
 
@@ -69,20 +75,16 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
     }
     const declared = ctx.get('content-length');
     const plainHeader = ctx.get('x-plaintext-size');
-    const ac = new AbortController();
-    const onClose = () => {
-      if (!ctx.req.complete) ac.abort();
-    };
-    ctx.req.on('close', onClose);
+    const aborted = abortOnClientClose(ctx);
     try {
       await core.deliveries.addClientMessage(principalOf(ctx), param(ctx, 'id'), ctx.req, {
-        signal: ac.signal,
+        signal: aborted.signal,
         ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
         ...(/^\d{1,16}$/.test(plainHeader) ? { plaintextSize: Number(plainHeader) } : {}),
       });
       ctx.body = { delivery: await core.deliveries.get(principalOf(ctx), param(ctx, 'id')) };
     } finally {
-      ctx.req.off('close', onClose);
+      aborted.done();
     }
   });
 
