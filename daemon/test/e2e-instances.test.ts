@@ -4,7 +4,8 @@
  * release on A, download on B; a WebDAV lock taken on A holds on B; an idle-timer delivery is
  * sent once with both running; 200 notifications queued while both run arrive once each; and
  * A killed with SIGKILL while sending mail and receiving an upload loses no mail and leaves no
- * partial upload once B has run its recovery.
+ * partial upload once B has run its recovery. An SFTP session ending on A does not send while the
+ * account still has one open on B; B's clean end does.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { Api } from './support/api.ts';
 import { curl } from './support/dav.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
 import { createTestDatabase, postgresEnv, type TestDatabase } from './support/postgres.ts';
+import { q, requireSftpTools, sftpBatch, sftpSession } from './support/sftp.ts';
 import { linkIn, SmtpCatcher } from './support/smtp.ts';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -43,7 +45,6 @@ describe('two daemon instances on one PostgreSQL database and one blob folder', 
 
   const common = () => ({
     ...postgresEnv(db.url),
-    SEALDROP_SFTP__ENABLED: 'false',
     SEALDROP_TREE__IDLE_SEND_SECONDS: '3',
     SEALDROP_DELIVERIES__EXPIRY_SWEEP_SECONDS: '1',
     SEALDROP_STORAGE__ORPHAN_GRACE_SECONDS: '2',
@@ -52,6 +53,7 @@ describe('two daemon instances on one PostgreSQL database and one blob folder', 
   });
 
   beforeAll(async () => {
+    await requireSftpTools();
     db = await createTestDatabase();
     sql = knex({ client: 'pg', connection: db.url, pool: { min: 0, max: 2 } });
     smtp = await new SmtpCatcher().start();
@@ -149,6 +151,28 @@ describe('two daemon instances on one PostgreSQL database and one blob folder', 
     const rows = await sql('outbox_message').whereIn('to', addresses).select('state');
     expect(rows.every((r: { state: string }) => r.state === 'sent')).toBe(true);
   }, 120_000);
+
+  it('sends at the last clean SFTP session end of the account, counting sessions on both instances', async () => {
+    const auth = { user: 'alice@example.org', password: PASSWORD };
+    const onB = sftpSession(b.sftpPort, auth);
+    await onB.ready;
+    const local = path.join(sbA.tmpDir, 'via-sftp.txt');
+    writeFileSync(local, 'sent when the last session ends');
+    const put = await sftpBatch(a.sftpPort, auth, [`put ${q(local)} ${q('/outbox/frank@example.org/via-sftp.txt')}`]);
+    expect(put.code, put.stderr).toBe(0);
+    // A's session ended cleanly, but B still has one of the account's sessions open.
+    await delay(1000);
+    const open = await sql('delivery').where({ folder_key: 'outbox/frank@example.org' }).select('state');
+    expect(open.map((r: { state: string }) => r.state)).toEqual(['open']);
+    expect(smtp.to('frank@example.org')).toHaveLength(0);
+    expect(await onB.end()).toBe(0);
+    await smtp.waitFor('frank@example.org', 'invitation');
+    const sent = await sql('delivery').where({ folder_key: 'outbox/frank@example.org' }).select('state');
+    expect(sent.map((r: { state: string }) => r.state)).toEqual(['sent']);
+    // Sent by the session end (not by the idle timer, which is on in this test).
+    const why = await sql('audit_event').where({ action: 'folder.sent' }).whereRaw("data::text like '%frank@example.org%'").select('data');
+    expect(why.map((r: { data: { reason: string } }) => r.data.reason)).toEqual(['session_end']);
+  }, 60_000);
 
   it('loses no mail and leaves no partial upload when A is killed mid-way, once B has recovered', async () => {
     const aliceA = await new Api(a.url).login('alice@example.org', PASSWORD);

@@ -64,6 +64,32 @@ export async function sftpBatch(port: number, auth: SftpAuth, commands: string[]
   return { code, stdout, stderr };
 }
 
+/**
+ * An interactive `sftp -b -` session that stays open until `end()` (which sends `bye` and
+ * resolves with the exit code); `ready` resolves once the server answered a first command.
+ */
+export function sftpSession(port: number, auth: SftpAuth): { ready: Promise<void>; end(): Promise<number> } {
+  const { cmd, args, env } = sftpArgs(port, auth, ['-b', '-']);
+  const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const closed = new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+  const ready = new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Remote working directory')) resolve();
+    });
+    void closed.then((code) => reject(new Error(`sftp ended (${code}) before the session was ready`)));
+  });
+  child.stdin.write('pwd\n');
+  return {
+    ready,
+    end: () => {
+      child.stdin.end('bye\n');
+      return closed;
+    },
+  };
+}
+
 /** Starts a batch in its own process group (so a test can kill the whole client). */
 export function sftpBatchDetached(port: number, auth: SftpAuth, commands: string[]): ChildProcess {
   const { cmd, args, env } = sftpArgs(port, auth, ['-b', '-']);
