@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
 import { promisify } from 'node:util';
+import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Api } from './support/api.ts';
 import { filesUnder } from './support/canary.ts';
@@ -93,6 +94,16 @@ describe('hostile input over HTTP', () => {
     // Chunked without a length, too long: cut off at the limit.
     const chunked = await rawRequest({ method: 'PUT', path: `/api/v1/deliveries/${deliveryId}/files/chunked.bin`, headers: { authorization: `Bearer ${alice.token}`, 'transfer-encoding': 'chunked' } }, big);
     expect(chunked.status).toBe(413);
+    // A client-encrypted level-4 message is bounded by the message limit, with or without a length.
+    const d4 = (await alice.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'M', level: 4 }, 201)).id;
+    const { key } = await alice.ok<{ key: { publicKey: string } }>('GET', '/api/v1/secupass/key');
+    const message = await openpgp.encrypt({ message: await openpgp.createMessage({ binary: randomBytes(200 * 1024) }), encryptionKeys: await openpgp.readKey({ armoredKey: key.publicKey }), format: 'binary' });
+    const pgp = Buffer.from(message as Uint8Array);
+    const messageChunked = await rawRequest({ method: 'PUT', path: `/api/v1/deliveries/${d4}/message`, headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'application/pgp-encrypted', 'transfer-encoding': 'chunked' } }, pgp);
+    expect([messageChunked.status, JSON.parse(messageChunked.body).error.code]).toEqual([413, 'SEALDROP_E_TOO_LARGE']);
+    const messageDeclared = await rawRequest({ method: 'PUT', path: `/api/v1/deliveries/${d4}/message`, headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'application/pgp-encrypted', 'content-length': String(pgp.length) } }, pgp);
+    expect(messageDeclared.status).toBe(413);
+    expect((await alice.ok<{ delivery: { hasMessage: boolean } }>('GET', `/api/v1/deliveries/${d4}`)).delivery.hasMessage).toBe(false);
     expect(blobFiles()).toEqual([]);
     expect(filesUnder(`${sb.dataDir}/blobs/tmp`)).toEqual([]);
   });

@@ -118,6 +118,8 @@ export interface BeginUploadOptions {
   /** The file name inside the OpenPGP literal packet (default: the name). */
   literalName?: string;
   kind?: 'file' | 'message';
+  /** A lower byte limit than deliveries.maxFileBytes for what is stored (messages). */
+  maxBytes?: number;
   /**
    * The body is a whole OpenPGP message encrypted on the sender's device (PKESKs + SEIPDv1):
    * stored as is, its PKESKs become the wraps. `plaintextSize` is the size the sender declares.
@@ -399,9 +401,11 @@ export class DeliveryService {
     if (d.level !== 4) throw fail('SEALDROP_E_WRONG_STATE', 'only level-4 messages are encrypted on the client; give the message when creating the delivery');
     const limit = this.cfg.maxMessageBytes;
     if ((options.plaintextSize ?? 0) > limit) throw fail('SEALDROP_E_TOO_LARGE', `the message exceeds the limit of ${limit} bytes`);
-    // Ciphertext = message + a few hundred bytes of packets per key; bound it generously.
-    if ((options.declaredSize ?? 0) > limit + 64 * 1024) throw fail('SEALDROP_E_TOO_LARGE', `the message exceeds the limit of ${limit} bytes`);
-    const upload = await this.beginUpload(p, { deliveryId }, MESSAGE_NAME, { kind: 'message', clientEncrypted: { plaintextSize: options.plaintextSize } });
+    // Ciphertext = message + a few hundred bytes of packets per key; bound it generously, also
+    // for a body without Content-Length.
+    const cipherLimit = limit + 64 * 1024;
+    if ((options.declaredSize ?? 0) > cipherLimit) throw fail('SEALDROP_E_TOO_LARGE', `the message exceeds the limit of ${limit} bytes`);
+    const upload = await this.beginUpload(p, { deliveryId }, MESSAGE_NAME, { kind: 'message', maxBytes: cipherLimit, clientEncrypted: { plaintextSize: options.plaintextSize } });
     await upload.fromStream(body, options.signal);
   }
 
@@ -464,7 +468,7 @@ export class DeliveryService {
     let stored = false;
     const upload = await Upload.start<DeliveryFile>({
       blobs: this.deps.blobs,
-      maxBytes: this.cfg.maxFileBytes,
+      maxBytes: Math.min(this.cfg.maxFileBytes, options.maxBytes ?? Number.MAX_SAFE_INTEGER),
       encrypt,
       commit: async ({ bytes, blobKey, blob }) => {
         if (clientWraps) wraps = await clientWraps();
