@@ -118,6 +118,8 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
   const env = sealdropEnv({
     SEALDROP_HTTP__PORT: String(httpPort),
     SEALDROP_SFTP__PORT: String(sftpPort),
+    // Metrics on a free port of its own: a daemon already running here keeps 9464.
+    SEALDROP_METRICS__PORT: '0',
     SEALDROP_STORAGE__DATA_DIR: path.join(dir, 'data'),
     SEALDROP_CRYPTO__KEK_FILE: path.join(dir, 'kek'),
     SEALDROP_CRYPTO__S2K_ARGON2__PASSES: '1',
