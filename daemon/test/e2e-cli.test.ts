@@ -242,6 +242,22 @@ describe('the CLI end to end, cron-style', () => {
     const after = await client(['fetch', lost[0]?.id as string, '--out', path.join(sb.dir, 'after'), '--token-file', f.bobToken as string, '--secupass-file', f.bobSp as string]);
     expect(after.code, after.stderr).toBe(5);
     expect(after.stderr).toContain('SEALDROP_E_ACCESS_LOST');
+    // A revoked token stops working at once.
+    const spare = path.join(sb.dir, 'spare.token');
+    expect((await runCli(sb, ['token', 'create', '--email', 'alice@example.org', '--scopes', 'fetch', '--name', 'spare', '--out', spare])).code).toBe(0);
+    expect((await client(['deliveries', '--token-file', spare])).code).toBe(0);
+    const tokens = JSON.parse((await runCli(sb, ['token', 'list', '--email', 'alice@example.org', '--json'])).stdout).tokens as Array<{ id: string; name: string }>;
+    const spareId = tokens.find((t) => t.name === 'spare')?.id as string;
+    expect((await runCli(sb, ['token', 'revoke', spareId])).code).toBe(0);
+    expect((await client(['deliveries', '--token-file', spare])).code).toBe(3);
+    expect((await runCli(sb, ['token', 'revoke', '00000000-0000-4000-8000-000000000000'])).code).toBe(4);
+    // Invitations: a new address is invited; an unregistered one is invited again; a registered one is refused.
+    const inv = await runCli(sb, ['account', 'invite', 'gina@example.org']);
+    expect([inv.code, inv.stdout]).toEqual([0, expect.stringContaining('invited gina@example.org (member)')]);
+    const again = await runCli(sb, ['account', 'invite', 'gina@example.org']);
+    expect([again.code, again.stdout]).toEqual([0, expect.stringContaining('sent again')]);
+    await smtp.waitFor('gina@example.org', 'invitation', 2);
+    expect((await runCli(sb, ['account', 'invite', 'alice@example.org'])).code).toBe(5);
     const dis = await runCli(sb, ['account', 'disable', 'bob@example.org']);
     expect(dis.code, dis.stderr).toBe(0);
     expect((await client(['deliveries', '--token-file', f.bobToken as string])).code).toBe(3);
