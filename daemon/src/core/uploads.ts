@@ -107,6 +107,16 @@ export class Upload<T> {
     return this.limit.room(maxBuffered);
   }
 
+  /** Plaintext bytes written but not yet taken by the encryption stage. */
+  get buffered(): number {
+    return this.limit.writableLength;
+  }
+
+  /** Resolves once at most `maxBuffered` bytes wait in the input buffer; rejects if the upload failed. */
+  room(maxBuffered: number): Promise<void> {
+    return this.limit.room(maxBuffered);
+  }
+
   /** Plaintext bytes received so far. */
   get bytes(): number {
     return this.limit.bytes;

@@ -57,6 +57,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       // Batch what we send in answer to one read from the socket (window adjustments, statuses)
       // into one write: with NODELAY every small packet would otherwise be its own syscall.
       const batch = corker(client);
+      const hold = holder(client);
       (client as unknown as { _sock?: Socket })._sock?.prependListener('data', batch);
       let principal: Principal | undefined;
       let counted = false;
@@ -108,7 +109,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           const session = acceptSession();
           session.on('sftp', (acceptSftp) => {
             const sftp = acceptSftp();
-            sessions.push(new SftpSession(core, p, sftp, clog, batch));
+            sessions.push(new SftpSession(core, p, sftp, clog, batch, hold));
             sftp.on('end', () => {
               channelEnded = true;
               sftp.end();
@@ -188,6 +189,23 @@ function corker(client: Connection): () => void {
       corked = false;
       sock.uncork();
     });
+  };
+}
+
+/**
+ * Back-pressure on the connection: reading pauses while any hold is pending (an upload's buffer
+ * is full) and resumes when the last one settles.
+ */
+function holder(client: Connection): (until: Promise<unknown>) => void {
+  const sock = (client as unknown as { _sock?: Socket })._sock;
+  let holds = 0;
+  return (until) => {
+    if (!sock) return;
+    if (holds++ === 0) sock.pause();
+    const release = () => {
+      if (--holds === 0 && !sock.destroyed) sock.resume();
+    };
+    until.then(release, release);
   };
 }
 

@@ -25,6 +25,14 @@ export const SFTP_LIMITS = {
   maxOpenHandles: 64,
 };
 
+/**
+ * Above this many plaintext bytes waiting in an upload's input buffer the session stops reading
+ * the connection until the buffer is back at this size. ssh2 re-opens the channel window as soon
+ * as data arrives, so without this the client's outstanding WRITEs (OpenSSH: 64 × 255 KiB)
+ * would all be held in memory; paused, they wait in the kernel's socket buffer instead.
+ */
+export const READ_HOLD_BYTES = 1024 * 1024;
+
 type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
 type ReadHandle = { kind: 'read'; path: string; download: Download; position: number; pending: Buffer[]; pendingBytes: number; iterator: AsyncIterator<Buffer>; done: boolean; chain: Promise<void> };
 type DirHandle = { kind: 'dir'; path: string; entries: TreeEntry[]; sent: boolean };
@@ -58,6 +66,8 @@ export class SftpSession {
     private readonly log: Logger,
     /** Holds back socket writes until the end of this tick, so replies that become due together leave in one write. */
     private readonly batch: () => void = () => undefined,
+    /** Stops reading the connection until `until` settles. */
+    private readonly hold: (until: Promise<unknown>) => void = () => undefined,
   ) {
     const on = <A extends unknown[]>(event: string, fn: (reqid: number, ...args: A) => Promise<void>) => {
       sftp.on(event, (reqid: number, ...args: A) => {
@@ -171,6 +181,7 @@ export class SftpSession {
     // after this event: the upload may move it instead of copying.
     const accepted = h.tw.upload.write(handOver(data));
     accepted.catch(() => undefined);
+    if (h.tw.upload.buffered > READ_HOLD_BYTES) this.hold(h.tw.upload.room(READ_HOLD_BYTES));
     h.chain = h.chain.then(() => accepted);
     await h.chain.catch((err: unknown) => {
       h.failed ??= isSealdropError(err) ? err : fail('SEALDROP_E_ABORTED', 'the upload failed');
