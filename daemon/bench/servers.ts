@@ -150,7 +150,8 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
   const stderrFile = path.join(dir, 'daemon.stderr.log');
   progress('sealdrop: starting the daemon');
   // The node flags of `npm start`, the systemd unit and the Docker image.
-  const child = spawnServer(process.execPath, ['--max-semi-space-size=2', SEALDROP_BIN, 'serve'], { env, cwd, stdoutFile, stderrFile });
+  // As deployed (npm start, systemd unit, Dockerfile): the malloc tunables of README "Memory".
+  const child = spawnServer(process.execPath, ['--max-semi-space-size=2', SEALDROP_BIN, 'serve'], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=2097152', ...env }, cwd, stdoutFile, stderrFile });
   const healthy = async () => {
     if (!(await portOpen(sftpPort))) return false;
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
