@@ -26,12 +26,12 @@ export const SFTP_LIMITS = {
 };
 
 /**
- * Above this many plaintext bytes waiting in an upload's input buffer the session stops reading
+ * Above this many plaintext bytes (4 MiB: at 1 MiB 8 parallel uploads ran ~10% slower) waiting in an upload's input buffer the session stops reading
  * the connection until the buffer is back at this size. ssh2 re-opens the channel window as soon
  * as data arrives, so without this the client's outstanding WRITEs (OpenSSH: 64 × 255 KiB)
  * would all be held in memory; paused, they wait in the kernel's socket buffer instead.
  */
-export const READ_HOLD_BYTES = 1024 * 1024;
+export const READ_HOLD_BYTES = 4 * 1024 * 1024;
 
 type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
 type ReadHandle = { kind: 'read'; path: string; download: Download; position: number; pending: Buffer[]; pendingBytes: number; iterator: AsyncIterator<Buffer>; done: boolean; chain: Promise<void> };
