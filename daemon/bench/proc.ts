@@ -118,6 +118,47 @@ export async function runCommand(cmd: string, args: string[], options: RunOption
   return { code, stdout, stderr };
 }
 
+/** A timed run of one client process (see runTimed). */
+export interface TimedRun {
+  /** Wall time around the whole process, in seconds. */
+  seconds: number;
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** It was stopped (SIGTERM by PID, then SIGKILL) after the timeout. */
+  timedOut: boolean;
+  /** It could not be started at all. */
+  spawnError: Error | undefined;
+}
+
+/**
+ * Runs a measured client (curl, sftp) to completion, timed around the whole process, stopping
+ * it after `timeoutMs`; the caller turns failures into messages naming what it measured.
+ */
+export async function runTimed(cmd: string, args: string[], timeoutMs: number): Promise<TimedRun> {
+  checkAborted();
+  const started = process.hrtime.bigint();
+  const child = spawnTracked(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let spawnError: Error | undefined;
+  child.once('error', (err) => (spawnError = err));
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void stopChild(child, 'SIGTERM', 3000);
+  }, timeoutMs);
+  const { code, signal } = await exited(child).finally(() => clearTimeout(timer));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  // Let the pipes drain after the exit event.
+  await new Promise((r) => setImmediate(r));
+  checkAborted();
+  return { seconds, stdout, stderr, code, signal, timedOut, spawnError };
+}
+
 /** Spawns a long-running server whose stdout and stderr go to log files. */
 export function spawnServer(cmd: string, args: string[], options: SpawnOptions & { stdoutFile: string; stderrFile: string }): ChildProcess {
   const { stdoutFile, stderrFile, ...rest } = options;

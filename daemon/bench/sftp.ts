@@ -7,7 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
-import { checkAborted, exited, spawnTracked, stopChild } from './proc.ts';
+import { checkAborted, runTimed } from './proc.ts';
 
 /** One sftp login: server port, user and its private key. */
 export interface SftpTarget {
@@ -45,21 +45,8 @@ export async function sftpBatch(workDir: string, target: SftpTarget, cipher: str
     '-b', batchFile,
     `${target.user}@127.0.0.1`,
   ];
-  const started = process.hrtime.bigint();
-  const child = spawnTracked('/usr/bin/sftp', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    void stopChild(child, 'SIGTERM', 3000);
-  }, timeoutMs);
-  const { code, signal } = await exited(child).finally(() => clearTimeout(timer));
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  await new Promise((r) => setImmediate(r));
-  checkAborted();
+  const { seconds, stdout, stderr, code, signal, timedOut, spawnError } = await runTimed('/usr/bin/sftp', args, timeoutMs);
+  if (spawnError) throw new Error(`could not run /usr/bin/sftp: ${spawnError.message} (Debian package openssh-client)`);
   if (timedOut) {
     throw new Error(`sftp ${target.user}@127.0.0.1:${target.port} (${cipher}) hung: stopped after ${Math.round(timeoutMs / 1000)} s without finishing\n  batch: ${commands.join(' | ')}`);
   }

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { checkAborted, exited, print, progress, sleep, spawnTracked, stopChild } from './proc.ts';
+import { checkAborted, print, progress, runTimed, sleep } from './proc.ts';
 import { fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
 import { PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, RssSampler } from './sftp.ts';
@@ -71,24 +71,7 @@ const PACKAGE: Record<string, string> = { curl: 'curl', openssl: 'openssl', ngin
  * SIGKILL) after `timeoutMs`, so a hung transfer fails with a message naming `label`.
  */
 async function runLimited(label: string, cmd: string, args: string[], timeoutMs: number): Promise<ProcessRun> {
-  checkAborted();
-  const started = process.hrtime.bigint();
-  const child = spawnTracked(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let spawnError: Error | undefined;
-  child.once('error', (err) => (spawnError = err));
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    void stopChild(child, 'SIGTERM', 3000);
-  }, timeoutMs);
-  const { code, signal } = await exited(child).finally(() => clearTimeout(timer));
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  await new Promise((r) => setImmediate(r));
-  checkAborted();
+  const { seconds, stdout, stderr, code, signal, timedOut, spawnError } = await runTimed(cmd, args, timeoutMs);
   if (spawnError) {
     const pkg = PACKAGE[path.basename(cmd)];
     throw new Error(`${label}: could not run ${cmd}: ${spawnError.message}${pkg ? ` (Debian package ${pkg})` : ''}`);
