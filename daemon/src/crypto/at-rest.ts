@@ -150,11 +150,17 @@ interface SeipdPacket {
  * verified; a truncated or altered stream errors (the caller must treat output as void then).
  */
 export async function decryptSeipdV2(ciphertext: Readable, key: Uint8Array): Promise<Readable> {
+  return decryptWithSessionKey(ciphertext, key, false);
+}
+
+/** Streams the plaintext of an AES-256 data packet; `unauthenticated` lets SEIPDv1 stream before its MDC. */
+async function decryptWithSessionKey(ciphertext: Readable, key: Uint8Array, unauthenticated: boolean): Promise<Readable> {
   const message = await openpgp.readMessage({ binaryMessage: Readable.toWeb(ciphertext) as unknown as ReadableStream<Uint8Array> });
   const { data } = await openpgp.decrypt({
     message,
     sessionKeys: { data: key, algorithm: 'aes256' },
     format: 'binary',
+    ...(unauthenticated ? { config: { allowUnauthenticatedStream: true } } : {}),
   });
   return Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>);
 }
@@ -165,12 +171,5 @@ export async function decryptSeipdV2(ciphertext: Readable, key: Uint8Array): Pro
  * the first byte goes out; a failed MDC still errors the stream.
  */
 export async function decryptSeipdV1(ciphertext: Readable, sessionKey: Uint8Array): Promise<Readable> {
-  const message = await openpgp.readMessage({ binaryMessage: Readable.toWeb(ciphertext) as unknown as ReadableStream<Uint8Array> });
-  const { data } = await openpgp.decrypt({
-    message,
-    sessionKeys: { data: sessionKey, algorithm: 'aes256' },
-    format: 'binary',
-    config: { allowUnauthenticatedStream: true },
-  });
-  return Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>);
+  return decryptWithSessionKey(ciphertext, sessionKey, true);
 }
