@@ -169,9 +169,11 @@ describe('two daemon instances on one PostgreSQL database and one blob folder', 
     await smtp.waitFor('frank@example.org', 'invitation');
     const sent = await sql('delivery').where({ folder_key: 'outbox/frank@example.org' }).select('state');
     expect(sent.map((r: { state: string }) => r.state)).toEqual(['sent']);
-    // Sent by the session end (not by the idle timer, which is on in this test).
-    const why = await sql('audit_event').where({ action: 'folder.sent' }).whereRaw("data::text like '%frank@example.org%'").select('data');
-    expect(why.map((r: { data: { reason: string } }) => r.data.reason)).toEqual(['session_end']);
+    // Sent by the session end (not by the idle timer, which is on in this test). The audit row
+    // is written just after the send commits, so the mail can arrive before it.
+    const reasons = async () => (await sql('audit_event').where({ action: 'folder.sent' }).whereRaw("data::text like '%frank@example.org%'").select('data')).map((r: { data: { reason: string } }) => r.data.reason);
+    await until('the folder.sent audit row', async () => (await reasons()).length > 0, 10_000);
+    expect(await reasons()).toEqual(['session_end']);
   }, 60_000);
 
   it('loses no mail and leaves no partial upload when A is killed mid-way, once B has recovered', async () => {

@@ -54,8 +54,6 @@ export function respondError(ctx: Context, err: unknown, log: Logger): void {
   ctx.status = HTTP_STATUS[code];
   if (code === 'SEALDROP_E_UNAUTHENTICATED') ctx.set('WWW-Authenticate', 'Bearer realm="sealdrop"');
   if (code === 'SEALDROP_E_RATE_LIMITED' && typeof details?.retryAfter === 'number') ctx.set('Retry-After', String(details.retryAfter));
-  // An upload refused before its body was read: don't make the client send the rest.
-  if (!ctx.req.complete && ctx.req.readable) ctx.set('Connection', 'close');
   ctx.type = 'application/json';
   ctx.body = { error: { code, message } };
 }

@@ -2,6 +2,7 @@
 import type { Context, Next } from 'koa';
 import type { Core, Principal } from '../../core/index.ts';
 import { fail } from '../../core/errors.ts';
+import { detachedBody } from './body.ts';
 
 /** Koa state of an authenticated API request. */
 export interface ApiState {
@@ -20,7 +21,7 @@ export async function readJson(ctx: Context, limit: number): Promise<Record<stri
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req) {
+  for await (const chunk of detachedBody(ctx.req)) {
     size += (chunk as Buffer).length;
     if (size > limit) throw fail('SEALDROP_E_TOO_LARGE', `the request body exceeds ${limit} bytes`);
     chunks.push(chunk as Buffer);

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.ts';
 import type { Core } from '../../core/index.ts';
 import { apiRouter } from './api.ts';
+import { settleUnreadBody } from './body.ts';
 import { respondError } from './errors.ts';
 import { mountUi } from '../ui/index.ts';
 import { mountWebdav } from '../webdav/index.ts';
@@ -62,6 +63,9 @@ export function createApp({ core, config, log, ready, onRequest }: HttpOptions):
       }
     } catch (err) {
       respondError(ctx, err, reqLog);
+    }
+    try {
+      await settleUnreadBody(ctx);
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const matched = (ctx as unknown as { _matchedRoute?: string })._matchedRoute;

@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { fail } from '../../core/errors.ts';
 import type { Principal } from '../../core/context.ts';
+import { detachedBody } from '../http/body.ts';
 import { sendDownload } from '../http/routes/deliveries.ts';
 import { param, readJson } from '../http/request.ts';
 import { requireCsrf, type UiContext, type UiState } from './context.ts';
@@ -53,7 +54,7 @@ export function uiApiRoutes(ui: UiContext): Router {
   router.put('/deliveries/:id/files/:name', async (ctx) => {
     const clientEncrypted = /^application\/pgp-encrypted\b/i.test(ctx.get('content-type'));
     const plain = ctx.get('x-plaintext-size');
-    const file = await core.deliveries.addFile(me(ctx), param(ctx, 'id'), param(ctx, 'name'), ctx.req, {
+    const file = await core.deliveries.addFile(me(ctx), param(ctx, 'id'), param(ctx, 'name'), detachedBody(ctx.req), {
       ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plain) ? Number(plain) : undefined } } : {}),
     });
     ctx.status = 201;
@@ -62,7 +63,7 @@ export function uiApiRoutes(ui: UiContext): Router {
 
   router.put('/deliveries/:id/message', async (ctx) => {
     const upload = await core.deliveries.beginUpload(me(ctx), { deliveryId: param(ctx, 'id') }, 'message.txt', { kind: 'message', clientEncrypted: {} });
-    await upload.fromStream(ctx.req);
+    await upload.fromStream(detachedBody(ctx.req));
     ctx.status = 204;
   });
 

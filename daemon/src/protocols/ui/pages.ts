@@ -7,6 +7,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { actorOf } from '../../core/context.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
+import { detachedBody } from '../http/body.ts';
 import { describePasswordPolicy } from '../../core/validation.ts';
 import { errorText, LANG_COOKIE, loggedIn, render, requireCsrf, SESSION_COOKIE, setCookie, type UiContext, type UiState } from './context.ts';
 import { LOCALES } from './i18n.ts';
@@ -19,7 +20,7 @@ async function readForm(ctx: Context, limit: number): Promise<URLSearchParams> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(ctx.get('content-type'))) return new URLSearchParams();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req) {
+  for await (const chunk of detachedBody(ctx.req)) {
     size += (chunk as Buffer).length;
     if (size > limit) throw fail('SEALDROP_E_TOO_LARGE', 'the form is too large');
     chunks.push(chunk as Buffer);

@@ -16,6 +16,7 @@ import type { LockInfo, PropPatch } from '../../core/dav.ts';
 import { fail, isSealdropError, type SealdropError } from '../../core/errors.ts';
 import type { Core, Principal } from '../../core/index.ts';
 import type { TreeEntry } from '../../core/tree.ts';
+import { detachedBody, hasBody } from '../http/body.ts';
 import { HTTP_STATUS } from '../http/errors.ts';
 import { evaluateIf, parseIf, submittedTokens, type IfResource } from './if-header.ts';
 import { child, children, DAV, emptyProp, errorBody, esc, innerXml, is, multistatus, nameOf, parseXml, propElement, propName, statusLine, type PropName } from './xml.ts';
@@ -136,7 +137,6 @@ class WebdavHandler {
       const p = await this.authenticate(ctx);
       await this.dispatch(ctx, method, p, path);
     } catch (err) {
-      await this.drain(ctx);
       this.answerError(ctx, err);
     }
   }
@@ -188,40 +188,12 @@ class WebdavHandler {
     if (declared > limit) throw fail('SEALDROP_E_TOO_LARGE', `request bodies are limited to ${limit} bytes`);
     const parts: Buffer[] = [];
     let size = 0;
-    for await (const chunk of ctx.req) {
+    for await (const chunk of detachedBody(ctx.req)) {
       size += (chunk as Buffer).length;
       if (size > limit) throw fail('SEALDROP_E_TOO_LARGE', `request bodies are limited to ${limit} bytes`);
       parts.push(chunk as Buffer);
     }
     return Buffer.concat(parts);
-  }
-
-  private hasBody(ctx: Context): boolean {
-    return Number(ctx.get('content-length') || 0) > 0 || Boolean(ctx.get('transfer-encoding'));
-  }
-
-  /** Discards what is left of a request body (bounded), so the connection stays usable. */
-  private async drain(ctx: Context): Promise<void> {
-    const req = ctx.req;
-    if (req.readableEnded || req.destroyed || !this.hasBody(ctx)) return;
-    if (Number(ctx.get('content-length') || 0) > 1024 * 1024) {
-      ctx.set('Connection', 'close');
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      let seen = 0;
-      req.on('data', (c: Buffer) => {
-        seen += c.length;
-        if (seen > 1024 * 1024) {
-          ctx.set('Connection', 'close');
-          resolve();
-        }
-      });
-      req.once('end', resolve);
-      req.once('error', () => resolve());
-      req.once('close', () => resolve());
-      req.resume();
-    });
   }
 
   private answerError(ctx: Context, err: unknown): void {
@@ -438,13 +410,13 @@ class WebdavHandler {
     const w = await this.core.tree.openWrite(p, path.tree, { readBack: true, hashInWorker: false, ...(declared !== undefined ? { declaredSize: declared } : {}) });
     try {
       if (w.kind === 'upload') {
-        await pipeline(ctx.req, w.upload.input);
+        await pipeline(detachedBody(ctx.req), w.upload.input);
         if (declared !== undefined && w.upload.bytes !== declared) throw fail('SEALDROP_E_ABORTED', `the body ended after ${w.upload.bytes} of ${declared} bytes`);
       } else {
         // The trigger file: its content is not kept.
         let seen = 0;
         await pipeline(
-          ctx.req,
+          detachedBody(ctx.req),
           new Writable({
             write(chunk: Buffer, _enc, cb) {
               seen += chunk.length;
@@ -477,7 +449,7 @@ class WebdavHandler {
   }
 
   private async mkcol(ctx: Context, p: Principal, path: DavPath): Promise<void> {
-    if (this.hasBody(ctx)) throw new DavResponse(415, 'MKCOL with a body is not supported\n');
+    if (hasBody(ctx)) throw new DavResponse(415, 'MKCOL with a body is not supported\n');
     const cond = await this.conditions(ctx, p, path);
     if (await this.stat(p, path.tree)) throw new DavResponse(405, 'the name exists\n', undefined, { Allow: ALLOW });
     await cond.guard([{ path: parentOf(path.tree) }]);

@@ -4,6 +4,7 @@ import type { Context } from 'koa';
 import type { Download } from '../../../core/deliveries.ts';
 import { fail } from '../../../core/errors.ts';
 import type { ApiContext } from '../api.ts';
+import { detachedBody } from '../body.ts';
 import { contentDisposition, param, principalOf, readJson } from '../request.ts';
 
 /** Streams a core download to the client. */
@@ -15,16 +16,6 @@ export function sendDownload(ctx: Context, dl: Download): void {
   if (dl.size !== undefined) ctx.length = dl.size;
   dl.stream.on('error', (err) => ctx.app.emit('download-error', err, ctx));
   ctx.body = dl.stream;
-}
-
-/** An AbortSignal that fires when the client goes away before its request body is complete. */
-function abortOnClientClose(ctx: Context): { signal: AbortSignal; done(): void } {
-  const ac = new AbortController();
-  const onClose = () => {
-    if (!ctx.req.complete) ac.abort();
-  };
-  ctx.req.on('close', onClose);
-  return { signal: ac.signal, done: () => ctx.req.off('close', onClose) };
 }
 
 /** Delivery routes (authenticated). */
@@ -50,23 +41,17 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
 
   router.put('/deliveries/:id/files/:name', async (ctx) => {
     const declared = ctx.get('content-length');
-    const aborted = abortOnClientClose(ctx);
-    try {
-      // application/pgp-encrypted: a whole OpenPGP message encrypted on the client (PKESKs for
-      // the owner and active recipients + SEIPDv1), stored as is.
-      const clientEncrypted = /^application\/pgp-encrypted\b/i.test(ctx.get('content-type'));
-      const plainHeader = ctx.get('x-plaintext-size');
-      const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), ctx.req, {
-        signal: aborted.signal,
-        hashInWorker: false,
-        ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
-        ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plainHeader) ? Number(plainHeader) : undefined } } : {}),
-      });
-      ctx.status = 201;
-      ctx.body = { file };
-    } finally {
-      aborted.done();
-    }
+    // application/pgp-encrypted: a whole OpenPGP message encrypted on the client (PKESKs for
+    // the owner and active recipients + SEIPDv1), stored as is.
+    const clientEncrypted = /^application\/pgp-encrypted\b/i.test(ctx.get('content-type'));
+    const plainHeader = ctx.get('x-plaintext-size');
+    const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), detachedBody(ctx.req), {
+      hashInWorker: false,
+      ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
+      ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plainHeader) ? Number(plainHeader) : undefined } } : {}),
+    });
+    ctx.status = 201;
+    ctx.body = { file };
   });
 
   router.put('/deliveries/:id/message', async (ctx) => {
@@ -75,17 +60,11 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
     }
     const declared = ctx.get('content-length');
     const plainHeader = ctx.get('x-plaintext-size');
-    const aborted = abortOnClientClose(ctx);
-    try {
-      await core.deliveries.addClientMessage(principalOf(ctx), param(ctx, 'id'), ctx.req, {
-        signal: aborted.signal,
-        ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
-        ...(/^\d{1,16}$/.test(plainHeader) ? { plaintextSize: Number(plainHeader) } : {}),
-      });
-      ctx.body = { delivery: await core.deliveries.get(principalOf(ctx), param(ctx, 'id')) };
-    } finally {
-      aborted.done();
-    }
+    await core.deliveries.addClientMessage(principalOf(ctx), param(ctx, 'id'), detachedBody(ctx.req), {
+      ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
+      ...(/^\d{1,16}$/.test(plainHeader) ? { plaintextSize: Number(plainHeader) } : {}),
+    });
+    ctx.body = { delivery: await core.deliveries.get(principalOf(ctx), param(ctx, 'id')) };
   });
 
   router.delete('/deliveries/:id/files/:fileId', async (ctx) => {
