@@ -10,6 +10,7 @@ import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Api } from './support/api.ts';
 import { filesUnder } from './support/canary.ts';
+import { until } from './support/wait.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
 
 const run = promisify(execFile);
@@ -192,10 +193,9 @@ describe('hostile input over HTTP', () => {
         resolve();
       }, 100));
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await until('the partial upload to be removed', () => filesUnder(`${sb.dataDir}/blobs/tmp`).length === 0, 10_000);
     const view = await alice.ok<{ delivery: { files: unknown[] } }>('GET', `/api/v1/deliveries/${d.id}`);
     expect(view.delivery.files).toEqual([]);
-    expect(filesUnder(`${sb.dataDir}/blobs/tmp`)).toEqual([]);
   });
 
   it('answers unknown routes and methods with JSON errors and stays healthy', async () => {

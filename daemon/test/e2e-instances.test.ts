@@ -20,18 +20,10 @@ import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox }
 import { createTestDatabase, postgresEnv, type TestDatabase } from './support/postgres.ts';
 import { q, requireSftpTools, sftpBatch, sftpSession } from './support/sftp.ts';
 import { linkIn, SmtpCatcher } from './support/smtp.ts';
+import { delay, until } from './support/wait.ts';
 
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PASSWORD = 'alice password long enough';
 const SECUPASS = 'alice secupass long enough';
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(100);
-  }
-}
 
 describe('two daemon instances on one PostgreSQL database and one blob folder', () => {
   let db: TestDatabase;

@@ -15,6 +15,7 @@ import { Api } from './support/api.ts';
 import { filesUnder } from './support/canary.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
 import { SmtpCatcher } from './support/smtp.ts';
+import { delay, until } from './support/wait.ts';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -52,14 +53,14 @@ function slowUpload(dir: string, url: string, token: string, size: number, rate:
   });
 }
 
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const uploading = (s: { sb: Sandbox }) => until('the upload to reach the daemon', () => filesUnder(path.join(s.sb.dataDir, 'blobs', 'tmp')).length > 0, 20_000);
 
 describe('graceful shutdown', () => {
   it('lets a running upload finish on SIGTERM, and the queued mail is sent', async () => {
     const s = await setup({ SEALDROP_SERVER__SHUTDOWN_TIMEOUT_SECONDS: '20' });
     const { delivery } = await s.api.ok<{ delivery: { id: string } }>('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'shutdown', level: 2 }, 201);
     const upload = slowUpload(s.sb.tmpDir, `${s.daemon.url}/api/v1/deliveries/${delivery.id}/files/big.bin`, s.api.token as string, 6 * MiB, '3M');
-    await delay(700);
+    await uploading(s);
     // A delivery sent right before the signal: its invitation mail must not be lost.
     const { delivery: other } = await s.api.ok<{ delivery: { id: string } }>('POST', '/api/v1/deliveries', { to: ['carol@example.org'], subject: 'mail', level: 2, message: 'hello' }, 201);
     await s.api.ok('POST', `/api/v1/deliveries/${other.id}/send`);
@@ -81,7 +82,7 @@ describe('graceful shutdown', () => {
     const s = await setup({ SEALDROP_SERVER__SHUTDOWN_TIMEOUT_SECONDS: '1' });
     const { delivery } = await s.api.ok<{ delivery: { id: string } }>('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'cut', level: 2 }, 201);
     const upload = slowUpload(s.sb.tmpDir, `${s.daemon.url}/api/v1/deliveries/${delivery.id}/files/big.bin`, s.api.token as string, 40 * MiB, '2M');
-    await delay(1000);
+    await uploading(s);
     const started = Date.now();
     expect(await s.daemon.stop()).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -160,15 +161,14 @@ describe('TLS and SIGHUP', () => {
     writeFileSync(live.key, readFileSync(second.key));
     writeConfig(['invoices', 'contracts']);
     daemon.child.kill('SIGHUP');
-    for (let i = 0; i < 50 && !daemon.output().includes('configuration reloaded'); i++) await delay(100);
-    expect(daemon.output()).toContain('configuration reloaded');
+    await until('the reload', () => daemon.output().includes('configuration reloaded'), 10_000);
     expect(await peerCn(daemon.port, readFileSync(second.cert, 'utf8'))).toBe('second');
     expect((await createIn('contracts', second.cert)).delivery?.id).toBeTruthy();
 
     // A broken reload keeps the running state.
     writeFileSync(configFile, 'http:\n  tls:\n    certFile: /nonexistent.crt\n    keyFile: /nonexistent.key\n');
     daemon.child.kill('SIGHUP');
-    for (let i = 0; i < 50 && !daemon.output().includes('reload failed'); i++) await delay(100);
+    await until('the failed reload', () => daemon.output().includes('reload failed'), 10_000);
     expect(daemon.output()).toMatch(/cannot read \/nonexistent\.crt/);
     expect(await peerCn(daemon.port, readFileSync(second.cert, 'utf8'))).toBe('second');
     expect(await daemon.stop()).toBe(0);
