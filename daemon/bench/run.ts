@@ -191,6 +191,13 @@ async function main(): Promise<number> {
   const parSize = PAR_MIB * MiB;
   const sftp = opt.parts.has('sftp');
   const webdav = opt.parts.has('webdav');
+  // Measure what `npm start` runs: the bundle, rebuilt as its prestart does (a stale bundle would
+  // make the bin fall back to the sources under tsx, a different program).
+  if (!process.env.SEALDROP_FROM_SOURCE) {
+    progress('building the bundle (npm run build)');
+    const built = spawnSync(process.execPath, [path.join(ROOT, 'daemon/scripts/build.mjs')], { cwd: ROOT, encoding: 'utf8' });
+    if (built.status !== 0) throw new Error(`npm run build failed:\n${built.stderr}`);
+  }
   const header = machineInfo(opt.parts);
   for (const line of header) progress(line.slice(2));
 
