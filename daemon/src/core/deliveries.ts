@@ -141,11 +141,6 @@ export interface BeginUploadOptions {
   hashInWorker?: boolean;
 }
 
-/** Options of addFile(). */
-export interface AddFileOptions extends BeginUploadOptions {
-  signal?: AbortSignal;
-}
-
 /** What a delivery is made of. */
 export interface DeliverySpec {
   ownerId: string;
@@ -386,9 +381,9 @@ export class DeliveryService {
    * Adds a file to an open delivery from a stream (HTTP PUT): see beginUpload. On any failure
    * (client abort, size limit, state change meanwhile) nothing of the file remains.
    */
-  async addFile(p: Principal, deliveryId: string, nameInput: unknown, body: Readable, options: AddFileOptions = {}): Promise<FileView> {
+  async addFile(p: Principal, deliveryId: string, nameInput: unknown, body: Readable, options: BeginUploadOptions = {}): Promise<FileView> {
     const upload = await this.beginUpload(p, { deliveryId }, nameInput, options);
-    return fileView(await upload.fromStream(body, options.signal));
+    return fileView(await upload.fromStream(body));
   }
 
   /**
@@ -396,7 +391,7 @@ export class DeliveryService {
    * OpenPGP message (PKESKs for the owner and active recipients + SEIPDv1) like a
    * client-encrypted file, replacing a message given before. The server never sees its text.
    */
-  async addClientMessage(p: Principal, deliveryId: string, body: Readable, options: { signal?: AbortSignal; declaredSize?: number; plaintextSize?: number } = {}): Promise<void> {
+  async addClientMessage(p: Principal, deliveryId: string, body: Readable, options: { declaredSize?: number; plaintextSize?: number } = {}): Promise<void> {
     const d = await this.loadForSender(readEm(this.deps), p, deliveryId);
     if (d.level !== 4) throw fail('SEALDROP_E_WRONG_STATE', 'only level-4 messages are encrypted on the client; give the message when creating the delivery');
     const limit = this.cfg.maxMessageBytes;
@@ -406,7 +401,7 @@ export class DeliveryService {
     const cipherLimit = limit + 64 * 1024;
     if ((options.declaredSize ?? 0) > cipherLimit) throw fail('SEALDROP_E_TOO_LARGE', `the message exceeds the limit of ${limit} bytes`);
     const upload = await this.beginUpload(p, { deliveryId }, MESSAGE_NAME, { kind: 'message', maxBytes: cipherLimit, clientEncrypted: { plaintextSize: options.plaintextSize } });
-    await upload.fromStream(body, options.signal);
+    await upload.fromStream(body);
   }
 
   /**

@@ -180,10 +180,11 @@ export class Upload<T> {
     await this.plan.discarded?.();
   }
 
-  /** Streams `body` into the upload and completes it; aborts if the body fails or `signal` fires. */
-  async fromStream(body: Readable, signal?: AbortSignal): Promise<T> {
-    const onAbort = () => body.destroy(fail('SEALDROP_E_ABORTED', 'the upload was aborted'));
-    signal?.addEventListener('abort', onAbort, { once: true });
+  /**
+   * Streams `body` into the upload and completes it; aborts if the body fails (a client that
+   * goes away must make its body stream fail, as the HTTP adapter's detached body does).
+   */
+  async fromStream(body: Readable): Promise<T> {
     try {
       await new Promise<void>((resolve, reject) => {
         pipeline(body, this.limit, (err) => (err ? reject(err) : resolve()));
@@ -192,8 +193,6 @@ export class Upload<T> {
       await this.abort(err instanceof SealdropError ? err : fail('SEALDROP_E_ABORTED', 'the upload was aborted'));
       if (this.limit.bytes > this.plan.maxBytes) throw fail('SEALDROP_E_TOO_LARGE', `the file exceeds the limit of ${this.plan.maxBytes} bytes`);
       throw err instanceof SealdropError ? err : fail('SEALDROP_E_ABORTED', 'the upload was aborted before it completed');
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
     }
     return this.complete();
   }
