@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { storeOptionsFrom } from '../store/orm.ts';
 import { ConfigError, loadConfig, redactConfig } from './load.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sealdrop-config-'));
@@ -73,7 +74,7 @@ describe('loadConfig', () => {
   });
 
   it('selects PostgreSQL: url required, password from a file, both redacted', () => {
-    expect(loadConfig({ env: {} }).config.database).toEqual({ driver: 'sqlite', poolMax: 10, autoMigrate: true });
+    expect(loadConfig({ env: {} }).config.database).toEqual({ driver: 'sqlite', poolMax: 10, autoMigrate: true, tls: {} });
     expect(problems(() => loadConfig({ env: { SEALDROP_DATABASE__DRIVER: 'postgresql' } }))).toEqual(['database.url: required when database.driver is postgresql (postgres://user@host:port/database)']);
     expect(problems(() => loadConfig({ env: { SEALDROP_DATABASE__DRIVER: 'postgresql', SEALDROP_DATABASE__URL: 'mysql://x@h/db' } }))).toEqual(['database.url: must be a postgres://user@host:port/database URL']);
     const secret = file('db-pass', 'db-s3cret\n');
@@ -84,6 +85,23 @@ describe('loadConfig', () => {
     const shown = redactConfig(config);
     expect(shown.database).toMatchObject({ password: '[redacted]', url: 'postgres://sealdrop:[redacted]@db.example:5433/sealdrop' });
     expect(JSON.stringify(shown)).not.toMatch(/s3cret/);
+  });
+
+  it('reads PostgreSQL TLS from database.tls or the URL (sslmode, sslrootcert), and refuses what it would ignore', () => {
+    const pg = (env: Record<string, string>) => loadConfig({ env: { SEALDROP_DATABASE__DRIVER: 'postgresql', SEALDROP_DATABASE__URL: 'postgres://s@db.example/sealdrop', ...env }, cwd: '/srv/sealdrop' });
+    expect(storeOptionsFrom(pg({}))).toMatchObject({ tls: { mode: 'disable', caFile: undefined } });
+    expect(storeOptionsFrom(pg({ SEALDROP_DATABASE__TLS__MODE: 'verify-full', SEALDROP_DATABASE__TLS__CA_FILE: 'ca.pem' }))).toMatchObject({ tls: { mode: 'verify-full', caFile: '/srv/sealdrop/ca.pem' } });
+    expect(storeOptionsFrom(pg({ SEALDROP_DATABASE__URL: 'postgres://s@db.example/sealdrop?sslmode=verify-ca&sslrootcert=/etc/ssl/db-ca.pem' }))).toMatchObject({ tls: { mode: 'verify-ca', caFile: '/etc/ssl/db-ca.pem' } });
+    expect(storeOptionsFrom(pg({ SEALDROP_DATABASE__URL: 'postgres://s@db.example/sealdrop?sslmode=require' }))).toMatchObject({ tls: { mode: 'require' } });
+    // A parameter sealdrop would not read must not look as if it were in force.
+    expect(problems(() => pg({ SEALDROP_DATABASE__URL: 'postgres://s@db.example/sealdrop?ssl=true&application_name=x' }))).toEqual([
+      'database.url: the parameter "ssl" is not supported (sealdrop reads sslmode and sslrootcert; see database.tls)',
+      'database.url: the parameter "application_name" is not supported (sealdrop reads sslmode and sslrootcert; see database.tls)',
+    ]);
+    expect(problems(() => pg({ SEALDROP_DATABASE__URL: 'postgres://s@db.example/sealdrop?sslmode=prefer' }))).toEqual(['database.url: sslmode "prefer" is not supported; use one of disable, require, verify-ca, verify-full']);
+    expect(problems(() => pg({ SEALDROP_DATABASE__URL: 'postgres://s@db.example/sealdrop?sslmode=require', SEALDROP_DATABASE__TLS__MODE: 'verify-full' }))).toEqual(['database.tls.mode: "verify-full" contradicts sslmode=require in database.url; set one of them']);
+    expect(problems(() => pg({ SEALDROP_DATABASE__TLS__MODE: 'require', SEALDROP_DATABASE__TLS__CA_FILE: 'ca.pem' }))).toEqual(['database.tls.caFile: only used with mode verify-ca or verify-full (the mode is require)']);
+    expect(problems(() => pg({ SEALDROP_DATABASE__TLS__MODE: 'sometimes' }))).toEqual([expect.stringMatching(/^database\.tls\.mode: /)]);
   });
 
   it('validates drop folders', () => {

@@ -6,7 +6,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, SECRET_KEYS, type Config } from './schema.ts';
+import { configSchema, SECRET_KEYS, TLS_MODES, type Config } from './schema.ts';
+
+/** A PostgreSQL TLS mode. */
+export type DatabaseTlsMode = (typeof TLS_MODES)[number];
 
 /** Thrown when the configuration is invalid; `problems` holds one line per problem, each naming its key. */
 export class ConfigError extends Error {
@@ -24,6 +27,8 @@ export interface ResolvedPaths {
   mailDir: string;
   kekFile: string;
   hostKeyDir: string;
+  /** PostgreSQL: the CA certificates to verify the server with (database.tls.caFile or the URL's sslrootcert). */
+  databaseCaFile: string | undefined;
 }
 
 /** A validated configuration plus its resolved paths and where it came from. */
@@ -191,6 +196,33 @@ function crossChecks(config: Config): string[] {
   });
   if (config.mail.retryBaseMs > config.mail.retryMaxMs) problems.push('mail.retryBaseMs: must not exceed mail.retryMaxMs');
   if (config.database.driver === 'postgresql' && !config.database.url) problems.push('database.url: required when database.driver is postgresql (postgres://user@host:port/database)');
+  problems.push(...databaseTlsChecks(config.database));
+  return problems;
+}
+
+/** The PostgreSQL TLS settings from `database.tls` and the URL's sslmode/sslrootcert, or why they do not fit. */
+export function databaseTls(db: Config['database']): { mode: DatabaseTlsMode; caFile?: string | undefined } {
+  const params = db.url ? new URL(db.url).searchParams : new URLSearchParams();
+  const mode = db.tls.mode ?? (params.get('sslmode') as DatabaseTlsMode | null) ?? 'disable';
+  const caFile = db.tls.caFile ?? params.get('sslrootcert') ?? undefined;
+  return { mode, caFile };
+}
+
+function databaseTlsChecks(db: Config['database']): string[] {
+  const problems: string[] = [];
+  if (!db.url) return problems;
+  const params = new URL(db.url).searchParams;
+  for (const key of new Set(params.keys())) {
+    if (key !== 'sslmode' && key !== 'sslrootcert') problems.push(`database.url: the parameter "${key}" is not supported (sealdrop reads sslmode and sslrootcert; see database.tls)`);
+  }
+  const urlMode = params.get('sslmode');
+  if (urlMode !== null && !(TLS_MODES as readonly string[]).includes(urlMode)) problems.push(`database.url: sslmode "${urlMode}" is not supported; use one of ${TLS_MODES.join(', ')}`);
+  if (urlMode !== null && db.tls.mode !== undefined && urlMode !== db.tls.mode) problems.push(`database.tls.mode: "${db.tls.mode}" contradicts sslmode=${urlMode} in database.url; set one of them`);
+  const urlCa = params.get('sslrootcert');
+  if (urlCa !== null && db.tls.caFile !== undefined && urlCa !== db.tls.caFile) problems.push('database.tls.caFile: contradicts sslrootcert in database.url; set one of them');
+  if (problems.length > 0) return problems;
+  const { mode, caFile } = databaseTls(db);
+  if (caFile !== undefined && (mode === 'disable' || mode === 'require')) problems.push(`database.tls.caFile: only used with mode verify-ca or verify-full (the mode is ${mode})`);
   return problems;
 }
 
@@ -203,6 +235,7 @@ function resolvePaths(config: Config, cwd: string): ResolvedPaths {
     mailDir: path.resolve(cwd, config.mail.fileDir ?? path.join(dataDir, 'mail')),
     kekFile: path.resolve(cwd, config.crypto.kekFile),
     hostKeyDir: path.resolve(cwd, config.sftp.hostKeyDir ?? path.join(dataDir, 'host-keys')),
+    databaseCaFile: ((ca) => (ca === undefined ? undefined : path.resolve(cwd, ca)))(databaseTls(config.database).caFile),
   };
 }
 

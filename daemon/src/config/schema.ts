@@ -36,6 +36,9 @@ const list = <T extends z.ZodType>(item: T) =>
   );
 
 /** Whether `s` is a `postgres://` (or `postgresql://`) URL naming a host and a database. */
+/** PostgreSQL TLS modes (libpq's sslmode names; `prefer` and `allow` are not offered: TLS is on or off). */
+export const TLS_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+
 function isPostgresUrl(s: string): boolean {
   try {
     const u = new URL(s);
@@ -131,6 +134,18 @@ export const configSchema = z.strictObject({
       password: z.string().optional(),
       /** PostgreSQL: most connections this process opens. */
       poolMax: int(1, 1000).default(10),
+      /**
+       * PostgreSQL: TLS to the server, as libpq's sslmode: `disable` (the default), `require`
+       * (encrypted, the certificate not checked), `verify-ca` (signed by `caFile`, or by the
+       * system's CAs without it), `verify-full` (that, and issued to the URL's host). The URL's
+       * `sslmode` and `sslrootcert` parameters say the same.
+       */
+      tls: z
+        .strictObject({
+          mode: z.enum(TLS_MODES).optional(),
+          caFile: z.string().min(1).optional(),
+        })
+        .prefault({}),
       /** Apply pending migrations at start-up (`sealdrop migrate` does it explicitly). */
       autoMigrate: bool().default(true),
     })

@@ -1,8 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/postgres.ts';
 import { AccountSchema, DeliveryFileSchema, DeliverySchema, NotificationSchema } from './entities.ts';
 import { DIALECTS, MIGRATIONS, dialectOf, openStore, pendingMigrations, scrubDeleted, type Dialect, type StoreOptions } from './orm.ts';
@@ -55,6 +56,31 @@ describe('store migrations', () => {
       ['a', ['x', 'y', 'z']],
       ['b', ["it's", 'b,c']],
     ]);
+  });
+
+  it('talks TLS to PostgreSQL as configured: required, verified against a CA file, refused with the wrong CA', async () => {
+    const { url } = (await emptyStore('postgresql')) as { url: string };
+    const sslOf = async (tls: NonNullable<Extract<StoreOptions, { driver: 'postgresql' }>['tls']>) => {
+      const orm = await openStore({ driver: 'postgresql', url, tls });
+      try {
+        const rows = await orm.em.getConnection().execute<Array<{ ssl: boolean }>>('select ssl from pg_stat_ssl where pid = pg_backend_pid()');
+        return rows[0]?.ssl;
+      } finally {
+        await orm.close();
+      }
+    };
+    const caFile = inject('postgresCaFile');
+    expect(await sslOf({ mode: 'disable' })).toBe(false);
+    expect(await sslOf({ mode: 'require' })).toBe(true);
+    expect(await sslOf({ mode: 'verify-ca', caFile })).toBe(true);
+    expect(await sslOf({ mode: 'verify-full', caFile })).toBe(true);
+    // Another self-signed certificate as the CA: the server's is not trusted.
+    const wrong = path.join(dir, 'wrong-ca.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', path.join(dir, 'wrong.key'), '-out', wrong, '-days', '1', '-subj', '/CN=not the server', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    await expect(sslOf({ mode: 'verify-full', caFile: wrong })).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
+    // Without a CA file, verification uses the system's CAs, which do not know the test cluster.
+    await expect(sslOf({ mode: 'verify-full' })).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
+    await expect(sslOf({ mode: 'verify-full', caFile: path.join(dir, 'missing.pem') })).rejects.toThrow(/database\.tls\.caFile: cannot read .*missing\.pem: ENOENT/);
   });
 
   it('migrate once when two instances start on one PostgreSQL database at the same moment', async () => {

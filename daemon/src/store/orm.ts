@@ -3,14 +3,15 @@
  * configuration; migrations from an explicit list per dialect; and the database settings the
  * security model needs. The core sees only the knex `EntityManager`, the same on both.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { ConnectionOptions } from 'node:tls';
 import { MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
 import type { MigrationObject, MigrationsOptions, MikroORM } from '@mikro-orm/core';
 import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver, MikroORM as PostgreSqlMikroORM, type Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
-import type { LoadedConfig } from '../config/load.ts';
+import { databaseTls, type DatabaseTlsMode, type LoadedConfig } from '../config/load.ts';
 import { ALL_ENTITIES } from './entities.ts';
 import { POSTGRESQL_MIGRATIONS } from './migrations/postgresql/index.ts';
 import { SQLITE_MIGRATIONS } from './migrations/sqlite/index.ts';
@@ -47,6 +48,8 @@ export interface PostgreSqlStoreOptions extends CommonStoreOptions {
   password?: string | undefined;
   /** Most pooled connections (default 10). */
   poolMax?: number | undefined;
+  /** TLS to the server (default: none). `caFile`: PEM CA certificates (default: the system's). */
+  tls?: { mode: DatabaseTlsMode; caFile?: string | undefined } | undefined;
 }
 
 /** Options of openStore. */
@@ -58,7 +61,7 @@ export function storeOptionsFrom({ config, paths }: Pick<LoadedConfig, 'config' 
   if (db.driver === 'postgresql') {
     // loadConfig refuses postgresql without a url; this guards hand-built configurations.
     if (!db.url) throw new Error('database.url: required when database.driver is postgresql');
-    return { driver: 'postgresql', url: db.url, password: db.password, poolMax: db.poolMax };
+    return { driver: 'postgresql', url: db.url, password: db.password, poolMax: db.poolMax, tls: { mode: databaseTls(db).mode, caFile: paths.databaseCaFile } };
   }
   return { driver: 'sqlite', sqlitePath: paths.sqlitePath };
 }
@@ -126,6 +129,26 @@ function postgresqlConfig(options: PostgreSqlStoreOptions, migrations: Migration
     dbName: decodeURIComponent(url.pathname.slice(1)),
     ensureDatabase: false,
     pool: { min: 0, max: options.poolMax ?? 10 },
+    ...(options.tls && options.tls.mode !== 'disable' ? { driverOptions: { connection: { ssl: postgresTls(options.tls) } } } : {}),
+  };
+}
+
+/** node-postgres TLS options for a libpq-style mode. */
+function postgresTls(tls: { mode: DatabaseTlsMode; caFile?: string | undefined }): ConnectionOptions {
+  if (tls.mode === 'require') return { rejectUnauthorized: false };
+  let ca: string | undefined;
+  if (tls.caFile !== undefined) {
+    try {
+      ca = readFileSync(tls.caFile, 'utf8');
+    } catch (err) {
+      throw new Error(`database.tls.caFile: cannot read ${tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  return {
+    rejectUnauthorized: true,
+    ...(ca !== undefined ? { ca } : {}),
+    // verify-ca: the chain only, whatever name the certificate carries.
+    ...(tls.mode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
   };
 }
 

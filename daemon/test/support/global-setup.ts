@@ -34,5 +34,6 @@ export default async function setup(project: TestProject): Promise<() => void> {
   }
   const postgres = await startPostgresCluster();
   project.provide('postgresUrl', postgres.url);
+  project.provide('postgresCaFile', postgres.caFile);
   return () => postgres.stop();
 }

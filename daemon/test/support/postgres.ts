@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** Superuser URL of the test cluster's `postgres` database. */
     postgresUrl: string;
+    /** The test cluster's self-signed TLS certificate (PEM), to verify it with. */
+    postgresCaFile: string;
   }
 }
 
@@ -23,6 +25,8 @@ declare module 'vitest' {
 export interface PostgresCluster {
   /** `postgres://postgres@127.0.0.1:<port>/postgres`. */
   url: string;
+  /** Its self-signed certificate (for 127.0.0.1 and localhost): TLS is on, and optional. */
+  caFile: string;
   dir: string;
   stop(): void;
 }
@@ -67,6 +71,7 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
       throw new Error(`${tool} failed: ${e.stderr?.toString().trim() || e.message}`);
     }
   };
+  const owner = { uid: -1, gid: -1 };
   try {
     if (root) {
       const id = (flag: string) => {
@@ -76,20 +81,33 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
           throw new Error('running as root, the test cluster runs as the user postgres, which does not exist: install the Debian package postgresql');
         }
       };
-      chownSync(dir, id('-u'), id('-g'));
+      owner.uid = id('-u');
+      owner.gid = id('-g');
+      chownSync(dir, owner.uid, owner.gid);
     }
     const data = path.join(dir, 'data');
     run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync']);
     writeFileSync(path.join(data, 'pg_hba.conf'), '# sealdrop tests: trust on IPv4 loopback only\nhost all all 127.0.0.1/32 trust\n');
+    // TLS on (clients choose): a throwaway self-signed certificate for the loopback address.
+    const cert = path.join(data, 'server.crt');
+    const key = path.join(data, 'server.key');
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=sealdrop test postgres', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      throw new Error(`openssl could not make the test cluster's certificate (Debian package openssl): ${(err as { stderr?: Buffer }).stderr?.toString().trim() ?? (err as Error).message}`);
+    }
+    if (root) for (const f of [cert, key]) chownSync(f, owner.uid, owner.gid);
+    chmodSync(key, 0o600);
     const port = await freePort();
     appendFileSync(
       path.join(data, 'postgresql.conf'),
-      [`listen_addresses = '127.0.0.1'`, `port = ${port}`, `unix_socket_directories = '${dir}'`, 'fsync = off', 'synchronous_commit = off', 'full_page_writes = off', ''].join('\n'),
+      [`listen_addresses = '127.0.0.1'`, `port = ${port}`, `unix_socket_directories = '${dir}'`, 'fsync = off', 'synchronous_commit = off', 'full_page_writes = off', 'ssl = on', ''].join('\n'),
     );
     run('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-w', '-t', '60', 'start']);
     let stopped = false;
     return {
       url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+      caFile: path.join(data, 'server.crt'),
       dir,
       stop() {
         if (stopped) return;
