@@ -1,6 +1,8 @@
 import { mkdtempSync, writeFileSync, readdirSync, utimesSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { runBlobStoreContract } from './blob-store.contract.ts';
@@ -29,5 +31,16 @@ describe('FsBlobStore', () => {
     writeFileSync(path.join(store.root, 'tmp', 'fresh.part'), 'in progress');
     expect(await store.cleanup(60_000)).toBe(1);
     expect(readdirSync(path.join(store.root, 'tmp'))).toEqual(['fresh.part']);
+  });
+
+  it('leaves no temporary file when the data fails before the file is even open', async () => {
+    const store = await fresh();
+    for (let i = 0; i < 20; i++) {
+      // An upload refused at once: its stream is gone before put() opens the temporary file.
+      const gone = new PassThrough();
+      gone.destroy();
+      await expect(store.put(randomBytes(16).toString('hex'), gone)).rejects.toThrow();
+      expect(readdirSync(path.join(store.root, 'tmp')), `attempt ${i}`).toEqual([]);
+    }
   });
 });

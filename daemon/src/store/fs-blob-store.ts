@@ -60,11 +60,18 @@ export class FsBlobStore implements BlobStore {
         cb(null, pending ? Buffer.concat(parts, pending) : undefined);
       },
     });
+    const sink = new DurableFile(tmp);
     try {
-      await pipeline(data, meter, new DurableFile(tmp), options.signal ? { signal: options.signal } : {});
+      await pipeline(data, meter, sink, options.signal ? { signal: options.signal } : {});
       await fs.rename(tmp, final);
       await syncDir(dir);
     } catch (err) {
+      // A source that failed at once rejects the pipeline while the sink may still be opening
+      // the file: wait until it is closed, or the file would appear after its removal.
+      if (!sink.closed) {
+        sink.destroy();
+        await new Promise((resolve) => sink.once('close', resolve));
+      }
       await fs.rm(tmp, { force: true });
       throw err;
     }
