@@ -26,6 +26,21 @@ function fingerprintOf(publicLine: string): string {
   return sshFingerprint(Buffer.from(b64, 'base64'));
 }
 
+/**
+ * A new key pair in OpenSSH format that ssh2 itself can read back. ssh2 1.17.0's generator drops
+ * a leading zero byte of an ed25519 public key (mscdex/ssh2#1513, about 1 key in 256), and such a
+ * key, once written, would stop every later start; so each pair is parsed before it is used,
+ * and made again if it does not parse.
+ */
+export function generatePair(type: HostKey['type'], opts: object, generate = ssh2.utils.generateKeyPairSync): { private: string; public: string } {
+  for (let attempt = 1; ; attempt++) {
+    const pair = generate(type, { ...opts, comment: 'sealdrop host key' } as never);
+    const ok = [pair.private, pair.public].every((k) => !(ssh2.utils.parseKey(k) instanceof Error));
+    if (ok) return pair;
+    if (attempt >= 16) throw new Error(`could not generate a readable ${type} host key`);
+  }
+}
+
 /** Loads the host keys from `dir`, generating missing ones; `onGenerated` is told about new keys. */
 export function loadHostKeys(dir: string, onGenerated: (key: HostKey) => void = () => undefined): HostKey[] {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -33,7 +48,7 @@ export function loadHostKeys(dir: string, onGenerated: (key: HostKey) => void = 
     const privFile = path.join(dir, file);
     const pubFile = `${privFile}.pub`;
     if (!existsSync(privFile)) {
-      const pair = ssh2.utils.generateKeyPairSync(type, { ...opts, comment: `sealdrop host key` } as never);
+      const pair = generatePair(type, opts);
       writeFileSync(privFile, pair.private, { mode: 0o600, flag: 'wx' });
       writeFileSync(pubFile, `${pair.public}\n`, { mode: 0o644 });
       const key = { type, file: privFile, privateKey: pair.private, publicKey: pair.public, fingerprint: fingerprintOf(pair.public) };
