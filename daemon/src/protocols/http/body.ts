@@ -27,6 +27,12 @@ export function detachedBody(req: IncomingMessage): Readable {
   const onClose = () => {
     if (!req.complete) body.destroy(fail('SEALDROP_E_ABORTED', 'the client closed the connection before the body was complete'));
   };
+  // The client may have gone while the request waited (authentication, database): no event
+  // will come any more, so the body fails now instead of waiting forever.
+  if (!req.complete && (req.destroyed || req.closed || req.readableAborted)) {
+    process.nextTick(onClose);
+    return body;
+  }
   const onError = (err: Error) => body.destroy(err);
   req.once('close', onClose);
   req.once('error', onError);
