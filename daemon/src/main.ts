@@ -129,27 +129,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   idle.unref();
 
   let http: HttpServer | undefined;
-  if (config.http.enabled) {
-    http = await startHttpServer({
-      core,
-      config,
-      log,
-      onRequest: metrics?.onHttpRequest,
-      ready: async () => {
-        await orm.em.fork().getConnection().execute('select 1');
-        await blobs.check();
-        return true;
-      },
-    });
-    log.info({ url: `${http.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, publicBaseUrl: config.server.publicBaseUrl }, 'HTTP API listening');
-  }
-
   let sftp: SftpServer | undefined;
-  if (config.sftp.enabled) {
-    sftp = await startSftpServer({ core, config, hostKeyDir: paths.hostKeyDir, log });
-    log.info({ address: `${config.sftp.host}:${sftp.port}`, hostKeys: sftp.hostKeys.map((k) => `${k.type} ${k.fingerprint}`) }, 'SFTP listening');
-  }
-
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
@@ -175,6 +155,32 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
     })();
     return stopping;
   };
+  // A listener that cannot start (port in use, unreadable host key) ends the start: what
+  // already runs is stopped, so the process exits with the error instead of lingering.
+  try {
+    if (config.http.enabled) {
+      http = await startHttpServer({
+        core,
+        config,
+        log,
+        onRequest: metrics?.onHttpRequest,
+        ready: async () => {
+          await orm.em.fork().getConnection().execute('select 1');
+          await blobs.check();
+          return true;
+        },
+      });
+      log.info({ url: `${http.tls ? 'https' : 'http'}://${config.http.host}:${http.port}`, publicBaseUrl: config.server.publicBaseUrl }, 'HTTP API listening');
+    }
+
+    if (config.sftp.enabled) {
+      sftp = await startSftpServer({ core, config, hostKeyDir: paths.hostKeyDir, log });
+      log.info({ address: `${config.sftp.host}:${sftp.port}`, hostKeys: sftp.hostKeys.map((k) => `${k.type} ${k.fingerprint}`) }, 'SFTP listening');
+    }
+  } catch (err) {
+    await stop().catch((stopErr: unknown) => log.error({ err: stopErr }, 'stopping after a failed start failed'));
+    throw err;
+  }
   const reload = async (next: LoadedConfig) => {
     const changed = (Object.keys(next.config) as Array<keyof typeof config>).filter((k) => k !== 'dropFolders' && JSON.stringify(next.config[k]) !== JSON.stringify(config[k]));
     const tlsChanged = JSON.stringify(next.config.http.tls) !== JSON.stringify(config.http.tls);

@@ -1,5 +1,6 @@
 /** The server CLI as a user runs it: help, configuration errors (exit 2), account creation. */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, sandbox, type Sandbox } from './support/daemon-process.ts';
@@ -46,6 +47,29 @@ describe('sealdrop CLI', () => {
     expect(env.code).toBe(2);
     expect(env.stderr).toContain('config error: http.port: expected number');
   });
+
+  it('exits with the error when a listener cannot start, instead of running half-started', async () => {
+    // An unreadable SFTP host key (written after the HTTP listener is up) and an SFTP port in use.
+    const own = sandbox();
+    const blocker = net.createServer();
+    try {
+      mkdirSync(path.join(own.dataDir, 'host-keys'), { recursive: true });
+      writeFileSync(path.join(own.dataDir, 'host-keys', 'ssh_host_ed25519_key'), '-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
+      const started = Date.now();
+      const badKey = await runCli(own, ['serve']);
+      expect(badKey.code).not.toBe(0);
+      expect(badKey.stderr).toMatch(/cannot read host key .*ssh_host_ed25519_key/);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      rmSync(path.join(own.dataDir, 'host-keys'), { recursive: true });
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+      const busy = await runCli(own, ['serve'], undefined, { SEALDROP_SFTP__PORT: String((blocker.address() as net.AddressInfo).port) });
+      expect(busy.code).not.toBe(0);
+      expect(busy.stderr).toMatch(/EADDRINUSE/);
+    } finally {
+      blocker.close();
+      own.remove();
+    }
+  }, 60_000);
 
   it('shows the configuration with secrets redacted', async () => {
     const secret = path.join(sb.dir, 'smtp-password');

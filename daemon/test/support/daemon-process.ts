@@ -101,7 +101,10 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.on('exit', (code) => reject(new Error(`daemon exited with ${code} before listening:\n${output}`)));
-    setTimeout(() => reject(new Error(`daemon did not start within 30 s:\n${output}`)), 30_000).unref();
+    setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a half-started daemon behind
+      reject(new Error(`daemon did not start within 30 s:\n${output}`));
+    }, 30_000).unref();
   });
   return {
     url: `http://127.0.0.1:${port}`,
