@@ -1,5 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { detachedBody } from './body.ts';
 
@@ -12,9 +14,13 @@ describe('detachedBody', () => {
       req.socket.once('close', () => {
         setTimeout(() => {
           const body = detachedBody(req);
-          body.on('error', (err: Error & { code?: string }) => settle(`error ${err.code}`));
-          body.on('end', () => settle('end'));
-          body.resume();
+          // The consumer comes later (after more awaits): the error waits for it, unhandled by nobody.
+          setTimeout(() => {
+            pipeline(body, new Writable({ write: (_c, _e, cb) => cb() })).then(
+              () => settle('end'),
+              (err: Error & { code?: string }) => settle(`error ${err.code}`),
+            );
+          }, 100);
           setTimeout(() => settle('nothing within 2 s'), 2000).unref();
         }, 50);
       });

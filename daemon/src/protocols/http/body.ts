@@ -24,6 +24,10 @@ export const SETTLE_MAX_MS = 3000;
  */
 export function detachedBody(req: IncomingMessage): Readable {
   const body = new PassThrough({ highWaterMark: 64 * 1024 });
+  // The consumer may attach only after some awaits (authentication, database): an error before
+  // that must not go unhandled (it would end the process). It is not lost: the stream stays
+  // errored, and pipeline() or iteration over it fails with it.
+  body.on('error', () => undefined);
   const onClose = () => {
     if (!req.complete) body.destroy(fail('SEALDROP_E_ABORTED', 'the client closed the connection before the body was complete'));
   };
