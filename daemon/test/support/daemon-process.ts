@@ -88,6 +88,7 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const sftpOn = (extraEnv.SEALDROP_SFTP__ENABLED ?? sb.env.SEALDROP_SFTP__ENABLED) !== 'false';
   let sftpPort = 0;
+  let startTimer: NodeJS.Timeout | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const onData = (d: Buffer) => {
       const text = d.toString();
@@ -101,11 +102,11 @@ export async function startDaemonProcess(sb: Sandbox, extraEnv: Record<string, s
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.on('exit', (code) => reject(new Error(`daemon exited with ${code} before listening:\n${output}`)));
-    setTimeout(() => {
+    startTimer = setTimeout(() => {
       child.kill('SIGKILL'); // never leave a half-started daemon behind
       reject(new Error(`daemon did not start within 30 s:\n${output}`));
-    }, 30_000).unref();
-  });
+    }, 30_000);
+  }).finally(() => clearTimeout(startTimer));
   return {
     url: `http://127.0.0.1:${port}`,
     port,
