@@ -228,6 +228,7 @@ function databaseTlsChecks(db: Config['database']): string[] {
 
 function resolvePaths(config: Config, cwd: string): ResolvedPaths {
   const dataDir = path.resolve(cwd, config.storage.dataDir);
+  const { caFile } = databaseTls(config.database);
   return {
     dataDir,
     blobDir: path.resolve(cwd, config.storage.blobDir ?? path.join(dataDir, 'blobs')),
@@ -235,7 +236,7 @@ function resolvePaths(config: Config, cwd: string): ResolvedPaths {
     mailDir: path.resolve(cwd, config.mail.fileDir ?? path.join(dataDir, 'mail')),
     kekFile: path.resolve(cwd, config.crypto.kekFile),
     hostKeyDir: path.resolve(cwd, config.sftp.hostKeyDir ?? path.join(dataDir, 'host-keys')),
-    databaseCaFile: ((ca) => (ca === undefined ? undefined : path.resolve(cwd, ca)))(databaseTls(config.database).caFile),
+    databaseCaFile: caFile === undefined ? undefined : path.resolve(cwd, caFile),
   };
 }
 

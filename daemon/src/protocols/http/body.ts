@@ -34,7 +34,7 @@ export function detachedBody(req: IncomingMessage): Readable {
   // The client may have gone while the request waited (authentication, database): no event
   // will come any more, so the body fails now instead of waiting forever.
   if (!req.complete && (req.destroyed || req.closed || req.readableAborted)) {
-    process.nextTick(onClose);
+    onClose();
     return body;
   }
   const onError = (err: Error) => body.destroy(err);
