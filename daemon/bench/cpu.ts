@@ -2,6 +2,7 @@
  * How busy the machine was with work other than this benchmark during a transfer: the CPU time
  * of the whole machine (/proc/stat) minus that of this process tree (this process, the servers
  * and clients it started and their children, reaped ones included through cutime/cstime).
+ * And the CPU time of one server during a transfer (serverCpu).
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -45,12 +46,8 @@ function procStat(pid: string): ProcStat | undefined {
   return { ppid: n(1), ticks: n(11) + n(12) + n(13) + n(14) };
 }
 
-/** Takes a snapshot of the machine's and this process tree's CPU time. */
-export function cpuSnapshot(): CpuSnapshot {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is inside user already)
-  const total = (v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0);
+/** Every process's CPU ticks and parent, and the children of each pid. */
+function scanProcesses(): { stats: Map<number, ProcStat>; children: Map<number, number[]> } {
   const stats = new Map<number, ProcStat>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -63,14 +60,42 @@ export function cpuSnapshot(): CpuSnapshot {
     list.push(pid);
     children.set(s.ppid, list);
   }
-  let ours = 0;
-  const stack = [process.pid];
+  return { stats, children };
+}
+
+/** The pids of a process and of all its living descendants. */
+function tree(root: number, children: Map<number, number[]>): number[] {
+  const out: number[] = [];
+  const stack = [root];
   while (stack.length) {
     const pid = stack.pop() as number;
-    ours += stats.get(pid)?.ticks ?? 0;
+    out.push(pid);
     stack.push(...(children.get(pid) ?? []));
   }
+  return out;
+}
+
+/** Takes a snapshot of the machine's and this process tree's CPU time. */
+export function cpuSnapshot(): CpuSnapshot {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is inside user already)
+  const total = (v[0] ?? 0) + (v[1] ?? 0) + (v[2] ?? 0) + (v[5] ?? 0) + (v[6] ?? 0) + (v[7] ?? 0);
+  const { stats, children } = scanProcesses();
+  const ours = tree(process.pid, children).reduce((sum, pid) => sum + (stats.get(pid)?.ticks ?? 0), 0);
   return { total, ours, at: process.hrtime.bigint() };
+}
+
+/**
+ * CPU seconds a server has used so far: the process and its living descendants, plus the
+ * descendants it has reaped (cutime/cstime) — for sshd, the per-connection sshd and its
+ * sftp-server once the session has ended. Also tells how many descendants are alive.
+ */
+export function serverCpu(pid: number): { seconds: number; descendants: number } {
+  const { stats, children } = scanProcesses();
+  const pids = tree(pid, children);
+  const ticks = pids.reduce((sum, p) => sum + (stats.get(p)?.ticks ?? 0), 0);
+  return { seconds: ticks / clockTicks(), descendants: pids.length - 1 };
 }
 
 /** Average number of cores busy with other work between two snapshots. */

@@ -10,7 +10,12 @@ export interface Sample {
   bytes: number;
   /** Cores busy with processes outside this benchmark during the transfer (on average). */
   other?: number;
+  /** CPU seconds the server (its process tree) spent on the transfer, where measured. */
+  serverCpu?: number | undefined;
 }
+
+/** Server CPU seconds per GB (1e9 bytes) of a sample, if measured. */
+export const cpuPerGB = (s: Sample) => (s.serverCpu === undefined ? undefined : s.serverCpu / (s.bytes / 1e9));
 
 /** MB/s of a sample (1 MB = 1e6 bytes). */
 export const mbps = (s: Sample) => s.bytes / 1e6 / s.seconds;
@@ -37,6 +42,12 @@ export class Results {
     return this.samples.get(`${measure}|${server}`) ?? [];
   }
 
+  /** Median server CPU seconds per GB, or undefined without measured samples. */
+  medianCpuPerGB(measure: string, server: string): number | undefined {
+    const list = this.get(measure, server).map(cpuPerGB).filter((v): v is number => v !== undefined);
+    return list.length ? median(list) : undefined;
+  }
+
   /** Median MB/s, or undefined without samples. */
   medianMbps(measure: string, server: string): number | undefined {
     const list = this.get(measure, server);
@@ -56,6 +67,10 @@ export interface RssRecord {
 
 export function fmtMbps(v: number | undefined): string {
   return v === undefined ? 'n/a' : v.toFixed(1);
+}
+
+export function fmtCpu(cpuSecondsPerGB: number | undefined): string {
+  return cpuSecondsPerGB === undefined ? 'n/a' : cpuSecondsPerGB.toFixed(2);
 }
 
 export function fmtMB(bytes: number): string {

@@ -14,9 +14,9 @@ import { mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSnapshot, otherCores } from './cpu.ts';
+import { cpuSnapshot, otherCores, serverCpu } from './cpu.ts';
 import { abort, AbortedError, checkAborted, print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
-import { fmtMB, fmtMbps, mbps, printForeignLoad, Results, type RssRecord, type Sample } from './results.ts';
+import { cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, Results, type RssRecord, type Sample } from './results.ts';
 import { makeKey, RECEIVER, ROOT, SENDER, startOpenSsh, startSealdrop, tail, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, quote, RssSampler, sftpBatch, type SftpTarget } from './sftp.ts';
 import { reportWebdav, runWebdav, webdavVersions, type WebdavOutcome } from './webdav.ts';
@@ -264,11 +264,22 @@ async function main(): Promise<number> {
   };
 
   const mbpsText = (s: Sample) => `${s.seconds.toFixed(2)} s, ${mbps(s).toFixed(1)} MB/s (other processes: ${(s.other ?? 0).toFixed(2)} cores)`;
-  /** Runs a transfer, measuring how busy the machine was with other work meanwhile. */
-  const timed = async <T>(fn: () => Promise<T>): Promise<{ value: T; other: number }> => {
+  /**
+   * Runs a transfer, measuring how busy the machine was with other work meanwhile and, given the
+   * server's pid, the CPU seconds that server spent (after its per-session processes are reaped).
+   */
+  const timed = async <T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number }> => {
+    const s0 = server === undefined ? undefined : serverCpu(server);
     const a = cpuSnapshot();
     const value = await fn();
-    return { value, other: otherCores(a, cpuSnapshot()) };
+    const other = otherCores(a, cpuSnapshot());
+    if (server === undefined || s0 === undefined) return { value, other };
+    let s1 = serverCpu(server);
+    for (let i = 0; i < 100 && s1.descendants > s0.descendants; i++) {
+      await sleep(50);
+      s1 = serverCpu(server);
+    }
+    return { value, other, serverCpu: s1.seconds - s0.seconds };
   };
 
   if (sftp && ossh) {
@@ -278,6 +289,7 @@ async function main(): Promise<number> {
     await mkdir(osshDir);
     const user = os.userInfo().username;
     const osshT: SftpTarget = { port: ossh.port, user, keyFile: senderKey };
+    const osshPid = ossh.child.pid as number;
     const sdSender: SftpTarget = { port: sd.port, user: SENDER, keyFile: senderKey };
     const sdReceiver: SftpTarget = { port: sd.port, user: RECEIVER, keyFile: receiverKey };
 
@@ -322,11 +334,11 @@ async function main(): Promise<number> {
           await ensureSpace(size * 2);
           await settle();
           const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
-          const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)));
+          const { value: r, other, serverCpu: cpu } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)), osshPid);
           const written = (await stat(target)).size;
           await rm(target, { force: true });
           if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
-          const s = { seconds: r.seconds, bytes: size, other };
+          const s = { seconds: r.seconds, bytes: size, other, serverCpu: cpu };
           results.add(uploadMeasure(c), 'openssh', s);
           progress(`${tag} OpenSSH: ${mbpsText(s)}`);
         });
@@ -337,11 +349,11 @@ async function main(): Promise<number> {
           const sampler = new RssSampler(sdPid).start();
           let t;
           try {
-            t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`], limitFor(size)));
+            t = await timed(() => sftpBatch(work, sdSender, c.name, [`put ${quote(input)} ${quote(`${OUTBOX}/up-${c.short}-${run}.bin`)}`], limitFor(size)), sdPid);
           } finally {
             rss.push({ label: `${tag}`, ...sampler.stop() });
           }
-          const s = { seconds: t.value.seconds, bytes: size, other: t.other };
+          const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu };
           results.add(uploadMeasure(c), 'sealdrop', s);
           const m = rss[rss.length - 1] as RssRecord;
           progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
@@ -358,11 +370,11 @@ async function main(): Promise<number> {
           await ensureSpace(size * 2);
           await settle();
           const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
-          const { value: r, other } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)));
+          const { value: r, other, serverCpu: cpu } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)), osshPid);
           const bytes = (await stat(local)).size;
           await rm(local, { force: true });
           if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
-          const s = { seconds: r.seconds, bytes, other };
+          const s = { seconds: r.seconds, bytes, other, serverCpu: cpu };
           results.add(downloadMeasure(c), 'openssh', s);
           progress(`${tag} OpenSSH: ${mbpsText(s)}`);
         });
@@ -372,11 +384,11 @@ async function main(): Promise<number> {
           await ensureSpace(size * 2);
           await settle();
           const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
-          const { value: r, other } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)));
+          const { value: r, other, serverCpu: cpu } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)), sdPid);
           const bytes = (await stat(local)).size;
           await rm(local, { force: true });
           if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
-          const s = { seconds: r.seconds, bytes, other };
+          const s = { seconds: r.seconds, bytes, other, serverCpu: cpu };
           results.add(downloadMeasure(c), 'sealdrop', s);
           progress(`${tag} sealdrop: ${mbpsText(s)} (${bytes} bytes of OpenPGP)`);
         });
@@ -386,14 +398,13 @@ async function main(): Promise<number> {
     // -------------------------------------------------------------- parallel uploads
     const parMeasure = 'parallel';
     const parallel = async (server: Server, target: SftpTarget, remote: (i: number) => string) => {
-      const before = cpuSnapshot();
       const started = process.hrtime.bigint();
-      const runs = await Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`], limitFor(PAR_COUNT * parSize))));
+      const t = await timed(() => Promise.allSettled(Array.from({ length: PAR_COUNT }, (_, i) => sftpBatch(work, target, AES.name, [`put ${quote(parInput)} ${quote(remote(i))}`], limitFor(PAR_COUNT * parSize)))), server === 'openssh' ? osshPid : sdPid);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const failed = t.value.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason as Error;
-      const each = runs.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
-      const s = { seconds, bytes: PAR_COUNT * parSize, other: otherCores(before, cpuSnapshot()) };
+      const each = t.value.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
+      const s = { seconds, bytes: PAR_COUNT * parSize, other: t.other, serverCpu: t.serverCpu };
       results.add(parMeasure, server, s);
       return { s, each };
     };
@@ -497,9 +508,13 @@ function errorSummary(log: string, warnings = false): Array<{ key: string; count
   return [...groups.values()];
 }
 
+/** The SFTP measures in report order. */
+function measureNames(): string[] {
+  return [...CIPHERS.map((c) => `upload ${c.short}`), ...CIPHERS.map((c) => `download ${c.short}`), 'parallel'];
+}
+
 function measuresAll(results: Results): Sample[] {
-  const names = [...CIPHERS.map((c) => `upload ${c.short}`), ...CIPHERS.map((c) => `download ${c.short}`), 'parallel'];
-  return names.flatMap((m) => [...results.get(m, 'openssh'), ...results.get(m, 'sealdrop')]);
+  return measureNames().flatMap((m) => [...results.get(m, 'openssh'), ...results.get(m, 'sealdrop')]);
 }
 
 function report(
@@ -560,6 +575,17 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
     print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | n/a | — | peak ≤ ${RSS_TARGET_MB} MB | — |`);
   }
   print();
+  print(`Server CPU per GB moved (median; CPU time is steadier than MB/s on a shared machine). OpenSSH: the sshd listener with its per-session sshd and sftp-server; sealdrop: the daemon with its worker threads; the sftp client is not counted. Ratio above 1: sealdrop spends more CPU per byte.`);
+  print();
+  print(`| measure | OpenSSH CPU-s/GB | sealdrop CPU-s/GB | sealdrop / OpenSSH |`);
+  print(`|---|---:|---:|---:|`);
+  for (const m of measureNames()) {
+    const o = results.medianCpuPerGB(m, 'openssh');
+    const sd = results.medianCpuPerGB(m, 'sealdrop');
+    const label = m === 'parallel' ? `${PAR_COUNT}×${PAR_MIB} MiB parallel upload (aes128-gcm)` : m;
+    print(`| ${label} | ${fmtCpu(o)} | ${fmtCpu(sd)} | ${o !== undefined && sd !== undefined && o > 0 ? (sd / o).toFixed(2) : 'n/a'} |`);
+  }
+  print();
   printForeignLoad(measuresAll(results));
   print(`RSS row: "before" is VmRSS just before the first timed aes128-gcm upload; "peak" is the highest VmRSS sampled every 50 ms during any timed aes128-gcm upload (all runs listed below).`);
   if (opt.sizeMiB !== 1024) print(`Note: --size ${opt.sizeMiB}: the targets are defined for 1 GiB transfers.`);
@@ -567,16 +593,15 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
 
   print(`## Individual runs`);
   print();
-  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}).`);
+  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}; cpu = the server's CPU seconds per GB).`);
   print();
   print(`| measure | server | runs |`);
   print(`|---|---|---|`);
-  const measures = [...CIPHERS.map((c) => `upload ${c.short}`), ...CIPHERS.map((c) => `download ${c.short}`), 'parallel'];
-  for (const m of measures) {
+  for (const m of measureNames()) {
     for (const server of ['openssh', 'sealdrop'] as const) {
       const list = results.get(m, server);
       const label = m === 'parallel' ? `${PAR_COUNT}×${PAR_MIB} MiB parallel upload (wall time)` : m;
-      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)})`).join(', ') : 'none';
+      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)}; cpu ${fmtCpu(cpuPerGB(s))})`).join(', ') : 'none';
       print(`| ${label} | ${server === 'openssh' ? 'OpenSSH' : 'sealdrop'} | ${cells} |`);
     }
   }

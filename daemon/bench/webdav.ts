@@ -10,7 +10,7 @@ import { rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { checkAborted, print, progress, runTimed, sleep } from './proc.ts';
-import { fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
+import { cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
 import { PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, RssSampler } from './sftp.ts';
 
@@ -42,7 +42,8 @@ export interface WebdavContext {
   /** Runs one step; a failure is recorded under `what` and the benchmark goes on. */
   attempt(what: string, fn: () => Promise<void>): Promise<void>;
   /** Runs a transfer, measuring how busy the machine was with other work meanwhile. */
-  timed<T>(fn: () => Promise<T>): Promise<{ value: T; other: number }>;
+  /** Runs a transfer; given a server pid, also measures that server's CPU seconds. */
+  timed<T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number }>;
   /** Checks the free space for `need` more bytes and flushes dirty pages. */
   prepare(need: number): Promise<void>;
   daemonAlive(): void;
@@ -149,6 +150,7 @@ export function webdavVersions(): string[] {
 /** The WebDAV measurements: a warm-up, then per run openssl, nginx PUT, sealdrop PUT, nginx GET, sealdrop GET. */
 export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
   const { work, input, size, runs, sd, results } = ctx;
+  const sdPid = sd.child.pid as number;
   const sdBase = `http://127.0.0.1:${sd.httpPort}`;
   const outbox = (subject: string) => `/dav/outbox/${seg(RECEIVER)}/${seg(subject)}`;
   let deliveries = 0;
@@ -176,16 +178,16 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     const name = `${tag}.bin`;
     const mk = await dav(sdBase, SENDER, 'MKCOL', outbox(subject));
     expectStatus(`MKCOL ${outbox(subject)}`, mk, [201]);
-    const sampler = new RssSampler(sd.child.pid as number).start();
-    let t: { value: CurlResult; other: number };
+    const sampler = new RssSampler(sdPid).start();
+    let t: { value: CurlResult; other: number; serverCpu?: number };
     try {
-      t = await ctx.timed(() => curl(`curl PUT ${name} to sealdrop`, `${sdBase}${outbox(subject)}/${seg(name)}`, SENDER, ['-T', file], ctx.limitFor(bytes)));
+      t = await ctx.timed(() => curl(`curl PUT ${name} to sealdrop`, `${sdBase}${outbox(subject)}/${seg(name)}`, SENDER, ['-T', file], ctx.limitFor(bytes)), sdPid);
     } finally {
       ctx.rss.push({ label: rssLabel, ...sampler.stop() });
     }
     expectStatus(`curl PUT ${name} to sealdrop`, t.value, [201, 204]);
     if (t.value.uploaded !== bytes) throw new Error(`curl PUT ${name} to sealdrop: curl sent ${t.value.uploaded} bytes, expected ${bytes}`);
-    const sample = { seconds: t.value.seconds, bytes, other: t.other };
+    const sample = { seconds: t.value.seconds, bytes, other: t.other, serverCpu: t.serverCpu };
     if (measure) results.add(measure, 'sealdrop', sample);
     const m = ctx.rss[ctx.rss.length - 1] as RssRecord;
     progress(`${rssLabel}: ${t.value.seconds.toFixed(2)} s, ${mbps(sample).toFixed(1)} MB/s (other processes: ${t.other.toFixed(2)} cores); daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
@@ -212,10 +214,10 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
   };
 
   const sealdropGet = async (label: string, url: string, length: number, measure?: string) => {
-    const t = await ctx.timed(() => curl(label, `${sdBase}${url}`, RECEIVER, ['-o', '/dev/null'], ctx.limitFor(length)));
+    const t = await ctx.timed(() => curl(label, `${sdBase}${url}`, RECEIVER, ['-o', '/dev/null'], ctx.limitFor(length)), sdPid);
     expectStatus(label, t.value, [200]);
     if (t.value.downloaded !== length) throw new Error(`${label}: received ${t.value.downloaded} bytes, expected ${length}`);
-    const s = { seconds: t.value.seconds, bytes: length, other: t.other };
+    const s = { seconds: t.value.seconds, bytes: length, other: t.other, serverCpu: t.serverCpu };
     if (measure) results.add(measure, 'sealdrop', s);
     return s;
   };
@@ -261,12 +263,12 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
       const n = ng;
       await ctx.prepare(size * 2);
       try {
-        const t = await ctx.timed(() => curl(`curl PUT ${ngName} to nginx`, `http://127.0.0.1:${n.port}/${ngName}`, SENDER, ['-T', input], ctx.limitFor(size)));
+        const t = await ctx.timed(() => curl(`curl PUT ${ngName} to nginx`, `http://127.0.0.1:${n.port}/${ngName}`, SENDER, ['-T', input], ctx.limitFor(size)), n.child.pid);
         expectStatus(`curl PUT ${ngName} to nginx`, t.value, [201, 204]);
         const written = (await stat(path.join(n.root, ngName))).size;
         if (written !== size) throw new Error(`nginx stored ${written} bytes, expected ${size}`);
         ngStored = true;
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other };
+        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu };
         results.add(PUT, 'nginx', s);
         progress(`WebDAV ${tag} PUT nginx: ${mbpsText(s)}`);
       } catch (err) {
@@ -286,10 +288,10 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
       const n = ng;
       await ctx.prepare(size);
       try {
-        const t = await ctx.timed(() => curl(`curl GET ${ngName} from nginx`, `http://127.0.0.1:${n.port}/${ngName}`, SENDER, ['-o', '/dev/null'], ctx.limitFor(size)));
+        const t = await ctx.timed(() => curl(`curl GET ${ngName} from nginx`, `http://127.0.0.1:${n.port}/${ngName}`, SENDER, ['-o', '/dev/null'], ctx.limitFor(size)), n.child.pid);
         expectStatus(`curl GET ${ngName} from nginx`, t.value, [200]);
         if (t.value.downloaded !== size) throw new Error(`curl GET ${ngName} from nginx: received ${t.value.downloaded} bytes, expected ${size}`);
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other };
+        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu };
         results.add(GET, 'nginx', s);
         progress(`WebDAV ${tag} GET nginx: ${mbpsText(s)}`);
       } catch (err) {
@@ -363,11 +365,13 @@ export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Re
   print(`Ratios are sealdrop MB/s / reference MB/s. RSS row: "idle" is the daemon's VmRSS just before the first timed PUT (after the warm-up); "peak" is the highest VmRSS sampled every 50 ms during any timed PUT; memory is called flat when the peak stays within ${RSS_FLAT_MB} MB (1 MB = 1e6 bytes) of idle.`);
   if (opt.sizeMiB !== 1024) print(`Note: --size ${opt.sizeMiB}: the targets are defined for 1 GiB transfers.`);
   print();
+  print(`Server CPU per GB moved (median): nginx (master and worker) ${fmtCpu(results.medianCpuPerGB(PUT, 'nginx'))} on PUT, ${fmtCpu(results.medianCpuPerGB(GET, 'nginx'))} on GET; sealdrop (the daemon with its worker threads) ${fmtCpu(results.medianCpuPerGB(PUT, 'sealdrop'))} on PUT, ${fmtCpu(results.medianCpuPerGB(GET, 'sealdrop'))} on GET (CPU-s/GB; curl is not counted).`);
+  print();
   printForeignLoad(webdavSamples(results));
 
   print(`### WebDAV individual runs`);
   print();
-  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}).`);
+  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}; cpu = the server's CPU seconds per GB, where measured).`);
   print();
   print(`| measure | runs |`);
   print(`|---|---|`);
@@ -380,7 +384,7 @@ export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Re
   ];
   for (const [label, measure, server] of rows) {
     const list = results.get(measure, server);
-    const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)})`).join(', ') : 'none';
+    const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)}${s.serverCpu === undefined ? '' : `; cpu ${fmtCpu(cpuPerGB(s))}`})`).join(', ') : 'none';
     print(`| ${label} | ${cells} |`);
   }
   print();
