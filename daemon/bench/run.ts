@@ -575,7 +575,7 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
     print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | n/a | — | peak ≤ ${RSS_TARGET_MB} MB | — |`);
   }
   print();
-  print(`Server CPU per GB moved (median; CPU time is steadier than MB/s on a shared machine). OpenSSH: the sshd listener with its per-session sshd and sftp-server; sealdrop: the daemon with its worker threads; the sftp client is not counted. Ratio above 1: sealdrop spends more CPU per byte.`);
+  print(`Server CPU per GB moved (median; it drifts with the machine too, so compare variants in alternating runs). OpenSSH: the sshd listener with its per-session sshd and sftp-server; sealdrop: the daemon with its worker threads; the sftp client is not counted. Ratio above 1: sealdrop spends more CPU per byte.`);
   print();
   print(`| measure | OpenSSH CPU-s/GB | sealdrop CPU-s/GB | sealdrop / OpenSSH |`);
   print(`|---|---:|---:|---:|`);
