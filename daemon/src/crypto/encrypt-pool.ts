@@ -119,7 +119,13 @@ class WorkerEncryptor extends Duplex {
     // to the worker without a copy. Anything else is copied: posting a view would clone its whole
     // backing ArrayBuffer (a 255 KiB slice of a 256 MiB buffer costs 256 MiB per message).
     const movable = (chunk as Buffer & { [HANDED_OVER]?: boolean })[HANDED_OVER] === true && chunk.length >= 64 * 1024 && chunk.buffer.byteLength - chunk.length <= 1024;
-    const data = movable ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length) : new Uint8Array(chunk);
+    let data: Uint8Array;
+    if (movable) data = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    else {
+      // A buffer of its own (not from Node's pool, so it can move) and not zero-filled first.
+      data = Buffer.allocUnsafeSlow(chunk.length);
+      data.set(chunk);
+    }
     const msg: ToWorker = { t: 'data', id: this.id, chunk: data };
     this.worker.postMessage(msg, [data.buffer as ArrayBuffer]);
     if (this.hasRoom()) cb();
