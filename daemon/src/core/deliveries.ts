@@ -33,6 +33,7 @@ import type { SecuPassService } from './secupass.ts';
 import { audit } from './audit.ts';
 import { actorOf, inTx, readEm, requireScope, type Actor, type CoreDeps, type Em, type Principal, type Via } from './context.ts';
 import { fail } from './errors.ts';
+import { recyclerOf } from '../util/recycle.ts';
 import { Upload } from './uploads.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail, type MailTemplate, type MailTemplates } from './outbox.ts';
@@ -1435,10 +1436,9 @@ export class DeliveryService {
       const key = await em.findOne(SecuPassKeySchema, { accountId: holder, destroyedAt: null });
       const wrap = key ? await em.findOne(KeyWrapSchema, { fileId: file.id, keyId: key.id }) : null;
       if (!wrap) throw fail(isRecipient ? 'SEALDROP_E_ACCESS_LOST' : 'SEALDROP_E_SECUPASS_REQUIRED', isRecipient ? undefined : 'your key holds no wrap for this file');
-      const blob = await this.deps.blobs.get(file.blobKey);
       const pkesk = Buffer.from(wrap.pkesk);
       result = {
-        stream: Readable.from(prepend(pkesk, blob)),
+        stream: await this.deps.blobs.get(file.blobKey, { head: pkesk }),
         size: pkesk.length + file.blobSize,
         fileName: `${file.kind === 'message' ? MESSAGE_NAME : file.name}.pgp`,
         contentType: 'application/pgp-encrypted',
@@ -1469,7 +1469,12 @@ export class DeliveryService {
       throw fail('SEALDROP_E_FORBIDDEN', 'your unsent files are stored encrypted and can be read back only shortly after a WebDAV upload; see /inbox for deliveries to you');
     }
     const hash = createHash('sha256');
-    for await (const chunk of await this.deps.blobs.get(file.blobKey)) hash.update(chunk as Buffer);
+    const stored = await this.deps.blobs.get(file.blobKey);
+    const giveBack = recyclerOf(stored);
+    for await (const chunk of stored) {
+      hash.update(chunk as Buffer);
+      giveBack?.(chunk as Buffer);
+    }
     if (hash.digest('hex') !== file.sha256) {
       this.deps.log.error({ deliveryId: d.id, fileId: file.id, code: 'SEALDROP_E_INTERNAL' }, 'stored file failed its integrity check');
       throw fail('SEALDROP_E_INTERNAL', 'the stored file failed its integrity check');
@@ -1661,11 +1666,6 @@ export class DeliveryService {
 
 function fileView(f: DeliveryFile): FileView {
   return { id: f.id, name: f.name, size: f.size, createdAt: f.createdAt.toISOString() };
-}
-
-async function* prepend(head: Buffer, rest: Readable): AsyncGenerator<Buffer> {
-  yield head;
-  for await (const chunk of rest) yield chunk as Buffer;
 }
 
 function sealMessage(key: Buffer, message: string, deliveryId: string): Buffer {

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { isSealdropError } from '../core/errors.ts';
+import { recyclerOf } from '../util/recycle.ts';
 import type { BlobStore } from './blob-store.ts';
 
 const key = () => randomBytes(16).toString('hex');
@@ -41,6 +42,27 @@ export function runBlobStoreContract(name: string, create: () => Promise<BlobSto
       expect(info.sha256).toBe(createHash('sha256').update(data).digest('hex'));
       expect((await store.stat(k))?.size).toBe(data.length);
       expect((await readAll(await store.get(k))).equals(data)).toBe(true);
+    });
+
+    it('reads a blob after a head, and the same bytes when the consumer gives chunks back', async () => {
+      const store = await create();
+      const data = randomBytes(3 * 1024 * 1024 + 5);
+      const k = key();
+      await store.put(k, Readable.from([data]));
+      const head = Buffer.from('head bytes');
+      expect((await readAll(await store.get(k, { head }))).equals(Buffer.concat([head, data]))).toBe(true);
+      // A consumer that gives every chunk back once it is done with it (util/recycle.ts).
+      const stream = await store.get(k, { head });
+      const giveBack = recyclerOf(stream);
+      const hash = createHash('sha256');
+      for await (const chunk of stream) {
+        hash.update(chunk as Buffer);
+        giveBack?.(chunk as Buffer);
+      }
+      expect(hash.digest('hex')).toBe(createHash('sha256').update(head).update(data).digest('hex'));
+      const empty = key();
+      await store.put(empty, Readable.from([]));
+      expect((await readAll(await store.get(empty, { head }))).equals(head)).toBe(true);
     });
 
     it('stores an empty blob', async () => {

@@ -23,6 +23,12 @@ export interface PutOptions {
   digest?: () => Promise<string>;
 }
 
+/** Options of BlobStore.get(). */
+export interface GetOptions {
+  /** Bytes the stream emits before the blob's (an OpenPGP packet that precedes the stored ones). */
+  head?: Buffer;
+}
+
 /** Storage for immutable blobs addressed by key. */
 export interface BlobStore {
   /**
@@ -31,8 +37,11 @@ export interface BlobStore {
    * Rejects if the key exists.
    */
   put(key: string, data: Readable, options?: PutOptions): Promise<BlobInfo>;
-  /** Opens a blob for reading; rejects with SEALDROP_E_NOT_FOUND if there is none. */
-  get(key: string): Promise<Readable>;
+  /**
+   * Opens a blob for reading; rejects with SEALDROP_E_NOT_FOUND if there is none. The stream may
+   * lend its chunks (util/recycle.ts).
+   */
+  get(key: string, options?: GetOptions): Promise<Readable>;
   /** Size and modification time of a blob, or undefined if there is none. */
   stat(key: string): Promise<{ size: number; modifiedAt: Date } | undefined>;
   /** Deletes a blob; deleting a missing blob is not an error. */

@@ -2,11 +2,12 @@ import { mkdtempSync, writeFileSync, readdirSync, utimesSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { runBlobStoreContract } from './blob-store.contract.ts';
 import { FsBlobStore } from './fs-blob-store.ts';
+import { recyclerOf } from '../util/recycle.ts';
 
 const roots: string[] = [];
 afterAll(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
@@ -22,6 +23,32 @@ async function fresh(): Promise<FsBlobStore> {
 runBlobStoreContract('FsBlobStore', fresh);
 
 describe('FsBlobStore', () => {
+  it('serves a reader that gives chunks back from a few reused buffers, and one that does not from new ones', async () => {
+    const store = await fresh();
+    const data = randomBytes(12 * 1024 * 1024 + 1);
+    const k = '0123456789abcdef0123456789abcdef';
+    await store.put(k, Readable.from([data]));
+    const read = async (giveBack: boolean) => {
+      const stream = await store.get(k);
+      const recycle = recyclerOf(stream);
+      expect(recycle).toBeTypeOf('function');
+      const parts: Buffer[] = [];
+      const buffers = new Set<ArrayBufferLike>();
+      for await (const chunk of stream) {
+        buffers.add((chunk as Buffer).buffer);
+        parts.push(Buffer.from(chunk as Buffer)); // a copy: the chunk itself is given back
+        if (giveBack) recycle?.(chunk as Buffer);
+      }
+      expect(Buffer.concat(parts).equals(data)).toBe(true);
+      return { chunks: parts.length, buffers: buffers.size };
+    };
+    const kept = await read(false);
+    expect(kept.buffers).toBe(kept.chunks);
+    const given = await read(true);
+    expect(given.chunks).toBe(13);
+    expect(given.buffers).toBeLessThanOrEqual(3);
+  });
+
   it('cleans up stale temporary files from interrupted writes', async () => {
     const store = await fresh();
     const stale = path.join(store.root, 'tmp', 'deadbeef.part');

@@ -7,10 +7,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../core/errors.ts';
-import { isBlobKey, type BlobInfo, type BlobStore, type PutOptions } from './blob-store.ts';
+import { BufferPool, lendsChunks } from '../util/recycle.ts';
+import { isBlobKey, type BlobInfo, type BlobStore, type GetOptions, type PutOptions } from './blob-store.ts';
 
 const TMP = 'tmp';
 const COALESCE_BYTES = 1024 * 1024;
@@ -78,14 +79,14 @@ export class FsBlobStore implements BlobStore {
     return { size, sha256: hash ? hash.digest('hex') : await (options.digest as () => Promise<string>)() };
   }
 
-  async get(key: string): Promise<Readable> {
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const file = this.pathOf(key);
     // Open first so a missing blob is an error here, not later on the stream.
     const handle = await fs.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') throw fail('SEALDROP_E_NOT_FOUND', 'the stored file is gone');
       throw err;
     });
-    return handle.createReadStream({ highWaterMark: COALESCE_BYTES });
+    return new BlobReadStream(handle, options.head);
   }
 
   async stat(key: string): Promise<{ size: number; modifiedAt: Date } | undefined> {
@@ -130,6 +131,57 @@ export class FsBlobStore implements BlobStore {
       }
     }
     return removed;
+  }
+}
+
+/**
+ * A blob's bytes (after an optional head) in chunks of COALESCE_BYTES read into pooled buffers:
+ * a consumer that gives the chunks back (util/recycle.ts) moves the whole file through a few
+ * buffers; one that does not gets a new buffer per chunk, as from fs.createReadStream.
+ */
+class BlobReadStream extends Readable {
+  private readonly pool = new BufferPool(COALESCE_BYTES, 8);
+  private position = 0;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private head: Buffer | undefined,
+  ) {
+    super({ highWaterMark: COALESCE_BYTES });
+    lendsChunks(this, (chunk) => this.pool.give(chunk));
+  }
+
+  override _read(): void {
+    if (this.head) {
+      const head = this.head;
+      this.head = undefined;
+      this.push(head);
+      return;
+    }
+    const buf = this.pool.take();
+    this.fh.read(buf, 0, buf.length, this.position).then(
+      ({ bytesRead }) => {
+        if (bytesRead === 0) {
+          this.pool.give(buf);
+          this.push(null);
+          return;
+        }
+        this.position += bytesRead;
+        this.push(buf.subarray(0, bytesRead));
+      },
+      (err: Error) => {
+        this.pool.give(buf);
+        this.destroy(err);
+      },
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.pool.clear();
+    this.fh.close().then(
+      () => cb(err),
+      (closeErr: Error) => cb(err ?? closeErr),
+    );
   }
 }
 

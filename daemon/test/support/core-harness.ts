@@ -37,9 +37,9 @@ export class CountingBlobStore implements BlobStore {
   put(...a: Parameters<BlobStore['put']>) {
     return this.inner.put(...a);
   }
-  async get(key: string): Promise<Readable> {
+  async get(...a: Parameters<BlobStore['get']>): Promise<Readable> {
     this.gets++;
-    return this.inner.get(key);
+    return this.inner.get(...a);
   }
   stat(key: string) {
     return this.inner.stat(key);

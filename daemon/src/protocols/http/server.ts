@@ -13,6 +13,7 @@ import type { Core } from '../../core/index.ts';
 import { apiRouter } from './api.ts';
 import { settleUnreadBody } from './body.ts';
 import { respondError } from './errors.ts';
+import { respondWithLentBody } from './lent-body.ts';
 import { mountUi } from '../ui/index.ts';
 import { mountWebdav } from '../webdav/index.ts';
 
@@ -78,6 +79,7 @@ export function createApp({ core, config, log, ready, onRequest }: HttpOptions):
       const code = body?.error?.code ?? (ctx.state.errorCode as string | undefined);
       if (ctx.status >= 500) reqLog.error({ ...line, code }, 'request failed');
       else reqLog.info({ ...line, ...(code ? { code } : {}) }, 'request');
+      respondWithLentBody(ctx);
       try {
         const fixed = ctx.path === '/healthz' || ctx.path === '/readyz' ? ctx.path : ctx.path.startsWith('/static/') ? '/static' : 'unmatched';
         onRequest?.({ method: ctx.method, route: route ?? (dav ? '/dav' : fixed), status: ctx.status, seconds: ms / 1000 });

@@ -1,0 +1,61 @@
+/**
+ * Chunk recycling: a readable stream may lend its chunks from a small pool of buffers and take
+ * them back once the consumer is done with them, so that moving a file costs no new buffer per
+ * chunk. Every byte a fresh Buffer allocates counts as V8 "external memory"; at hundreds of MB/s
+ * that pressure alone triggers a full mark-compact every few tens of milliseconds.
+ *
+ * The contract is opt-in on both sides. A consumer that knows nothing of it never gives a chunk
+ * back, and the stream then allocates new ones: correct, only slower. A consumer that does give
+ * a chunk back must not touch it (nor any view of it) afterwards, and must give it back only once
+ * nothing else holds it either — for a socket write, not before the write's callback.
+ */
+import type { Readable } from 'node:stream';
+
+const RECYCLER = Symbol('sealdrop.recycler');
+
+/** Takes back a chunk the stream emitted; chunks it does not know are ignored. */
+export type Recycle = (chunk: Buffer) => void;
+
+/** Marks `stream` as one whose chunks may be given back to `recycle`. */
+export function lendsChunks<T extends Readable>(stream: T, recycle: Recycle): T {
+  (stream as unknown as Record<symbol, Recycle>)[RECYCLER] = recycle;
+  return stream;
+}
+
+/** The stream's recycler, or undefined if its chunks are not lent. */
+export function recyclerOf(stream: Readable): Recycle | undefined {
+  return (stream as unknown as Record<symbol, Recycle | undefined>)[RECYCLER];
+}
+
+/**
+ * A pool of equal buffers lent out one at a time. `take()` returns a pooled buffer or a new one;
+ * `give()` accepts only a view starting at the beginning of a buffer this pool lent and that is
+ * still out, so a chunk given back twice, or a foreign one, cannot end up lent to two readers.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  private readonly out = new Set<ArrayBuffer>();
+
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  take(): Buffer {
+    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    this.out.add(buf.buffer as ArrayBuffer);
+    return buf;
+  }
+
+  give(chunk: Buffer): void {
+    const ab = chunk.buffer as ArrayBuffer;
+    if (chunk.byteOffset !== 0 || !this.out.delete(ab)) return;
+    if (this.free.length < this.keep) this.free.push(Buffer.from(ab, 0, this.size));
+  }
+
+  /** Forgets every buffer: lent ones are not taken back any more. */
+  clear(): void {
+    this.free.length = 0;
+    this.out.clear();
+  }
+}
