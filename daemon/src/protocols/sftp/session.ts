@@ -13,6 +13,7 @@ import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import type { TreeEntry, TreeWrite } from '../../core/tree.ts';
 import { handOver } from '../../crypto/encrypt-pool.ts';
+import { recyclerOf, type Recycle } from '../../util/recycle.ts';
 import { sftpStatus } from './status.ts';
 
 const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;
@@ -34,7 +35,27 @@ export const SFTP_LIMITS = {
 export const READ_HOLD_BYTES = 4 * 1024 * 1024;
 
 type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
-type ReadHandle = { kind: 'read'; path: string; download: Download; position: number; pending: Buffer[]; pendingBytes: number; iterator: AsyncIterator<Buffer>; done: boolean; chain: Promise<void> };
+/**
+ * A file open for reading. `pending` holds what was read and not yet sent, `origins` the chunk of
+ * the download stream each pending piece is part of, `taken` the chunks whose last byte went into
+ * the current reply. A download that lends its chunks (util/recycle.ts) gets each one back once
+ * the reply that took its last byte has been handed to ssh2, which by then has copied it into SSH
+ * packets or (the part beyond the channel window) into a buffer of its own (ssh2 patch).
+ */
+type ReadHandle = {
+  kind: 'read';
+  path: string;
+  download: Download;
+  position: number;
+  pending: Buffer[];
+  origins: Buffer[];
+  pendingBytes: number;
+  taken: Buffer[];
+  giveBack: Recycle | undefined;
+  iterator: AsyncIterator<Buffer>;
+  done: boolean;
+  chain: Promise<void>;
+};
 type DirHandle = { kind: 'dir'; path: string; entries: TreeEntry[]; sent: boolean };
 type Handle = WriteHandle | ReadHandle | DirHandle;
 
@@ -58,6 +79,9 @@ export class SftpSession {
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   private closed = false;
+  /** Set while ssh2 holds replies for channel window space; settles on its 'drain'. */
+  private windowWait: Promise<void> | undefined;
+  private windowOpen: () => void = () => undefined;
 
   constructor(
     private readonly core: Core,
@@ -140,8 +164,10 @@ export class SftpSession {
     const writing = (flags & OPEN_MODE.WRITE) !== 0;
     if (!writing) {
       const download = await this.core.tree.openRead(this.p, path);
-      const iterator = (download.stream as Readable)[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-      this.sftp.handle(reqid, this.newHandle({ kind: 'read', path, download, position: 0, pending: [], pendingBytes: 0, iterator, done: false, chain: Promise.resolve() }));
+      const stream = download.stream as Readable;
+      const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+      const handle: ReadHandle = { kind: 'read', path, download, position: 0, pending: [], origins: [], pendingBytes: 0, taken: [], giveBack: recyclerOf(stream), iterator, done: false, chain: Promise.resolve() };
+      this.sftp.handle(reqid, this.newHandle(handle));
       return;
     }
     if ((flags & OPEN_MODE.READ) !== 0) throw fail('SEALDROP_E_VALIDATION', 'files are opened either for reading or for writing');
@@ -196,6 +222,10 @@ export class SftpSession {
     const run = h.chain.then(async () => {
       if (offset < h.position) throw fail('SEALDROP_E_WRONG_STATE', 'reading backwards is not supported; read the file from the start');
       await this.fill(h, offset - h.position + Math.min(length, SFTP_LIMITS.maxReadLength));
+      // Replies wait while ssh2 holds earlier ones for channel window space: they would only
+      // queue up there (copied, up to the client's 64 outstanding READs of 255 KiB).
+      while (this.windowWait) await this.windowWait;
+      if (this.closed) return;
       const skip = Math.min(offset - h.position, h.pendingBytes);
       this.take(h, skip);
       h.position += skip;
@@ -205,9 +235,16 @@ export class SftpSession {
       }
       const chunk = this.take(h, Math.min(length, SFTP_LIMITS.maxReadLength));
       h.position += chunk.length;
-      if (this.closed) return;
       this.batch(); // the reply's SSH packets (and replies due together) leave in one write
-      this.sftp.data(reqid, chunk);
+      // The ssh2 patch returns true (all sent) or false (the rest waits for window space, copied;
+      // 'drain' follows); unpatched ssh2 returns nothing and may still hold `chunk`.
+      const sent: unknown = this.sftp.data(reqid, chunk);
+      if (sent === false && !this.windowWait) {
+        this.windowWait = new Promise<void>((resolve) => (this.windowOpen = resolve)).finally(() => (this.windowWait = undefined));
+        this.sftp.once('drain', () => this.windowOpen());
+      }
+      if (typeof sent === 'boolean' && h.giveBack) for (const c of h.taken) h.giveBack(c);
+      h.taken.length = 0;
     });
     h.chain = run.catch(() => undefined);
     await run;
@@ -219,6 +256,7 @@ export class SftpSession {
       if (next.done) h.done = true;
       else {
         h.pending.push(next.value);
+        h.origins.push(next.value);
         h.pendingBytes += next.value.length;
       }
     }
@@ -232,6 +270,7 @@ export class SftpSession {
       if (head.length <= left) {
         out.push(head);
         h.pending.shift();
+        h.taken.push(h.origins.shift() as Buffer);
         left -= head.length;
         h.pendingBytes -= head.length;
       } else {
@@ -326,6 +365,7 @@ export class SftpSession {
   /** Abandons every open upload (the session ended); returns how many there were. */
   async abandon(): Promise<number> {
     this.closed = true;
+    this.windowOpen();
     let n = 0;
     for (const h of this.handles.values()) {
       if (h.kind === 'write') {

@@ -1,0 +1,66 @@
+/**
+ * The parts of the ssh2 patch (daemon/patches/ssh2+1.17.0.patch) that the SFTP session relies
+ * on for reusing download buffers, checked on ssh2's SFTP object with a recording channel.
+ */
+import { createRequire } from 'node:module';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+
+const { SFTP } = createRequire(import.meta.url)('ssh2/lib/protocol/SFTP.js') as { SFTP: new (...a: unknown[]) => SftpLike };
+
+interface SftpLike {
+  data(reqid: number, data: Buffer): unknown;
+  once(event: string, fn: () => void): void;
+  outgoing: { window: number };
+  _chunkcb: (() => void) | undefined;
+}
+
+function server(window: number) {
+  const sent: Buffer[] = [];
+  const client = { _protocol: { _remoteIdentRaw: 'SSH-2.0-OpenSSH_9.2', channelData: (_id: number, d: Buffer) => sent.push(Buffer.from(d)) } };
+  const chan = { type: 'session', incoming: { id: 0, window: 2 ** 21, packetSize: 32768, state: 'open' }, outgoing: { id: 0, window, packetSize: 32768, state: 'open' } };
+  const sftp = new SFTP(client, chan, { server: true });
+  return { sftp, sent };
+}
+
+/** The bytes of an SFTP DATA reply. */
+function reply(reqid: number, data: Buffer): Buffer {
+  const head = Buffer.alloc(13);
+  head.writeUInt32BE(9 + data.length, 0);
+  head[4] = 103; // SSH_FXP_DATA
+  head.writeUInt32BE(reqid, 5);
+  head.writeUInt32BE(data.length, 9);
+  return Buffer.concat([head, data]);
+}
+
+describe('ssh2 patch: SFTP READ replies', () => {
+  it('sends a reply that fits the window at once and says so', () => {
+    const { sftp, sent } = server(1 << 20);
+    const data = randomBytes(100_000);
+    expect(sftp.data(7, data)).toBe(true);
+    expect(Buffer.concat(sent).equals(reply(7, data))).toBe(true);
+  });
+
+  it('copies what waits for window space, so the caller may reuse its buffer, and emits drain once it is sent', () => {
+    const { sftp, sent } = server(40_000);
+    const data = randomBytes(100_000);
+    const original = Buffer.from(data);
+    expect(sftp.data(8, data)).toBe(false);
+    data.fill(0); // the session gives the buffer back to the pool at once; the next read overwrites it
+    let drained = 0;
+    sftp.once('drain', () => drained++);
+    // The client opens the window (CHANNEL_WINDOW_ADJUST): ssh2 calls the SFTP object's _chunkcb.
+    sftp.outgoing.window += 1 << 20;
+    sftp._chunkcb?.();
+    expect(drained).toBe(1);
+    expect(Buffer.concat(sent).equals(reply(8, original))).toBe(true);
+  });
+
+  it('says a small reply had to wait too (it is a copy anyway)', () => {
+    const { sftp, sent } = server(0);
+    expect(sftp.data(9, Buffer.from('tiny'))).toBe(false);
+    sftp.outgoing.window += 1 << 20;
+    sftp._chunkcb?.();
+    expect(Buffer.concat(sent).equals(reply(9, Buffer.from('tiny')))).toBe(true);
+  });
+});
