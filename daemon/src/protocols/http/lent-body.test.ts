@@ -85,7 +85,7 @@ describe('respondWithLentBody', () => {
     expect(got.bytes).toBe(200 * CHUNK);
     expect(got.sha256).toBe(expected(200));
     const state = made?.state;
-    await expect.poll(() => state?.given).toBe(200);
+    await expect.poll(() => state?.given, { timeout: 10_000 }).toBe(200);
     // At most IN_FLIGHT chunks at the socket, plus the stream's own buffering.
     expect(state?.buffers).toBeLessThanOrEqual(8);
   });
@@ -97,7 +97,7 @@ describe('respondWithLentBody', () => {
       if (received > 4 * CHUNK) res.destroy();
     });
     expect(got.bytes).toBeLessThan(100_000 * CHUNK);
-    await expect.poll(() => made?.state.closed).toBe(true);
+    await expect.poll(() => made?.state.closed, { timeout: 10_000 }).toBe(true);
   });
 
   it('cuts the response off when the stream fails, and reports the error', async () => {
