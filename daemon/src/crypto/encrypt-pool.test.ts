@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncryptPool, handOver } from './encrypt-pool.ts';
 import { createSeipdV1Encryptor } from './seipd-v1.ts';
+import { recyclerOf } from '../util/recycle.ts';
 
 const pool = new EncryptPool(2);
 afterAll(() => pool.close());
@@ -35,6 +36,33 @@ describe('EncryptPool', () => {
       expect((await collect(chunks, plain)).equals(direct)).toBe(true);
       expect(plain.digests).toBe(false);
     }
+  });
+
+  it('reuses output buffers a consumer gives back once written, with the same bytes; others stay intact', async () => {
+    const sessionKey = randomBytes(32);
+    const prefix = Buffer.alloc(18, 2);
+    const date = new Date('2026-01-02T03:04:05Z');
+    const plain = Array.from({ length: 12 }, () => randomBytes(1024 * 1024));
+    const direct = await collect(plain, createSeipdV1Encryptor({ sessionKey, prefix, date }));
+    // A consumer like the blob store: hashes each chunk and gives it back (util/recycle.ts).
+    const enc = pool.createEncryptor({ sessionKey, prefix, date });
+    const giveBack = recyclerOf(enc);
+    expect(giveBack).toBeTypeOf('function');
+    const hash = createHash('sha256');
+    let bytes = 0;
+    await pipeline(Readable.from(plain), enc, new Writable({
+      write(c: Buffer, _e, cb) {
+        hash.update(c);
+        bytes += c.length;
+        giveBack?.(c);
+        expect(c.length).toBe(0); // moved back to the worker: detached here
+        cb();
+      },
+    }));
+    expect(bytes).toBe(direct.length);
+    expect(hash.digest('hex')).toBe(createHash('sha256').update(direct).digest('hex'));
+    expect(enc.reusedChunks).toBeGreaterThan(0);
+    // A consumer that keeps its chunks (the first test's collect) is unaffected: covered above.
   });
 
   it('moves handed-over buffers to the worker instead of copying them, with the same result', async () => {

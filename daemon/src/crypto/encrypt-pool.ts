@@ -7,6 +7,7 @@
 import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
+import { lendsChunks } from '../util/recycle.ts';
 import type { SeipdV1Options } from './seipd-v1.ts';
 
 /** Messages to a worker. */
@@ -14,10 +15,12 @@ export type ToWorker =
   | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; hash: boolean }
   | { t: 'data'; id: number; chunk: Uint8Array }
   | { t: 'end'; id: number }
-  | { t: 'abort'; id: number };
+  | { t: 'abort'; id: number }
+  /** An output buffer given back (transferred) once written; the worker reuses it. */
+  | { t: 'return'; buffer: ArrayBuffer };
 
 /** Messages from a worker. */
-type FromWorker = { t: 'out'; id: number; chunk: Uint8Array } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string | null } | { t: 'error'; id: number; message: string };
+type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string | null } | { t: 'error'; id: number; message: string };
 
 const MAX_IN_FLIGHT = 2 * 1024 * 1024;
 
@@ -73,7 +76,7 @@ export class EncryptPool {
    * (SFTP decrypts SSH there); without it the worker only encrypts and the caller hashes —
    * right where the worker is the bottleneck (HTTP and WebDAV uploads).
    */
-  createEncryptor(options: SeipdV1Options, hash = true): Duplex & DigestingStream {
+  createEncryptor(options: SeipdV1Options, hash = true): Duplex & DigestingStream & { readonly reusedChunks: number } {
     if (this.closed) throw new Error('the encryption pool is closed');
     const entry = this.worker();
     const id = this.nextId++;
@@ -98,7 +101,11 @@ export class EncryptPool {
  * bytes wait in the worker and unread output stays below the same bound.
  */
 class WorkerEncryptor extends Duplex {
+  /** Output chunks that came out of a buffer the worker reuses (for tests and measurements). */
+  reusedChunks = 0;
   private inFlight = 0;
+  /** Pooled output buffers lent to the consumer and not given back yet. */
+  private readonly lent = new Set<ArrayBuffer>();
   private digest: string | undefined;
   private waiting: ((err?: Error | null) => void) | undefined;
   private finalCb: ((err?: Error | null) => void) | undefined;
@@ -111,6 +118,14 @@ class WorkerEncryptor extends Duplex {
     readonly digests: boolean,
   ) {
     super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 512 * 1024 });
+    // The consumer (the blob store) gives a chunk back once it is written: its buffer goes back
+    // to the worker for a later flush instead of a new one per MiB in both threads.
+    lendsChunks(this, (chunk) => {
+      const buffer = chunk.buffer as ArrayBuffer;
+      if (chunk.byteOffset !== 0 || !this.lent.delete(buffer)) return;
+      const msg: ToWorker = { t: 'return', buffer };
+      this.worker.postMessage(msg, [buffer]);
+    });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -158,6 +173,8 @@ class WorkerEncryptor extends Duplex {
   onMessage(m: FromWorker): void {
     switch (m.t) {
       case 'out':
+        if (m.pooled) this.lent.add(m.chunk.buffer as ArrayBuffer);
+        if (m.reused) this.reusedChunks++;
         this.push(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.length));
         break;
       case 'ack':

@@ -1,7 +1,8 @@
 /**
  * Worker thread body of the encryption pool: runs one SEIPDv1 encoder per stream id, fed with
  * plaintext chunks from the main thread, and posts ciphertext back gathered into ~1 MiB
- * buffers (transferred, not copied). Acknowledges each input chunk once the encoder took it.
+ * buffers (transferred, not copied), which the main thread gives back once they are written
+ * (util/recycle.ts). Acknowledges each input chunk once the encoder took it.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -10,6 +11,15 @@ import { createSeipdV1Encryptor } from './seipd-v1.ts';
 import type { ToWorker } from './encrypt-pool.ts';
 
 const OUT_CHUNK = 1024 * 1024;
+/**
+ * Capacity of a pooled output buffer: a flush carries at least OUT_CHUNK bytes (but the last)
+ * and less than OUT_CHUNK plus one encoder output chunk (at most 64 KiB); a larger one would get
+ * a buffer of its own.
+ */
+const OUT_CAP = OUT_CHUNK + 256 * 1024;
+/** Output buffers the main thread gave back once written, for the next flushes (any stream). */
+const free: ArrayBuffer[] = [];
+const FREE_KEEP = 8;
 
 interface StreamState {
   enc: Transform;
@@ -25,7 +35,10 @@ if (!port) throw new Error('encrypt-worker must run in a worker thread');
 
 function flushOut(id: number, s: StreamState): void {
   if (s.pending === 0) return;
-  const out = Buffer.allocUnsafeSlow(s.pending);
+  const pooled = s.pending <= OUT_CAP;
+  const reused = pooled ? free.pop() : undefined;
+  const backing = reused ?? (Buffer.allocUnsafeSlow(pooled ? OUT_CAP : s.pending).buffer as ArrayBuffer);
+  const out = Buffer.from(backing, 0, s.pending);
   let off = 0;
   for (const p of s.parts) {
     out.set(p, off);
@@ -34,7 +47,7 @@ function flushOut(id: number, s: StreamState): void {
   s.parts = [];
   s.pending = 0;
   s.hash?.update(out);
-  port?.postMessage({ t: 'out', id, chunk: out }, [out.buffer as ArrayBuffer]);
+  port?.postMessage({ t: 'out', id, chunk: out, pooled, reused: reused !== undefined }, [backing]);
 }
 
 port.on('message', (m: ToWorker) => {
@@ -72,6 +85,9 @@ port.on('message', (m: ToWorker) => {
     }
     case 'end':
       streams.get(m.id)?.enc.end();
+      return;
+    case 'return':
+      if (free.length < FREE_KEEP && m.buffer.byteLength === OUT_CAP) free.push(m.buffer);
       return;
     case 'abort': {
       const s = streams.get(m.id);

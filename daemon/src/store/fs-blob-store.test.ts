@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { runBlobStoreContract } from './blob-store.contract.ts';
 import { FsBlobStore } from './fs-blob-store.ts';
-import { recyclerOf } from '../util/recycle.ts';
+import { lendsChunks, recyclerOf } from '../util/recycle.ts';
 
 const roots: string[] = [];
 afterAll(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
@@ -23,6 +23,22 @@ async function fresh(): Promise<FsBlobStore> {
 runBlobStoreContract('FsBlobStore', fresh);
 
 describe('FsBlobStore', () => {
+  it('gives a lending source its chunks back once they are written, and stores the same bytes', async () => {
+    const store = await fresh();
+    const data = randomBytes(5 * 1024 * 1024);
+    const given: Buffer[] = [];
+    const chunks = [0, 1, 2, 3, 4].map((i) => Buffer.from(data.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024)));
+    const source = lendsChunks(Readable.from(chunks), (c) => given.push(c));
+    const k = 'abcdef0123456789abcdef0123456789';
+    const info = await store.put(k, source);
+    expect(info.size).toBe(data.length);
+    expect(given).toHaveLength(5);
+    expect(given.every((c, i) => c === chunks[i])).toBe(true);
+    const back: Buffer[] = [];
+    for await (const c of await store.get(k)) back.push(Buffer.from(c as Buffer));
+    expect(Buffer.concat(back).equals(data)).toBe(true);
+  });
+
   it('serves a reader that gives chunks back from a few reused buffers, and one that does not from new ones', async () => {
     const store = await fresh();
     const data = randomBytes(12 * 1024 * 1024 + 1);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../core/errors.ts';
-import { BufferPool, lendsChunks } from '../util/recycle.ts';
+import { BufferPool, lendsChunks, recyclerOf, type Recycle } from '../util/recycle.ts';
 import { isBlobKey, type BlobInfo, type BlobStore, type GetOptions, type PutOptions } from './blob-store.ts';
 
 const TMP = 'tmp';
@@ -61,7 +61,8 @@ export class FsBlobStore implements BlobStore {
         cb(null, pending ? Buffer.concat(parts, pending) : undefined);
       },
     });
-    const sink = new DurableFile(tmp);
+    // A source that lends its chunks (the encryption pool) gets each back once it is written.
+    const sink = new DurableFile(tmp, recyclerOf(data));
     try {
       await pipeline(data, meter, sink, options.signal ? { signal: options.signal } : {});
       await fs.rename(tmp, final);
@@ -196,7 +197,10 @@ class DurableFile extends Writable {
   private synced = 0;
   private syncing: Promise<void> | undefined;
 
-  constructor(private readonly file: string) {
+  constructor(
+    private readonly file: string,
+    private readonly giveBack?: Recycle,
+  ) {
     super({ highWaterMark: 2 * COALESCE_BYTES });
   }
 
@@ -212,6 +216,7 @@ class DurableFile extends Writable {
     const buffers = chunks.map((c) => c.chunk);
     fh.writev(buffers).then(({ bytesWritten }) => {
       this.written += bytesWritten;
+      if (this.giveBack) for (const b of buffers) this.giveBack(b);
       if (!this.syncing && this.written - this.synced >= SYNC_EVERY) {
         const upTo = this.written;
         this.syncing = fh.datasync().then(
