@@ -35,8 +35,10 @@ if (!port) throw new Error('encrypt-worker must run in a worker thread');
 
 function flushOut(id: number, s: StreamState): void {
   if (s.pending === 0) return;
-  const pooled = s.pending <= OUT_CAP;
-  const reused = pooled ? free.pop() : undefined;
+  // A buffer given back is used for any flush that fits; a new one is made poolable only for a
+  // full flush (a small last one, e.g. of a small file, gets a buffer of its own size).
+  const reused = s.pending <= OUT_CAP ? free.pop() : undefined;
+  const pooled = reused !== undefined || (s.pending >= OUT_CHUNK && s.pending <= OUT_CAP);
   const backing = reused ?? (Buffer.allocUnsafeSlow(pooled ? OUT_CAP : s.pending).buffer as ArrayBuffer);
   const out = Buffer.from(backing, 0, s.pending);
   let off = 0;
