@@ -6,11 +6,13 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
-import { MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
+import { BetterSqliteDriver, MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
 import type { MigrationObject, MigrationsOptions, MikroORM } from '@mikro-orm/core';
 import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
-import { PostgreSqlDriver, MikroORM as PostgreSqlMikroORM, type Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
+// The PostgreSQL driver (with knex's pg client) is loaded only when configured: ~4 MB of
+// memory that a SQLite deployment never needs.
+import type { Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
 import { databaseTls, type DatabaseTlsMode, type LoadedConfig } from '../config/load.ts';
 import { ALL_ENTITIES } from './entities.ts';
 import { POSTGRESQL_MIGRATIONS } from './migrations/postgresql/index.ts';
@@ -157,7 +159,10 @@ function postgresTls(tls: { mode: DatabaseTlsMode; caFile?: string | undefined }
  * settings (the migration tool sets a folder to write to).
  */
 export async function initOrm(options: StoreOptions, migrations: MigrationsOptions = {}): Promise<Orm> {
-  if (options.driver === 'postgresql') return PostgreSqlMikroORM.init(postgresqlConfig(options, migrations));
+  if (options.driver === 'postgresql') {
+    const { MikroORM: PostgreSqlMikroORM } = await import('@mikro-orm/postgresql');
+    return PostgreSqlMikroORM.init(postgresqlConfig(options, migrations));
+  }
   return SqliteMikroORM.init(sqliteConfig(options, migrations));
 }
 
@@ -176,7 +181,7 @@ export async function openStore(options: StoreOptions): Promise<Orm> {
 
 /** The dialect of an open store. */
 export function dialectOf(orm: Orm): Dialect {
-  return orm.em.getDriver() instanceof PostgreSqlDriver ? 'postgresql' : 'sqlite';
+  return orm.em.getDriver() instanceof BetterSqliteDriver ? 'sqlite' : 'postgresql';
 }
 
 /** Applies pending migrations; returns the names applied. */

@@ -2,11 +2,21 @@
  * WebDAV XML: request bodies parsed with namespaces (no DTDs, bounded size), and multistatus
  * and lock responses written as escaped strings.
  */
-import { DOMParser, XMLSerializer, type Element, type Node } from '@xmldom/xmldom';
+import { createRequire } from 'node:module';
+import type * as XmldomModule from '@xmldom/xmldom';
+import type { Element, Node } from '@xmldom/xmldom';
 import { fail } from '../../core/errors.ts';
 
 /** The DAV: namespace. */
 export const DAV = 'DAV:';
+
+type Xmldom = typeof XmldomModule;
+let xmldom: Xmldom | undefined;
+/** The XML parser, loaded at the first WebDAV request with a body (~2.5 MB a daemon without WebDAV clients never needs). */
+function lib(): Xmldom {
+  xmldom ??= createRequire(import.meta.url)('@xmldom/xmldom') as Xmldom;
+  return xmldom;
+}
 
 /** `{namespace}localName`. */
 export type PropName = string;
@@ -36,9 +46,9 @@ export function parseXml(body: Buffer): Element | null {
   if (text.trim() === '') return null;
   if (/<!DOCTYPE|<!ENTITY/i.test(text)) throw fail('SEALDROP_E_VALIDATION', 'XML with a document type declaration is not accepted');
   let error: string | null = null;
-  let doc: ReturnType<DOMParser['parseFromString']>;
+  let doc: ReturnType<InstanceType<Xmldom['DOMParser']>['parseFromString']>;
   try {
-    doc = new DOMParser({
+    doc = new (lib().DOMParser)({
       onError: (level, message) => {
         if (level !== 'warning') error ??= message;
       },
@@ -94,11 +104,12 @@ export function nameOf(el: Element): PropName {
   return propName(el.namespaceURI ?? '', el.localName ?? el.nodeName);
 }
 
-const serializer = new XMLSerializer();
+let serializer: InstanceType<Xmldom['XMLSerializer']> | undefined;
 
 /** The content of an element as XML (its children, with the namespace declarations they need). */
 export function innerXml(el: Element): string {
   let out = '';
+  serializer ??= new (lib().XMLSerializer)();
   for (let n: Node | null = el.firstChild; n; n = n.nextSibling) out += serializer.serializeToString(n);
   return out;
 }
