@@ -98,6 +98,17 @@ export function serverCpu(pid: number): { seconds: number; descendants: number }
   return { seconds: ticks / clockTicks(), descendants: pids.length - 1 };
 }
 
+/**
+ * CPU seconds (user + system) of this process's children that have ended and been reaped so
+ * far, with their own reaped children (cutime/cstime of /proc/self/stat): the measured clients
+ * (sftp with its ssh, curl, openssl) once they exit; the servers run on and are not in it.
+ */
+export function reapedChildrenCpu(): number {
+  const text = readFileSync('/proc/self/stat', 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13] ?? 0) + Number(f[14] ?? 0)) / clockTicks();
+}
+
 /** Average number of cores busy with other work between two snapshots. */
 export function otherCores(a: CpuSnapshot, b: CpuSnapshot): number {
   const seconds = Number(b.at - a.at) / 1e9;

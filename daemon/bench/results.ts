@@ -12,10 +12,15 @@ export interface Sample {
   other?: number;
   /** CPU seconds the server (its process tree) spent on the transfer, where measured. */
   serverCpu?: number | undefined;
+  /** CPU seconds the measured client processes (sftp with ssh, curl, openssl) spent, where measured. */
+  clientCpu?: number | undefined;
 }
 
 /** Server CPU seconds per GB (1e9 bytes) of a sample, if measured. */
 export const cpuPerGB = (s: Sample) => (s.serverCpu === undefined ? undefined : s.serverCpu / (s.bytes / 1e9));
+
+/** Client CPU seconds per GB of a sample, if measured. */
+export const clientCpuPerGB = (s: Sample) => (s.clientCpu === undefined ? undefined : s.clientCpu / (s.bytes / 1e9));
 
 /** MB/s of a sample (1 MB = 1e6 bytes). */
 export const mbps = (s: Sample) => s.bytes / 1e6 / s.seconds;
@@ -45,6 +50,12 @@ export class Results {
   /** Median server CPU seconds per GB, or undefined without measured samples. */
   medianCpuPerGB(measure: string, server: string): number | undefined {
     const list = this.get(measure, server).map(cpuPerGB).filter((v): v is number => v !== undefined);
+    return list.length ? median(list) : undefined;
+  }
+
+  /** Median client CPU seconds per GB, or undefined without measured samples. */
+  medianClientCpuPerGB(measure: string, server: string): number | undefined {
+    const list = this.get(measure, server).map(clientCpuPerGB).filter((v): v is number => v !== undefined);
     return list.length ? median(list) : undefined;
   }
 

@@ -14,9 +14,10 @@ import { mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuSnapshot, otherCores, serverCpu } from './cpu.ts';
+import { cpuSnapshot, otherCores, reapedChildrenCpu, serverCpu } from './cpu.ts';
+import { boundMbps, CORES, measureEncryptionFloor, type EncryptionFloor } from './floor.ts';
 import { abort, AbortedError, checkAborted, print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
-import { cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, Results, type RssRecord, type Sample } from './results.ts';
+import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, Results, type RssRecord, type Sample } from './results.ts';
 import { makeKey, RECEIVER, ROOT, SENDER, startOpenSsh, startSealdrop, tail, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, quote, RssSampler, sftpBatch, type SftpTarget } from './sftp.ts';
 import { reportWebdav, runWebdav, webdavVersions, type WebdavOutcome } from './webdav.ts';
@@ -222,6 +223,8 @@ async function main(): Promise<number> {
   await makeRandomFile(input, size);
   if (sftp) await makeRandomFile(parInput, parSize);
   await writeFile(empty, '');
+  progress('measuring the encryption floor (AES-256-CFB and SHA-1 in this process)');
+  const floor = measureEncryptionFloor();
 
   // Servers (nginx is started by the WebDAV part).
   let ossh: RunningServer | undefined;
@@ -268,18 +271,20 @@ async function main(): Promise<number> {
    * Runs a transfer, measuring how busy the machine was with other work meanwhile and, given the
    * server's pid, the CPU seconds that server spent (after its per-session processes are reaped).
    */
-  const timed = async <T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number }> => {
+  const timed = async <T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number; clientCpu: number }> => {
     const s0 = server === undefined ? undefined : serverCpu(server);
+    const c0 = reapedChildrenCpu();
     const a = cpuSnapshot();
     const value = await fn();
     const other = otherCores(a, cpuSnapshot());
-    if (server === undefined || s0 === undefined) return { value, other };
+    const clientCpu = reapedChildrenCpu() - c0;
+    if (server === undefined || s0 === undefined) return { value, other, clientCpu };
     let s1 = serverCpu(server);
     for (let i = 0; i < 100 && s1.descendants > s0.descendants; i++) {
       await sleep(50);
       s1 = serverCpu(server);
     }
-    return { value, other, serverCpu: s1.seconds - s0.seconds };
+    return { value, other, serverCpu: s1.seconds - s0.seconds, clientCpu };
   };
 
   if (sftp && ossh) {
@@ -334,11 +339,11 @@ async function main(): Promise<number> {
           await ensureSpace(size * 2);
           await settle();
           const target = path.join(osshDir, `up-${c.short}-${run}.bin`);
-          const { value: r, other, serverCpu: cpu } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)), osshPid);
+          const { value: r, other, serverCpu: cpu, clientCpu } = await timed(() => sftpBatch(work, osshT, c.name, [`put ${quote(input)} ${quote(target)}`], limitFor(size)), osshPid);
           const written = (await stat(target)).size;
           await rm(target, { force: true });
           if (written !== size) throw new Error(`the uploaded file has ${written} bytes, expected ${size}`);
-          const s = { seconds: r.seconds, bytes: size, other, serverCpu: cpu };
+          const s = { seconds: r.seconds, bytes: size, other, serverCpu: cpu, clientCpu };
           results.add(uploadMeasure(c), 'openssh', s);
           progress(`${tag} OpenSSH: ${mbpsText(s)}`);
         });
@@ -353,7 +358,7 @@ async function main(): Promise<number> {
           } finally {
             rss.push({ label: `${tag}`, ...sampler.stop() });
           }
-          const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu };
+          const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
           results.add(uploadMeasure(c), 'sealdrop', s);
           const m = rss[rss.length - 1] as RssRecord;
           progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
@@ -370,11 +375,11 @@ async function main(): Promise<number> {
           await ensureSpace(size * 2);
           await settle();
           const local = path.join(dlDir, `openssh-${c.short}-${run}.bin`);
-          const { value: r, other, serverCpu: cpu } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)), osshPid);
+          const { value: r, other, serverCpu: cpu, clientCpu } = await timed(() => sftpBatch(work, osshT, c.name, [`get ${quote(osshSource)} ${quote(local)}`], limitFor(size)), osshPid);
           const bytes = (await stat(local)).size;
           await rm(local, { force: true });
           if (bytes !== size) throw new Error(`the downloaded file has ${bytes} bytes, expected ${size}`);
-          const s = { seconds: r.seconds, bytes, other, serverCpu: cpu };
+          const s = { seconds: r.seconds, bytes, other, serverCpu: cpu, clientCpu };
           results.add(downloadMeasure(c), 'openssh', s);
           progress(`${tag} OpenSSH: ${mbpsText(s)}`);
         });
@@ -384,11 +389,11 @@ async function main(): Promise<number> {
           await ensureSpace(size * 2);
           await settle();
           const local = path.join(dlDir, `sealdrop-${c.short}-${run}.bin.pgp`);
-          const { value: r, other, serverCpu: cpu } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)), sdPid);
+          const { value: r, other, serverCpu: cpu, clientCpu } = await timed(() => sftpBatch(work, sdReceiver, c.name, [`get ${quote(inboxFile as string)} ${quote(local)}`], limitFor(size)), sdPid);
           const bytes = (await stat(local)).size;
           await rm(local, { force: true });
           if (bytes <= size) throw new Error(`the downloaded .pgp file has ${bytes} bytes, expected more than the ${size} bytes of plaintext`);
-          const s = { seconds: r.seconds, bytes, other, serverCpu: cpu };
+          const s = { seconds: r.seconds, bytes, other, serverCpu: cpu, clientCpu };
           results.add(downloadMeasure(c), 'sealdrop', s);
           progress(`${tag} sealdrop: ${mbpsText(s)} (${bytes} bytes of OpenPGP)`);
         });
@@ -407,7 +412,7 @@ async function main(): Promise<number> {
       const failed = t.value.runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason as Error;
       const each = t.value.runs.map((r) => (r as PromiseFulfilledResult<{ seconds: number }>).value.seconds);
-      const s = { seconds: t.value.seconds, bytes: PAR_COUNT * parSize, other: t.other, serverCpu: t.serverCpu };
+      const s = { seconds: t.value.seconds, bytes: PAR_COUNT * parSize, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
       results.add(parMeasure, server, s);
       return { s, each };
     };
@@ -468,7 +473,7 @@ async function main(): Promise<number> {
   const daemonWarnings = errorSummary(daemonLog, true);
   const daemonStderr = tail(sd.stderrFile, 40);
   const daemonExited = sd.child.exitCode !== null || sd.child.signalCode !== null;
-  report(opt, header, results, rss, webdavRss, webdavOutcome, { daemonErrors, daemonWarnings, daemonStderr, daemonExited });
+  report(opt, header, results, rss, webdavRss, webdavOutcome, floor, { daemonErrors, daemonWarnings, daemonStderr, daemonExited });
   return results.errors.length || daemonExited ? 1 : 0;
 }
 
@@ -527,6 +532,7 @@ function report(
   rss: RssRecord[],
   webdavRss: RssRecord[],
   webdavOutcome: WebdavOutcome | undefined,
+  floor: EncryptionFloor,
   daemon: DaemonLog,
 ): void {
   const sftp = opt.parts.has('sftp');
@@ -535,12 +541,38 @@ function report(
   print();
   for (const line of header) print(line);
   if (!sftp) print();
-  if (sftp) reportSftp(opt, results, rss, webdav);
-  if (webdav) reportWebdav(opt, results, webdavRss, webdavOutcome);
+  if (sftp) reportSftp(opt, results, rss, floor, webdav);
+  if (webdav) reportWebdav(opt, results, webdavRss, webdavOutcome, floor);
   reportProblems(results, daemon, webdavOutcome);
 }
 
-function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: boolean): void {
+/**
+ * What the cores allow: a transfer cannot be faster than the cores divided by all the CPU it
+ * needs per GB (client and server). sealdrop's daemon needs at least the encryption floor; the
+ * client's CPU is measured in the same runs. The bound ratio is that ceiling over OpenSSH's
+ * measured speed: below the target, no implementation can meet it on this machine.
+ */
+function reportUploadBounds(results: Results, floor: EncryptionFloor): void {
+  const enc = floor.cfb + floor.sha1;
+  print(`What ${CORES} cores allow for an upload: at most ${CORES} / (client + server CPU-s per GB) GB/s. sealdrop's daemon must at least encrypt every byte: AES-256-CFB ${floor.cfb.toFixed(2)} + SHA-1 ${floor.sha1.toFixed(2)} = ${enc.toFixed(2)} CPU-s/GB with Node's OpenSSL here (measured in this run, 64 KiB units, best of 3). "Encryption only": a daemon that spent nothing else (no SSH, no disk); "+ OpenSSH's work": one that also spent what OpenSSH's server did. Bound ratio = that ceiling / OpenSSH's median MB/s.`);
+  print();
+  print(`| measure | client CPU-s/GB (OpenSSH / sealdrop runs) | OpenSSH MB/s | bound: encryption only, MB/s (ratio) | bound: + OpenSSH's work, MB/s (ratio) |`);
+  print(`|---|---:|---:|---:|---:|`);
+  for (const m of [...CIPHERS.map((c) => `upload ${c.short}`), 'parallel']) {
+    const oClient = results.medianClientCpuPerGB(m, 'openssh');
+    const sdClient = results.medianClientCpuPerGB(m, 'sealdrop');
+    const oServer = results.medianCpuPerGB(m, 'openssh');
+    const o = results.medianMbps(m, 'openssh');
+    if (sdClient === undefined || oServer === undefined || o === undefined) continue;
+    const only = boundMbps(sdClient + enc);
+    const withSsh = boundMbps(sdClient + oServer + enc);
+    const label = m === 'parallel' ? `${PAR_COUNT}×${PAR_MIB} MiB parallel upload (aes128-gcm)` : m;
+    print(`| ${label} | ${fmtCpu(oClient)} / ${fmtCpu(sdClient)} | ${fmtMbps(o)} | ${only.toFixed(0)} (${(only / o).toFixed(2)}) | ${withSsh.toFixed(0)} (${(withSsh / o).toFixed(2)}) |`);
+  }
+  print();
+}
+
+function reportSftp(opt: Options, results: Results, rss: RssRecord[], floor: EncryptionFloor, heading: boolean): void {
   const sizeLabel = opt.sizeMiB % 1024 === 0 ? `${opt.sizeMiB / 1024} GiB` : `${opt.sizeMiB} MiB`;
   if (heading) {
     print();
@@ -578,7 +610,7 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
     print(`| daemon RSS before / peak during ${sizeLabel} upload (aes128-gcm) MB | — | n/a | — | peak ≤ ${RSS_TARGET_MB} MB | — |`);
   }
   print();
-  print(`Server CPU per GB moved (median; it drifts with the machine too, so compare variants in alternating runs). OpenSSH: the sshd listener with its per-session sshd and sftp-server; sealdrop: the daemon with its worker threads; the sftp client is not counted. Ratio above 1: sealdrop spends more CPU per byte.`);
+  print(`Server CPU per GB moved (median; it drifts with the machine too, so compare variants in alternating runs). OpenSSH: the sshd listener with its per-session sshd and sftp-server; sealdrop: the daemon with its worker threads; the sftp client is counted apart (below). Ratio above 1: sealdrop spends more CPU per byte.`);
   print();
   print(`| measure | OpenSSH CPU-s/GB | sealdrop CPU-s/GB | sealdrop / OpenSSH |`);
   print(`|---|---:|---:|---:|`);
@@ -589,6 +621,7 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
     print(`| ${label} | ${fmtCpu(o)} | ${fmtCpu(sd)} | ${o !== undefined && sd !== undefined && o > 0 ? (sd / o).toFixed(2) : 'n/a'} |`);
   }
   print();
+  reportUploadBounds(results, floor);
   printForeignLoad(measuresAll(results));
   print(`RSS row: "before" is VmRSS just before the first timed aes128-gcm upload; "peak" is the highest VmRSS sampled every 50 ms during any timed aes128-gcm upload (all runs listed below).`);
   if (opt.sizeMiB !== 1024) print(`Note: --size ${opt.sizeMiB}: the targets are defined for 1 GiB transfers.`);
@@ -596,7 +629,7 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
 
   print(`## Individual runs`);
   print();
-  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}; cpu = the server's CPU seconds per GB).`);
+  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}; cpu = the server's CPU seconds per GB; client = the sftp client's, with its ssh).`);
   print();
   print(`| measure | server | runs |`);
   print(`|---|---|---|`);
@@ -604,7 +637,7 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], heading: b
     for (const server of ['openssh', 'sealdrop'] as const) {
       const list = results.get(m, server);
       const label = m === 'parallel' ? `${PAR_COUNT}×${PAR_MIB} MiB parallel upload (wall time)` : m;
-      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)}; cpu ${fmtCpu(cpuPerGB(s))})`).join(', ') : 'none';
+      const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)}; cpu ${fmtCpu(cpuPerGB(s))}; client ${fmtCpu(clientCpuPerGB(s))})`).join(', ') : 'none';
       print(`| ${label} | ${server === 'openssh' ? 'OpenSSH' : 'sealdrop'} | ${cells} |`);
     }
   }

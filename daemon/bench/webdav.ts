@@ -10,7 +10,8 @@ import { rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { checkAborted, print, progress, runTimed, sleep } from './proc.ts';
-import { cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
+import { boundMbps, CORES, type EncryptionFloor } from './floor.ts';
+import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
 import { PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, RssSampler } from './sftp.ts';
 
@@ -43,7 +44,7 @@ export interface WebdavContext {
   attempt(what: string, fn: () => Promise<void>): Promise<void>;
   /** Runs a transfer, measuring how busy the machine was with other work meanwhile. */
   /** Runs a transfer; given a server pid, also measures that server's CPU seconds. */
-  timed<T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number }>;
+  timed<T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number; clientCpu: number }>;
   /** Checks the free space for `need` more bytes and flushes dirty pages. */
   prepare(need: number): Promise<void>;
   daemonAlive(): void;
@@ -179,7 +180,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     const mk = await dav(sdBase, SENDER, 'MKCOL', outbox(subject));
     expectStatus(`MKCOL ${outbox(subject)}`, mk, [201]);
     const sampler = new RssSampler(sdPid).start();
-    let t: { value: CurlResult; other: number; serverCpu?: number };
+    let t: { value: CurlResult; other: number; serverCpu?: number; clientCpu: number };
     try {
       t = await ctx.timed(() => curl(`curl PUT ${name} to sealdrop`, `${sdBase}${outbox(subject)}/${seg(name)}`, SENDER, ['-T', file], ctx.limitFor(bytes)), sdPid);
     } finally {
@@ -187,7 +188,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     }
     expectStatus(`curl PUT ${name} to sealdrop`, t.value, [201, 204]);
     if (t.value.uploaded !== bytes) throw new Error(`curl PUT ${name} to sealdrop: curl sent ${t.value.uploaded} bytes, expected ${bytes}`);
-    const sample = { seconds: t.value.seconds, bytes, other: t.other, serverCpu: t.serverCpu };
+    const sample = { seconds: t.value.seconds, bytes, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
     if (measure) results.add(measure, 'sealdrop', sample);
     const m = ctx.rss[ctx.rss.length - 1] as RssRecord;
     progress(`${rssLabel}: ${t.value.seconds.toFixed(2)} s, ${mbps(sample).toFixed(1)} MB/s (other processes: ${t.other.toFixed(2)} cores); daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
@@ -217,7 +218,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     const t = await ctx.timed(() => curl(label, `${sdBase}${url}`, RECEIVER, ['-o', '/dev/null'], ctx.limitFor(length)), sdPid);
     expectStatus(label, t.value, [200]);
     if (t.value.downloaded !== length) throw new Error(`${label}: received ${t.value.downloaded} bytes, expected ${length}`);
-    const s = { seconds: t.value.seconds, bytes: length, other: t.other, serverCpu: t.serverCpu };
+    const s = { seconds: t.value.seconds, bytes: length, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
     if (measure) results.add(measure, 'sealdrop', s);
     return s;
   };
@@ -248,7 +249,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
         const t = await ctx.timed(() => runLimited('openssl enc', 'openssl', ['enc', '-aes-256-cfb', '-K', key, '-iv', iv, '-in', input, '-out', out], ctx.limitFor(size)));
         const written = (await stat(out)).size;
         if (written !== size) throw new Error(`openssl wrote ${written} bytes, expected ${size}`);
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other };
+        const s = { seconds: t.value.seconds, bytes: size, other: t.other, clientCpu: t.clientCpu };
         results.add(CIPHER, 'openssl', s);
         progress(`WebDAV ${tag} openssl enc: ${mbpsText(s)}`);
       } finally {
@@ -268,7 +269,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
         const written = (await stat(path.join(n.root, ngName))).size;
         if (written !== size) throw new Error(`nginx stored ${written} bytes, expected ${size}`);
         ngStored = true;
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu };
+        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
         results.add(PUT, 'nginx', s);
         progress(`WebDAV ${tag} PUT nginx: ${mbpsText(s)}`);
       } catch (err) {
@@ -291,7 +292,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
         const t = await ctx.timed(() => curl(`curl GET ${ngName} from nginx`, `http://127.0.0.1:${n.port}/${ngName}`, SENDER, ['-o', '/dev/null'], ctx.limitFor(size)), n.child.pid);
         expectStatus(`curl GET ${ngName} from nginx`, t.value, [200]);
         if (t.value.downloaded !== size) throw new Error(`curl GET ${ngName} from nginx: received ${t.value.downloaded} bytes, expected ${size}`);
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu };
+        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
         results.add(GET, 'nginx', s);
         progress(`WebDAV ${tag} GET nginx: ${mbpsText(s)}`);
       } catch (err) {
@@ -322,7 +323,7 @@ function webdavSamples(results: Results): Sample[] {
 }
 
 /** The report's WebDAV section. */
-export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Results, rss: RssRecord[], outcome: WebdavOutcome | undefined): void {
+export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Results, rss: RssRecord[], outcome: WebdavOutcome | undefined, floor: EncryptionFloor): void {
   const sizeLabel = opt.sizeMiB % 1024 === 0 ? `${opt.sizeMiB / 1024} GiB` : `${opt.sizeMiB} MiB`;
   print(`## WebDAV: sealdrop vs nginx and the cipher ceiling`);
   print();
@@ -367,11 +368,19 @@ export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Re
   print();
   print(`Server CPU per GB moved (median): nginx (master and worker) ${fmtCpu(results.medianCpuPerGB(PUT, 'nginx'))} on PUT, ${fmtCpu(results.medianCpuPerGB(GET, 'nginx'))} on GET; sealdrop (the daemon with its worker threads) ${fmtCpu(results.medianCpuPerGB(PUT, 'sealdrop'))} on PUT, ${fmtCpu(results.medianCpuPerGB(GET, 'sealdrop'))} on GET (CPU-s/GB; curl is not counted).`);
   print();
+  const curlPut = results.medianClientCpuPerGB(PUT, 'sealdrop');
+  const sslCpu = results.medianClientCpuPerGB(CIPHER, 'openssl');
+  if (curlPut !== undefined && ssl !== undefined) {
+    // One stream's CFB runs in one thread; the SHA-1 and curl may use the other cores.
+    const bound = boundMbps(curlPut + floor.cfb + floor.sha1, floor.cfb);
+    print(`What ${CORES} cores allow for the PUT: curl ${fmtCpu(curlPut)} CPU-s/GB (median of the sealdrop PUTs) + the encryption floor (AES-256-CFB ${floor.cfb.toFixed(2)} in one thread, SHA-1 ${floor.sha1.toFixed(2)}; Node's OpenSSL, measured in this run) bound a daemon that did nothing else (no HTTP, no disk) to ${bound.toFixed(0)} MB/s = ${(bound / ssl).toFixed(2)} of openssl enc's median (which used ${fmtCpu(sslCpu)} CPU-s/GB in one process, system OpenSSL).`);
+    print();
+  }
   printForeignLoad(webdavSamples(results));
 
   print(`### WebDAV individual runs`);
   print();
-  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}; cpu = the server's CPU seconds per GB, where measured).`);
+  print(`Each run: seconds (MB/s; other = average number of cores busy with processes outside this benchmark during the run, of ${os.availableParallelism()}; cpu = the server's CPU seconds per GB, where measured; client = curl's or openssl's).`);
   print();
   print(`| measure | runs |`);
   print(`|---|---|`);
@@ -384,7 +393,7 @@ export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Re
   ];
   for (const [label, measure, server] of rows) {
     const list = results.get(measure, server);
-    const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)}${s.serverCpu === undefined ? '' : `; cpu ${fmtCpu(cpuPerGB(s))}`})`).join(', ') : 'none';
+    const cells = list.length ? list.map((s) => `${s.seconds.toFixed(2)} s (${mbps(s).toFixed(1)}; other ${(s.other ?? 0).toFixed(2)}${s.serverCpu === undefined ? '' : `; cpu ${fmtCpu(cpuPerGB(s))}`}${s.clientCpu === undefined ? '' : `; client ${fmtCpu(clientCpuPerGB(s))}`})`).join(', ') : 'none';
     print(`| ${label} | ${cells} |`);
   }
   print();

@@ -1,0 +1,55 @@
+/**
+ * The encryption floor: what the OpenPGP encryption that sealdrop must do for every uploaded
+ * byte (AES-256-CFB and the SHA-1 of the MDC, SEIPDv1) costs in CPU on this machine with Node's
+ * OpenSSL, measured in this process the way the encoder calls it (64 KiB units). With the
+ * clients' CPU it bounds how fast any upload to sealdrop can be on this machine's cores.
+ */
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import os from 'node:os';
+
+/** CPU seconds per GB (1e9 bytes) of each part, best of the tries. */
+export interface EncryptionFloor {
+  cfb: number;
+  sha1: number;
+}
+
+const UNIT = 64 * 1024;
+
+function cpuSecondsOf(fn: () => void): number {
+  const a = process.cpuUsage();
+  fn();
+  const b = process.cpuUsage(a);
+  return (b.user + b.system) / 1e6;
+}
+
+/** Measures AES-256-CFB and SHA-1 over `mib` MiB each, `tries` times; keeps the cheapest. */
+export function measureEncryptionFloor(mib = 256, tries = 3): EncryptionFloor {
+  const unit = randomBytes(UNIT);
+  const units = (mib * 1024 * 1024) / UNIT;
+  const gb = (mib * 1024 * 1024) / 1e9;
+  let cfb = Infinity;
+  let sha1 = Infinity;
+  for (let t = 0; t < tries; t++) {
+    const cipher = createCipheriv('aes-256-cfb', randomBytes(32), Buffer.alloc(16));
+    cfb = Math.min(cfb, cpuSecondsOf(() => {
+      for (let i = 0; i < units; i++) cipher.update(unit);
+    }) / gb);
+    const hash = createHash('sha1');
+    sha1 = Math.min(sha1, cpuSecondsOf(() => {
+      for (let i = 0; i < units; i++) hash.update(unit);
+      hash.digest();
+    }) / gb);
+  }
+  return { cfb, sha1 };
+}
+
+/** Cores the bounds assume: every one fully usable by the transfer. */
+export const CORES = os.availableParallelism();
+
+/**
+ * The highest MB/s a transfer can reach when it needs `cpuPerGB` CPU seconds per GB in all and
+ * at least `serialPerGB` of them in one thread (one stream's CFB cannot be split).
+ */
+export function boundMbps(cpuPerGB: number, serialPerGB = 0): number {
+  return 1e3 / Math.max(cpuPerGB / CORES, serialPerGB);
+}
