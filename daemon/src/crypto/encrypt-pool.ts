@@ -23,6 +23,8 @@ export type ToWorker =
 type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string | null } | { t: 'error'; id: number; message: string };
 
 const MAX_IN_FLIGHT = 2 * 1024 * 1024;
+/** Input that is copied anyway (not handed over) goes to the worker in pieces of this size. */
+export const STAGE_BYTES = 256 * 1024;
 
 const HANDED_OVER = Symbol('sealdrop.handedOver');
 
@@ -106,6 +108,9 @@ class WorkerEncryptor extends Duplex {
   private inFlight = 0;
   /** Pooled output buffers lent to the consumer and not given back yet. */
   private readonly lent = new Set<ArrayBuffer>();
+  /** Copied input not posted yet (see _write), in stage[0, staged). */
+  private stage: Buffer | null = null;
+  private staged = 0;
   private digest: string | undefined;
   private waiting: ((err?: Error | null) => void) | undefined;
   private finalCb: ((err?: Error | null) => void) | undefined;
@@ -129,22 +134,42 @@ class WorkerEncryptor extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.inFlight += chunk.length;
     // A buffer handed over by its producer (see handOver) and filling its own ArrayBuffer moves
-    // to the worker without a copy. Anything else is copied: posting a view would clone its whole
-    // backing ArrayBuffer (a 255 KiB slice of a 256 MiB buffer costs 256 MiB per message).
+    // to the worker without a copy. Anything else is copied — posting a view would clone its
+    // whole backing ArrayBuffer (a 255 KiB slice of a 256 MiB buffer costs 256 MiB per message)
+    // — into a staging buffer that moves once full: one message per STAGE_BYTES, not one per
+    // small chunk (an HTTP body comes in pieces of up to 64 KiB).
     const movable = (chunk as Buffer & { [HANDED_OVER]?: boolean })[HANDED_OVER] === true && chunk.length >= 64 * 1024 && chunk.buffer.byteLength - chunk.length <= 1024;
-    let data: Uint8Array;
-    if (movable) data = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
-    else {
-      // A buffer of its own (not from Node's pool, so it can move) and not zero-filled first.
-      data = Buffer.allocUnsafeSlow(chunk.length);
-      data.set(chunk);
+    if (movable) {
+      this.postStage();
+      this.post(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+    } else {
+      for (let off = 0; off < chunk.length; ) {
+        // A buffer of its own (not from Node's pool, so it can move) and not zero-filled first.
+        this.stage ??= Buffer.allocUnsafeSlow(STAGE_BYTES);
+        const n = chunk.copy(this.stage, this.staged, off);
+        this.staged += n;
+        off += n;
+        if (this.staged === STAGE_BYTES) this.postStage();
+      }
     }
-    const msg: ToWorker = { t: 'data', id: this.id, chunk: data };
-    this.worker.postMessage(msg, [data.buffer as ArrayBuffer]);
     if (this.hasRoom()) cb();
     else this.waiting = cb;
+  }
+
+  /** Moves the staged bytes, if any, to the worker. */
+  private postStage(): void {
+    if (this.stage === null || this.staged === 0) return;
+    const data = this.stage.subarray(0, this.staged);
+    this.stage = null;
+    this.staged = 0;
+    this.post(data);
+  }
+
+  private post(data: Uint8Array): void {
+    this.inFlight += data.length;
+    const msg: ToWorker = { t: 'data', id: this.id, chunk: data };
+    this.worker.postMessage(msg, [data.buffer as ArrayBuffer]);
   }
 
   private hasRoom(): boolean {
@@ -164,6 +189,7 @@ class WorkerEncryptor extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    this.postStage();
     this.finalCb = cb;
     const msg: ToWorker = { t: 'end', id: this.id };
     this.worker.postMessage(msg);
