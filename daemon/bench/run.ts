@@ -330,6 +330,15 @@ async function main(): Promise<number> {
       progress(`sealdrop: receiver sees ${inboxFile}`);
     });
 
+    /**
+     * Removes timed uploads from sealdrop's open delivery (their blobs are deleted), as OpenSSH's
+     * files are after each run: a blob kept would make every later write grow the page cache into
+     * memory never touched before, which costs several CPU-s per GB on this VM (README).
+     */
+    const dropUploads = async (paths: string[]) => {
+      await sftpBatch(work, sdSender, AES.name, paths.map((p) => `rm ${quote(p)}`));
+    };
+
     // -------------------------------------------------------------- single uploads
     const uploadMeasure = (c: (typeof CIPHERS)[number]) => `upload ${c.short}`;
     for (let run = 1; run <= opt.runs; run++) {
@@ -362,6 +371,8 @@ async function main(): Promise<number> {
           results.add(uploadMeasure(c), 'sealdrop', s);
           const m = rss[rss.length - 1] as RssRecord;
           progress(`${tag} sealdrop: ${mbpsText(s)}; daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
+          // Removed like OpenSSH's copy (untimed): see dropUploads.
+          await dropUploads([`${OUTBOX}/up-${c.short}-${run}.bin`]);
         });
       }
     }
@@ -440,6 +451,7 @@ async function main(): Promise<number> {
         } finally {
           rss.push({ label: tag, ...sampler.stop() });
         }
+        await dropUploads(Array.from({ length: PAR_COUNT }, (_, i) => `${OUTBOX}/par-${run}-${i}.bin`));
       });
     }
   }

@@ -95,7 +95,7 @@ function sealdropEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-async function api<T>(httpPort: number, method: string, route: string, body: unknown, token?: string): Promise<T> {
+export async function api<T>(httpPort: number, method: string, route: string, body: unknown, token?: string): Promise<T> {
   const res = await fetch(`http://127.0.0.1:${httpPort}${route}`, {
     method,
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { checkAborted, print, progress, runTimed, sleep } from './proc.ts';
 import { boundMbps, CORES, type EncryptionFloor } from './floor.ts';
 import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
-import { PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
+import { api, PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, RssSampler } from './sftp.ts';
 
 /** Measures (Results keys) and the servers they are recorded under. */
@@ -148,7 +148,7 @@ export function webdavVersions(): string[] {
 
 // ------------------------------------------------------------------ the run
 
-/** The WebDAV measurements: a warm-up, then per run openssl, nginx PUT, sealdrop PUT, nginx GET, sealdrop GET. */
+/** The WebDAV measurements: a warm-up, then per run openssl, nginx PUT, nginx GET, sealdrop PUT, sealdrop GET. */
 export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
   const { work, input, size, runs, sd, results } = ctx;
   const sdPid = sd.child.pid as number;
@@ -167,6 +167,16 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     const log = ng ? tail(ng.errorLog, 10) : '';
     if (log) err.message += `\n  nginx error.log (tail):\n    ${log.split('\n').join('\n    ')}`;
     return err;
+  };
+
+  let senderToken: string | undefined;
+  /** Revokes the sender's delivery with this subject (its blobs are deleted). */
+  const revokeRun = async (subject: string): Promise<void> => {
+    senderToken ??= (await api<{ token: string }>(ctx.sd.httpPort, 'POST', '/api/v1/session', { email: SENDER, password: PASSWORD })).token;
+    const { deliveries: list } = await api<{ deliveries: Array<{ id: string; subject: string; state: string }> }>(ctx.sd.httpPort, 'GET', '/api/v1/deliveries?box=outbox', undefined, senderToken);
+    const d = list.find((x) => x.subject === subject && x.state !== 'revoked');
+    if (!d) throw new Error(`no delivery "${subject}" in the sender's outbox to revoke`);
+    await api(ctx.sd.httpPort, 'POST', `/api/v1/deliveries/${d.id}/revoke`, {}, senderToken);
   };
 
   /**
@@ -277,13 +287,6 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
       }
     });
 
-    let delivered: { url: string; length: number } | undefined;
-    await ctx.attempt(`WebDAV ${tag}: PUT sealdrop (and send)`, async () => {
-      ctx.daemonAlive();
-      await ctx.prepare(size * 2);
-      delivered = await sealdropPut(`run-${run}`, input, size, `WebDAV PUT ${tag}`, PUT);
-    });
-
     await ctx.attempt(`WebDAV ${tag}: GET nginx`, async () => {
       if (!ng || !ngStored) throw new Error('no file to fetch (the PUT to nginx failed)');
       const n = ng;
@@ -302,12 +305,27 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
       }
     });
 
+    // nginx's file is gone now: sealdrop's PUT writes into the page cache it freed, as nginx's PUT
+    // did with openssl's (see the README on this VM's cost of growing the page cache).
+    let delivered: { url: string; length: number } | undefined;
+    await ctx.attempt(`WebDAV ${tag}: PUT sealdrop (and send)`, async () => {
+      ctx.daemonAlive();
+      await ctx.prepare(size * 2);
+      delivered = await sealdropPut(`run-${run}`, input, size, `WebDAV PUT ${tag}`, PUT);
+    });
+
     await ctx.attempt(`WebDAV ${tag}: GET sealdrop`, async () => {
       ctx.daemonAlive();
       if (!delivered) throw new Error('no delivery to fetch (the PUT to sealdrop or its send failed)');
       await ctx.prepare(size);
       const s = await sealdropGet(`curl GET ${delivered.url} from sealdrop`, delivered.url, delivered.length, GET);
       progress(`WebDAV ${tag} GET sealdrop: ${mbpsText(s)} (${delivered.length} bytes of OpenPGP)`);
+    });
+    // The references' files are deleted after each run; so is this run's blob (the delivery is
+    // revoked), or every later write would grow the page cache into memory never touched
+    // before, which costs several CPU-s per GB on this VM (see README).
+    await ctx.attempt(`WebDAV ${tag}: revoke the delivery (untimed)`, async () => {
+      await revokeRun(SUBJECT(`run-${run}`));
     });
   }
 
