@@ -157,11 +157,21 @@ class WorkerEncryptor extends Duplex {
     else this.waiting = cb;
   }
 
-  /** Moves the staged bytes, if any, to the worker. */
+  /**
+   * Moves the staged bytes, if any, to the worker. A small rest (the end of a small file, or
+   * before a buffer that moves) goes as a copy of its own size and the staging buffer stays,
+   * rather than a mostly empty 256 KiB buffer that the encoder might hold on to.
+   */
   private postStage(): void {
     if (this.stage === null || this.staged === 0) return;
-    const data = this.stage.subarray(0, this.staged);
-    this.stage = null;
+    let data: Uint8Array;
+    if (this.staged < STAGE_BYTES / 4) {
+      data = Buffer.allocUnsafeSlow(this.staged);
+      data.set(this.stage.subarray(0, this.staged));
+    } else {
+      data = this.stage.subarray(0, this.staged);
+      this.stage = null;
+    }
     this.staged = 0;
     this.post(data);
   }
