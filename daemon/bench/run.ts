@@ -333,7 +333,7 @@ async function main(): Promise<number> {
     /**
      * Removes timed uploads from sealdrop's open delivery (their blobs are deleted), as OpenSSH's
      * files are after each run: a blob kept would make every later write grow the page cache into
-     * memory never touched before, which costs several CPU-s per GB on this VM (README).
+     * memory never touched before, which costs several CPU-s per GB on this VM (daemon/bench/README.md).
      */
     const dropUploads = async (paths: string[]) => {
       await sftpBatch(work, sdSender, AES.name, paths.map((p) => `rm ${quote(p)}`));

@@ -306,7 +306,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     });
 
     // nginx's file is gone now: sealdrop's PUT writes into the page cache it freed, as nginx's PUT
-    // did with openssl's (see the README on this VM's cost of growing the page cache).
+    // did with openssl's (daemon/bench/README.md: this VM's cost of growing the page cache).
     let delivered: { url: string; length: number } | undefined;
     await ctx.attempt(`WebDAV ${tag}: PUT sealdrop (and send)`, async () => {
       ctx.daemonAlive();
@@ -323,10 +323,12 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     });
     // The references' files are deleted after each run; so is this run's blob (the delivery is
     // revoked), or every later write would grow the page cache into memory never touched
-    // before, which costs several CPU-s per GB on this VM (see README).
-    await ctx.attempt(`WebDAV ${tag}: revoke the delivery (untimed)`, async () => {
-      await revokeRun(SUBJECT(`run-${run}`));
-    });
+    // before, which costs several CPU-s per GB on this VM (daemon/bench/README.md).
+    if (delivered) {
+      await ctx.attempt(`WebDAV ${tag}: revoke the delivery (untimed)`, async () => {
+        await revokeRun(SUBJECT(`run-${run}`));
+      });
+    }
   }
 
   const errLog = ng ? tail(ng.errorLog, 20) : '';
