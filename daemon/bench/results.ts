@@ -16,6 +16,19 @@ export interface Sample {
   clientCpu?: number | undefined;
 }
 
+/** What `timed` (run.ts) reports about one transfer. */
+export interface Timed<T> {
+  value: T;
+  other: number;
+  serverCpu?: number | undefined;
+  clientCpu: number;
+}
+
+/** The sample of one timed transfer of `bytes`. */
+export function sampleOf(t: Timed<{ seconds: number }>, bytes: number): Sample {
+  return { seconds: t.value.seconds, bytes, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
+}
+
 /** Server CPU seconds per GB (1e9 bytes) of a sample, if measured. */
 export const cpuPerGB = (s: Sample) => (s.serverCpu === undefined ? undefined : s.serverCpu / (s.bytes / 1e9));
 

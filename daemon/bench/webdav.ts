@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkAborted, print, progress, runTimed, sleep } from './proc.ts';
 import { boundMbps, CORES, type EncryptionFloor } from './floor.ts';
-import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, type Results, type RssRecord, type Sample } from './results.ts';
+import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, sampleOf, type Results, type RssRecord, type Sample, type Timed } from './results.ts';
 import { api, PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, RssSampler } from './sftp.ts';
 
@@ -44,7 +44,7 @@ export interface WebdavContext {
   attempt(what: string, fn: () => Promise<void>): Promise<void>;
   /** Runs a transfer, measuring how busy the machine was with other work meanwhile. */
   /** Runs a transfer; given a server pid, also measures that server's CPU seconds. */
-  timed<T>(fn: () => Promise<T>, server?: number): Promise<{ value: T; other: number; serverCpu?: number; clientCpu: number }>;
+  timed<T>(fn: () => Promise<T>, server?: number): Promise<Timed<T>>;
   /** Checks the free space for `need` more bytes and flushes dirty pages. */
   prepare(need: number): Promise<void>;
   daemonAlive(): void;
@@ -190,7 +190,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     const mk = await dav(sdBase, SENDER, 'MKCOL', outbox(subject));
     expectStatus(`MKCOL ${outbox(subject)}`, mk, [201]);
     const sampler = new RssSampler(sdPid).start();
-    let t: { value: CurlResult; other: number; serverCpu?: number; clientCpu: number };
+    let t: Timed<CurlResult>;
     try {
       t = await ctx.timed(() => curl(`curl PUT ${name} to sealdrop`, `${sdBase}${outbox(subject)}/${seg(name)}`, SENDER, ['-T', file], ctx.limitFor(bytes)), sdPid);
     } finally {
@@ -198,7 +198,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     }
     expectStatus(`curl PUT ${name} to sealdrop`, t.value, [201, 204]);
     if (t.value.uploaded !== bytes) throw new Error(`curl PUT ${name} to sealdrop: curl sent ${t.value.uploaded} bytes, expected ${bytes}`);
-    const sample = { seconds: t.value.seconds, bytes, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
+    const sample = sampleOf(t, bytes);
     if (measure) results.add(measure, 'sealdrop', sample);
     const m = ctx.rss[ctx.rss.length - 1] as RssRecord;
     progress(`${rssLabel}: ${t.value.seconds.toFixed(2)} s, ${mbps(sample).toFixed(1)} MB/s (other processes: ${t.other.toFixed(2)} cores); daemon RSS ${fmtMB(m.before)} → peak ${fmtMB(m.peak)} MB`);
@@ -228,7 +228,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
     const t = await ctx.timed(() => curl(label, `${sdBase}${url}`, RECEIVER, ['-o', '/dev/null'], ctx.limitFor(length)), sdPid);
     expectStatus(label, t.value, [200]);
     if (t.value.downloaded !== length) throw new Error(`${label}: received ${t.value.downloaded} bytes, expected ${length}`);
-    const s = { seconds: t.value.seconds, bytes: length, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
+    const s = sampleOf(t, length);
     if (measure) results.add(measure, 'sealdrop', s);
     return s;
   };
@@ -259,7 +259,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
         const t = await ctx.timed(() => runLimited('openssl enc', 'openssl', ['enc', '-aes-256-cfb', '-K', key, '-iv', iv, '-in', input, '-out', out], ctx.limitFor(size)));
         const written = (await stat(out)).size;
         if (written !== size) throw new Error(`openssl wrote ${written} bytes, expected ${size}`);
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other, clientCpu: t.clientCpu };
+        const s = sampleOf(t, size);
         results.add(CIPHER, 'openssl', s);
         progress(`WebDAV ${tag} openssl enc: ${mbpsText(s)}`);
       } finally {
@@ -279,7 +279,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
         const written = (await stat(path.join(n.root, ngName))).size;
         if (written !== size) throw new Error(`nginx stored ${written} bytes, expected ${size}`);
         ngStored = true;
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
+        const s = sampleOf(t, size);
         results.add(PUT, 'nginx', s);
         progress(`WebDAV ${tag} PUT nginx: ${mbpsText(s)}`);
       } catch (err) {
@@ -295,7 +295,7 @@ export async function runWebdav(ctx: WebdavContext): Promise<WebdavOutcome> {
         const t = await ctx.timed(() => curl(`curl GET ${ngName} from nginx`, `http://127.0.0.1:${n.port}/${ngName}`, SENDER, ['-o', '/dev/null'], ctx.limitFor(size)), n.child.pid);
         expectStatus(`curl GET ${ngName} from nginx`, t.value, [200]);
         if (t.value.downloaded !== size) throw new Error(`curl GET ${ngName} from nginx: received ${t.value.downloaded} bytes, expected ${size}`);
-        const s = { seconds: t.value.seconds, bytes: size, other: t.other, serverCpu: t.serverCpu, clientCpu: t.clientCpu };
+        const s = sampleOf(t, size);
         results.add(GET, 'nginx', s);
         progress(`WebDAV ${tag} GET nginx: ${mbpsText(s)}`);
       } catch (err) {
