@@ -1,9 +1,7 @@
 /**
  * The encryption floor: what the work that sealdrop must do for every uploaded byte costs in CPU
  * on this machine with Node's OpenSSL — the OpenPGP encryption (AES-256-CFB and the SHA-1 of the
- * MDC, SEIPDv1) and the SHA-256 of the ciphertext that every stored blob is recorded with (its
- * integrity check before a read-back or a copy) — measured in this process the way the daemon
- * calls it (64 KiB units). With the clients' CPU it bounds how fast any upload to sealdrop can
+ * MDC, SEIPDv1) — measured in this process the way the daemon calls it (64 KiB units). With the clients' CPU it bounds how fast any upload to sealdrop can
  * be on this machine's cores.
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
@@ -13,8 +11,6 @@ import os from 'node:os';
 export interface EncryptionFloor {
   cfb: number;
   sha1: number;
-  /** SHA-256 of the ciphertext (the blob's integrity record). */
-  sha256: number;
 }
 
 const UNIT = 64 * 1024;
@@ -26,23 +22,21 @@ function cpuSecondsOf(fn: () => void): number {
   return (b.user + b.system) / 1e6;
 }
 
-/** Measures AES-256-CFB, SHA-1 and SHA-256 over `mib` MiB each, `tries` times; keeps the cheapest. */
+/** Measures AES-256-CFB and SHA-1 over `mib` MiB each, `tries` times; keeps the cheapest. */
 export function measureEncryptionFloor(mib = 256, tries = 3): EncryptionFloor {
   const unit = randomBytes(UNIT);
   const units = (mib * 1024 * 1024) / UNIT;
   const gb = (mib * 1024 * 1024) / 1e9;
   let cfb = Infinity;
   let sha1 = Infinity;
-  let sha256 = Infinity;
   for (let t = 0; t < tries; t++) {
     const cipher = createCipheriv('aes-256-cfb', randomBytes(32), Buffer.alloc(16));
     cfb = Math.min(cfb, cpuSecondsOf(() => {
       for (let i = 0; i < units; i++) cipher.update(unit);
     }) / gb);
     sha1 = Math.min(sha1, hashCost('sha1', unit, units) / gb);
-    sha256 = Math.min(sha256, hashCost('sha256', unit, units) / gb);
   }
-  return { cfb, sha1, sha256 };
+  return { cfb, sha1 };
 }
 
 function hashCost(algorithm: string, unit: Buffer, units: number): number {

@@ -251,6 +251,31 @@ describe('the virtual tree', () => {
     expect([sent.readbackKey, sent.readbackUntil]).toEqual([null, null]);
   });
 
+  it('reads a level 2 file back after checking every chunk, and refuses an altered one before the first byte', async () => {
+    await h.close();
+    h = await createHarness({ SEALDROP_DROP_FOLDERS: '[{name: notes, owner: boss@example.org, recipients: [partner@example.net], level: 2, subject: "Notes"}]' });
+    await member('boss@example.org', 'boss secupass long');
+    const erp = await member('erp@example.org', undefined, 'service', 'boss@example.org');
+    const data = randomBytes(300_000);
+    await put(erp, '/notes/n.bin', data, true);
+    const read = async () => Buffer.concat(await (await h.core.tree.openRead(erp, '/notes/n.bin')).stream.toArray());
+    expect((await read()).equals(data)).toBe(true);
+    const row = await h.orm.em.fork().findOneOrFail(DeliveryFileSchema, { name: 'n.bin' });
+    const blobKey = row.blobKey as string;
+    const blobPath = path.join(h.paths.blobDir, blobKey.slice(0, 2), blobKey.slice(2, 4), blobKey);
+    const original = readFileSync(blobPath);
+    for (const at of [100, Math.floor(original.length / 2), original.length - 3]) {
+      const altered = Buffer.from(original);
+      altered[at] = (altered[at] as number) ^ 1;
+      writeFileSync(blobPath, altered);
+      await expectCode(h.core.tree.openRead(erp, '/notes/n.bin'), 'SEALDROP_E_INTERNAL');
+    }
+    writeFileSync(blobPath, original.subarray(0, original.length - 1000));
+    await expectCode(h.core.tree.openRead(erp, '/notes/n.bin'), 'SEALDROP_E_INTERNAL');
+    writeFileSync(blobPath, original);
+    expect((await read()).equals(data)).toBe(true);
+  });
+
   it('keeps folders inside a delivery: make, list, move, copy, remove; the recipient sees the same structure', async () => {
     await member('boss@example.org', 'boss secupass long');
     const erp = await member('erp@example.org', undefined, 'service', 'boss@example.org');

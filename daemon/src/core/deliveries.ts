@@ -4,7 +4,7 @@
  * download, revoke, expiry — every state change audited, every rule enforced here so that all
  * front-ends (HTTP, SFTP, WebDAV, UI, CLI) behave the same.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
 import { decryptSeipdV1, decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
@@ -33,7 +33,6 @@ import type { SecuPassService } from './secupass.ts';
 import { audit } from './audit.ts';
 import { actorOf, inTx, readEm, requireScope, type Actor, type CoreDeps, type Em, type Principal, type Via } from './context.ts';
 import { fail } from './errors.ts';
-import { recyclerOf } from '../util/recycle.ts';
 import { Upload } from './uploads.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail, type MailTemplate, type MailTemplates } from './outbox.ts';
@@ -135,11 +134,12 @@ export interface BeginUploadOptions {
   /** The name may be a path inside the delivery (`folder/file`, from the virtual tree). */
   path?: boolean;
   /**
-   * Hash the ciphertext in the encryption worker (default) or here as it is stored. Protocols
-   * whose own work is heavy on the main thread (SFTP's SSH decryption) keep the default; plain
-   * HTTP uploads are faster with the hashing here, off the worker that encrypts.
+   * Compute the MDC's SHA-1 in the encryption worker with the cipher (default) or in this thread
+   * before each chunk moves to the worker. Protocols whose own work is heavy on the main thread
+   * (SFTP's SSH decryption) keep the default; HTTP and WebDAV uploads are faster with the
+   * hashing here, off the worker that encrypts (the bytes are the same).
    */
-  hashInWorker?: boolean;
+  mdcInWorker?: boolean;
 }
 
 /** What a delivery is made of. */
@@ -452,7 +452,7 @@ export class DeliveryService {
       const keys = await this.keysForUpload(em0, delivery);
       wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
       const seipd = { sessionKey, filename: literalName };
-      const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd, options.hashInWorker ?? true) : createSeipdV1Encryptor(seipd);
+      const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd, options.mdcInWorker ?? true) : createSeipdV1Encryptor(seipd);
       if (readBackSeconds > 0) readBackKey = Buffer.from(sessionKey);
       sessionKey.fill(0);
       encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
@@ -482,7 +482,7 @@ export class DeliveryService {
           }
           const id = randomUUID();
           const readback = readBackSeconds > 0 ? { readbackKey: readBackKey ? this.deps.kek.seal('readback', readBackKey, id) : null, readbackUntil: new Date(now.getTime() + readBackSeconds * 1000) } : {};
-          const file = em.create(DeliveryFileSchema, { id, deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, sha256: blob.sha256, temp, createdAt: now, ...readback });
+          const file = em.create(DeliveryFileSchema, { id, deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, temp, createdAt: now, ...readback });
           await this.insertWraps(em, file.id, wraps);
           d.lastActivityAt = now;
           if (kind === 'message') d.hasMessage = true;
@@ -705,7 +705,7 @@ export class DeliveryService {
       const count = await em.count(DeliveryFileSchema, { deliveryId, kind: { $in: ['file', 'dir'] } });
       if (count >= 2 * this.cfg.maxFilesPerDelivery) throw fail('SEALDROP_E_LIMIT', 'too many files and folders in this delivery');
       const now = this.now();
-      em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId, kind: 'dir', name: rel, size: 0, blobKey: null, blobSize: 0, sha256: '', temp: false, createdAt: now });
+      em.create(DeliveryFileSchema, { id: randomUUID(), deliveryId, kind: 'dir', name: rel, size: 0, blobKey: null, blobSize: 0, temp: false, createdAt: now });
       d.lastActivityAt = now;
       await audit(em, { action: 'folder.created', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { name: rel } }, now);
     });
@@ -809,14 +809,14 @@ export class DeliveryService {
     const isDir = top.length === 0 || top[0]?.kind === 'dir';
     const source = isDir ? [{ kind: 'dir', name: from } as DeliveryFile, ...(depth0 ? [] : inside)] : top;
     // The ciphertext is copied before the transaction; a failure removes the copies.
-    const copies = new Map<string, { blobKey: string; blobSize: number; sha256: string }>();
+    const copies = new Map<string, { blobKey: string; blobSize: number }>();
     try {
       for (const row of source) {
         if (row.kind !== 'file' || !row.blobKey) continue;
         const blobKey = randomBytes(16).toString('hex');
         const info = await this.deps.blobs.put(blobKey, await this.deps.blobs.get(row.blobKey));
-        if (info.sha256 !== row.sha256) throw fail('SEALDROP_E_INTERNAL', 'a stored file failed its integrity check while being copied');
-        copies.set(row.id, { blobKey, blobSize: info.size, sha256: info.sha256 });
+        if (info.size !== row.blobSize) throw fail('SEALDROP_E_INTERNAL', 'a stored file has not the size it was recorded with');
+        copies.set(row.id, { blobKey, blobSize: info.size });
       }
       const blobs: string[] = [];
       let replaced = false;
@@ -831,7 +831,7 @@ export class DeliveryService {
           const name = row.name === from ? to : `${to}${row.name.slice(from.length)}`;
           const id = randomUUID();
           if (row.kind === 'dir') {
-            em.create(DeliveryFileSchema, { id, deliveryId, kind: 'dir', name, size: 0, blobKey: null, blobSize: 0, sha256: '', temp: false, createdAt: now });
+            em.create(DeliveryFileSchema, { id, deliveryId, kind: 'dir', name, size: 0, blobKey: null, blobSize: 0, temp: false, createdAt: now });
             continue;
           }
           const copy = copies.get(row.id);
@@ -839,7 +839,7 @@ export class DeliveryService {
           const open = row.readbackUntil !== null && row.readbackUntil !== undefined && row.readbackUntil.getTime() > now.getTime();
           const readbackKey = open && row.readbackKey ? this.resealReadback(row, id) : null;
           const readbackUntil = open && (readbackKey || d.level < 3) ? row.readbackUntil : null;
-          em.create(DeliveryFileSchema, { id, deliveryId, kind: 'file', name, size: row.size, blobKey: copy?.blobKey ?? null, blobSize: copy?.blobSize ?? 0, sha256: copy?.sha256 ?? row.sha256, temp: row.temp, createdAt: now, readbackKey, readbackUntil });
+          em.create(DeliveryFileSchema, { id, deliveryId, kind: 'file', name, size: row.size, blobKey: copy?.blobKey ?? null, blobSize: copy?.blobSize ?? 0, temp: row.temp, createdAt: now, readbackKey, readbackUntil });
           const wraps = await em.find(KeyWrapSchema, { fileId: row.id });
           for (const w of wraps) em.create(KeyWrapSchema, { id: randomUUID(), fileId: id, keyId: w.keyId, pkesk: Buffer.from(w.pkesk), createdAt: now });
         }
@@ -1454,9 +1454,10 @@ export class DeliveryService {
 
   /**
    * The sender reads back one of its own unsent files within the read-back window of a WebDAV
-   * upload. The stored ciphertext is first read whole and its SHA-256 compared with the one
-   * recorded at upload, so nothing leaves before the integrity check; then it is decrypted as
-   * it streams (level 3/4 with the sealed session key, levels 1/2 with the delivery key).
+   * upload. The stored file is first decrypted whole and its integrity checked (the MDC of a
+   * level 3/4 file under its sealed session key, every chunk's tag of a level 1/2 file under the
+   * delivery key), the plaintext thrown away, so nothing leaves before the check; then it is
+   * decrypted again as it streams.
    */
   async readBack(p: Principal, deliveryId: string, fileId: string): Promise<Download> {
     requireScope(p, 'send');
@@ -1468,28 +1469,28 @@ export class DeliveryService {
     if (d.state !== 'open' || !file.readbackUntil || file.readbackUntil.getTime() <= now.getTime() || (d.level >= 3 && !file.readbackKey)) {
       throw fail('SEALDROP_E_FORBIDDEN', 'your unsent files are stored encrypted and can be read back only shortly after a WebDAV upload; see /inbox for deliveries to you');
     }
-    const hash = createHash('sha256');
-    const stored = await this.deps.blobs.get(file.blobKey);
-    const giveBack = recyclerOf(stored);
-    for await (const chunk of stored) {
-      hash.update(chunk as Buffer);
-      giveBack?.(chunk as Buffer);
-    }
-    if (hash.digest('hex') !== file.sha256) {
-      this.deps.log.error({ deliveryId: d.id, fileId: file.id, code: 'SEALDROP_E_INTERNAL' }, 'stored file failed its integrity check');
-      throw fail('SEALDROP_E_INTERNAL', 'the stored file failed its integrity check');
-    }
-    const blob = await this.deps.blobs.get(file.blobKey);
-    let stream: Readable;
-    if (d.level >= 3) {
+    const blobKey = file.blobKey;
+    const decrypt = async (): Promise<Readable> => {
+      const blob = await this.deps.blobs.get(blobKey);
+      if (d.level < 3) return decryptSeipdV2(blob, this.deliveryKey(d));
       const key = this.deps.kek.open('readback', file.readbackKey as Uint8Array, file.id);
-      stream = await decryptSeipdV1(blob, key);
+      const stream = await decryptSeipdV1(blob, key);
       // The cipher may use the key until the last chunk.
       stream.once('close', () => key.fill(0));
-    } else {
-      stream = await decryptSeipdV2(blob, this.deliveryKey(d));
+      return stream;
+    };
+    let plainBytes = 0;
+    try {
+      for await (const chunk of await decrypt()) plainBytes += (chunk as Uint8Array).length;
+    } catch (err) {
+      this.deps.log.error({ deliveryId: d.id, fileId: file.id, code: 'SEALDROP_E_INTERNAL', err: (err as Error).message }, 'stored file failed its integrity check');
+      throw fail('SEALDROP_E_INTERNAL', 'the stored file failed its integrity check');
     }
-    return { stream, size: file.size, fileName: file.name, contentType: 'application/octet-stream', encrypted: false };
+    if (plainBytes !== file.size) {
+      this.deps.log.error({ deliveryId: d.id, fileId: file.id, code: 'SEALDROP_E_INTERNAL', plainBytes, size: file.size }, 'stored file has not its recorded size');
+      throw fail('SEALDROP_E_INTERNAL', 'the stored file failed its integrity check');
+    }
+    return { stream: await decrypt(), size: file.size, fileName: file.name, contentType: 'application/octet-stream', encrypted: false };
   }
 
   private async recordDownload(actor: Actor, d: Delivery, recipient: DeliveryRecipient | null, file: DeliveryFile, via: Via | string, extra: Record<string, unknown> = {}): Promise<void> {

@@ -89,8 +89,8 @@ export interface OpenWriteOptions {
   declaredSize?: number;
   /** An empty placeholder (a WebDAV lock on a new name): stored, never delivered unless written. */
   placeholder?: boolean;
-  /** See BeginUploadOptions.hashInWorker. */
-  hashInWorker?: boolean;
+  /** See BeginUploadOptions.mdcInWorker. */
+  mdcInWorker?: boolean;
 }
 
 /** How long the trigger file stays visible after it sent its folder. */
@@ -609,7 +609,7 @@ export class TreeService {
       literalName: this.finalNameOf(base),
       readBack: options.readBack ?? false,
       path: true,
-      hashInWorker: options.hashInWorker ?? true,
+      mdcInWorker: options.mdcInWorker ?? true,
       ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
     });
     const transferId = await this.transferStarted(p, folder.key);

@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pipeline, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
-import type { DigestingStream } from '../crypto/encrypt-pool.ts';
 import type { BlobInfo, BlobStore } from '../store/blob-store.ts';
 import { fail, SealdropError } from './errors.ts';
 
@@ -86,8 +85,7 @@ export class Upload<T> {
     const encrypted = await plan.encrypt(limit);
     // An error anywhere (size limit, cipher, disk) reaches every stage.
     limit.on('error', (err) => encrypted.destroy(err));
-    const d = encrypted as Readable & Partial<DigestingStream>;
-    const stored = plan.blobs.put(blobKey, encrypted, d.digests && d.sha256Digest ? { digest: () => (d.sha256Digest as () => Promise<string>).call(encrypted) } : {});
+    const stored = plan.blobs.put(blobKey, encrypted);
     stored.catch(() => undefined); // observed in complete()/abort()
     return new Upload(plan, limit, blobKey, stored);
   }

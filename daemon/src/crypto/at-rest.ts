@@ -167,8 +167,8 @@ async function decryptWithSessionKey(ciphertext: Readable, key: Uint8Array, unau
 
 /**
  * Decrypts a SEIPDv1 packet stream (AES-256, MDC) under its session key, streaming. The MDC is
- * checked only at the end, so the caller must have verified the ciphertext (its SHA-256) before
- * the first byte goes out; a failed MDC still errors the stream.
+ * checked only at the end (a failed one errors the stream), so a caller that publishes the
+ * output must have run it to the end once before (Deliveries.readBack does).
  */
 export async function decryptSeipdV1(ciphertext: Readable, sessionKey: Uint8Array): Promise<Readable> {
   return decryptWithSessionKey(ciphertext, sessionKey, true);

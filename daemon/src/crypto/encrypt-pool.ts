@@ -1,26 +1,28 @@
 /**
  * EncryptPool: SEIPDv1 encryption off the main thread. The main thread keeps the protocol work
- * (SSH decryption, SFTP, HTTP) while worker threads run AES-256-CFB + SHA-1 over the plaintext;
- * the bytes are the same as createSeipdV1Encryptor's for the same chunking. Each stream is a
- * Transform with bounded memory: input waits while too much is in flight or unread.
+ * (SSH decryption, SFTP, HTTP) while worker threads run AES-256-CFB over the plaintext, and the
+ * SHA-1 of the MDC either with it (the default) or in the main thread; the bytes are the same as
+ * createSeipdV1Encryptor's for the same chunking. Each stream is a Duplex with bounded memory:
+ * input waits while too much is in flight or unread.
  */
 import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { lendsChunks } from '../util/recycle.ts';
-import type { SeipdV1Options } from './seipd-v1.ts';
+import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 
 /** Messages to a worker. */
 export type ToWorker =
-  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; hash: boolean }
+  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; externalMdc: boolean }
   | { t: 'data'; id: number; chunk: Uint8Array }
-  | { t: 'end'; id: number }
+  /** With `externalMdc`, the MDC's SHA-1 value computed in the main thread. */
+  | { t: 'end'; id: number; mdc?: Uint8Array | undefined }
   | { t: 'abort'; id: number }
   /** An output buffer given back (transferred) once written; the worker reuses it. */
   | { t: 'return'; buffer: ArrayBuffer };
 
 /** Messages from a worker. */
-type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number; sha256: string | null } | { t: 'error'; id: number; message: string };
+type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number } | { t: 'error'; id: number; message: string };
 
 const MAX_IN_FLIGHT = 2 * 1024 * 1024;
 /** Input that is copied anyway (not handed over) goes to the worker in pieces of this size. */
@@ -35,12 +37,6 @@ const HANDED_OVER = Symbol('sealdrop.handedOver');
 export function handOver(buf: Buffer): Buffer {
   (buf as Buffer & { [HANDED_OVER]?: boolean })[HANDED_OVER] = true;
   return buf;
-}
-
-/** A stream that can tell the SHA-256 of what it produced once it ended (when `digests`). */
-export interface DigestingStream {
-  readonly digests: boolean;
-  sha256Digest(): Promise<string>;
 }
 
 /** A pool of encryption workers shared by all uploads of the process. */
@@ -73,18 +69,29 @@ export class EncryptPool {
   }
 
   /**
-   * A Duplex from plaintext to one SEIPDv1 packet, encrypted in a worker thread. With `hash`
-   * (the default) the worker also hashes the ciphertext — right where the main thread is busy
-   * (SFTP decrypts SSH there); without it the worker only encrypts and the caller hashes —
-   * right where the worker is the bottleneck (HTTP and WebDAV uploads).
+   * A Duplex from plaintext to one SEIPDv1 packet, encrypted in a worker thread. With
+   * `mdcInWorker` (the default) the worker also computes the MDC's SHA-1 — right where the main
+   * thread is busy (SFTP decrypts SSH there); without it the main thread hashes each chunk
+   * before it moves to the worker, which then only runs the cipher — right where the worker is
+   * the bottleneck (HTTP and WebDAV uploads). The bytes are the same either way.
    */
-  createEncryptor(options: SeipdV1Options, hash = true): Duplex & DigestingStream & { readonly reusedChunks: number } {
+  createEncryptor(options: SeipdV1Options, mdcInWorker = true): Duplex & { readonly reusedChunks: number } {
     if (this.closed) throw new Error('the encryption pool is closed');
+    // Hashing here needs the prefix and the literal date here too: both are fixed now and sent.
+    const plain = mdcInWorker ? null : new SeipdV1Plaintext(options, true);
     const entry = this.worker();
     const id = this.nextId++;
-    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), hash);
+    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), plain);
     entry.streams.set(id, enc);
-    const msg: ToWorker = { t: 'open', id, sessionKey: Uint8Array.from(options.sessionKey), filename: options.filename, date: options.date?.getTime(), prefix: options.prefix, hash };
+    const msg: ToWorker = {
+      t: 'open',
+      id,
+      sessionKey: Uint8Array.from(options.sessionKey),
+      filename: options.filename,
+      date: (plain?.date ?? options.date)?.getTime(),
+      prefix: plain?.prefix ?? options.prefix,
+      externalMdc: plain !== null,
+    };
     entry.worker.postMessage(msg);
     return enc;
   }
@@ -111,7 +118,6 @@ class WorkerEncryptor extends Duplex {
   /** Copied input not posted yet (see _write), in stage[0, staged). */
   private stage: Buffer | null = null;
   private staged = 0;
-  private digest: string | undefined;
   private waiting: ((err?: Error | null) => void) | undefined;
   private finalCb: ((err?: Error | null) => void) | undefined;
   private finished = false;
@@ -120,9 +126,11 @@ class WorkerEncryptor extends Duplex {
     private readonly worker: Worker,
     private readonly id: number,
     private readonly release: () => void,
-    readonly digests: boolean,
+    /** The plaintext side hashed in this thread (the MDC), or null if the worker does it. */
+    private readonly plain: SeipdV1Plaintext | null,
   ) {
     super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 512 * 1024 });
+    plain?.begin();
     // The consumer (the blob store) gives a chunk back once it is written: its buffer goes back
     // to the worker for a later flush instead of a new one per MiB in both threads.
     lendsChunks(this, (chunk) => {
@@ -177,6 +185,12 @@ class WorkerEncryptor extends Duplex {
   }
 
   private post(data: Uint8Array): void {
+    if (this.plain) {
+      // Hashed in the order the worker encrypts; what the framing holds back is copied, as the
+      // chunk moves away now.
+      this.plain.push(data);
+      this.plain.detach();
+    }
     this.inFlight += data.length;
     const msg: ToWorker = { t: 'data', id: this.id, chunk: data };
     this.worker.postMessage(msg, [data.buffer as ArrayBuffer]);
@@ -201,7 +215,12 @@ class WorkerEncryptor extends Duplex {
   override _final(cb: (err?: Error | null) => void): void {
     this.postStage();
     this.finalCb = cb;
-    const msg: ToWorker = { t: 'end', id: this.id };
+    let mdc: Uint8Array | undefined;
+    if (this.plain) {
+      this.plain.end();
+      mdc = this.plain.digest();
+    }
+    const msg: ToWorker = { t: 'end', id: this.id, mdc };
     this.worker.postMessage(msg);
   }
 
@@ -217,7 +236,6 @@ class WorkerEncryptor extends Duplex {
         this.inFlight -= m.bytes;
         break;
       case 'done':
-        this.digest = m.sha256 ?? undefined;
         this.finished = true;
         this.release();
         this.push(null);
@@ -229,12 +247,6 @@ class WorkerEncryptor extends Duplex {
         return;
     }
     this.wake();
-  }
-
-  /** The hex SHA-256 of everything this stream produced (after it ended). */
-  async sha256Digest(): Promise<string> {
-    if (this.digest === undefined) throw new Error('the encryption stream has not finished');
-    return this.digest;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

@@ -4,10 +4,8 @@
  * buffers (transferred, not copied), which the main thread gives back once they are written
  * (util/recycle.ts). Acknowledges each input chunk once the encoder took it.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import type { Transform } from 'node:stream';
-import { createSeipdV1Encryptor } from './seipd-v1.ts';
+import { createSeipdV1Encryptor, type SeipdV1Encryptor } from './seipd-v1.ts';
 import type { ToWorker } from './encrypt-pool.ts';
 
 const OUT_CHUNK = 1024 * 1024;
@@ -22,11 +20,9 @@ const free: ArrayBuffer[] = [];
 const FREE_KEEP = 8;
 
 interface StreamState {
-  enc: Transform;
+  enc: SeipdV1Encryptor;
   parts: Buffer[];
   pending: number;
-  /** SHA-256 of the ciphertext, so the main thread does not hash it again (if asked). */
-  hash: Hash | null;
 }
 
 const streams = new Map<number, StreamState>();
@@ -48,7 +44,6 @@ function flushOut(id: number, s: StreamState): void {
   }
   s.parts = [];
   s.pending = 0;
-  s.hash?.update(out);
   port?.postMessage({ t: 'out', id, chunk: out, pooled, reused: reused !== undefined }, [backing]);
 }
 
@@ -56,8 +51,8 @@ port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'open': {
       try {
-        const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, ...(m.date ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
-        const s: StreamState = { enc, parts: [], pending: 0, hash: m.hash ? createHash('sha256') : null };
+        const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, externalMdc: m.externalMdc, ...(m.date !== undefined ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
+        const s: StreamState = { enc, parts: [], pending: 0 };
         streams.set(m.id, s);
         enc.on('data', (c: Buffer) => {
           s.parts.push(c);
@@ -67,7 +62,7 @@ port.on('message', (m: ToWorker) => {
         enc.on('end', () => {
           flushOut(m.id, s);
           streams.delete(m.id);
-          port.postMessage({ t: 'done', id: m.id, sha256: s.hash ? s.hash.digest('hex') : null });
+          port.postMessage({ t: 'done', id: m.id });
         });
         enc.on('error', (err: Error) => {
           streams.delete(m.id);
@@ -85,9 +80,12 @@ port.on('message', (m: ToWorker) => {
       s.enc.write(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, len), () => port.postMessage({ t: 'ack', id: m.id, bytes: len }));
       return;
     }
-    case 'end':
-      streams.get(m.id)?.enc.end();
+    case 'end': {
+      const s = streams.get(m.id);
+      if (m.mdc) s?.enc.endWithMdc(m.mdc);
+      else s?.enc.end();
       return;
+    }
     case 'return':
       if (free.length < FREE_KEEP && m.buffer.byteLength === OUT_CAP) free.push(m.buffer);
       return;

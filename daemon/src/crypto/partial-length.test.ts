@@ -82,6 +82,23 @@ describe('PartialLengthFramer', () => {
     expect(framer.end()[1]?.buffer).toBe(data.buffer);
   });
 
+  it('detach() copies what is held back, so the pushed arrays may change or move afterwards', () => {
+    const data = Uint8Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff);
+    const expected = new PartialLengthFramer();
+    const keep = [hex(expected.push(data.slice(0, 100))), hex(expected.push(data.slice(100))), hex(expected.end())];
+    const framer = new PartialLengthFramer();
+    const first = data.slice(0, 100);
+    expect(framer.push(first)).toBeNull();
+    framer.detach();
+    first.fill(0xff); // reused by its owner
+    const second = data.slice(100);
+    const part = hex(framer.push(second)); // hashed or encrypted at once, before the array moves
+    framer.detach();
+    second.fill(0xee);
+    expect([part, hex(framer.end())]).toEqual([keep[1], keep[2]]);
+    expect(keep[0]).toBeNull();
+  });
+
   it('an empty body ends with the single octet 0x00', () => {
     expect(hex(new PartialLengthFramer().end())).toBe('00');
   });

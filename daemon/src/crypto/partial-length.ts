@@ -126,6 +126,23 @@ export class PartialLengthFramer {
     return out;
   }
 
+  /**
+   * Replaces the views of pushed data that are still buffered with a copy of their own, so the
+   * pushed arrays may be reused or moved (transferred to another thread) from now on.
+   */
+  detach(): void {
+    if (this.pieces.length === 0) {
+      return;
+    }
+    const copy = new Uint8Array(this.buffered);
+    let offset = 0;
+    for (const piece of this.pieces) {
+      copy.set(piece, offset);
+      offset += piece.length;
+    }
+    this.pieces = [copy];
+  }
+
   private append(piece: Uint8Array): void {
     if (piece.length > 0) {
       this.pieces.push(piece);

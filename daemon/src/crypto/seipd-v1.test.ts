@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPacketHeader, splitPkesks } from './packets.ts';
-import { createSeipdV1Encryptor } from './seipd-v1.ts';
+import { createSeipdV1Encryptor, SeipdV1Plaintext } from './seipd-v1.ts';
 import type { SeipdV1Options } from './seipd-v1.ts';
 
 const execFileAsync = promisify(execFile);
@@ -305,6 +305,40 @@ describe('createSeipdV1Encryptor options and stream behaviour', () => {
     expect(() => createSeipdV1Encryptor({ sessionKey: SESSION_KEY, date: new Date(Number.NaN) })).toThrow(/valid Date/);
     expect(() => createSeipdV1Encryptor({ sessionKey: SESSION_KEY, date: new Date('1960-01-01') })).toThrow(/between 1970/);
     expect(() => createSeipdV1Encryptor({ sessionKey: SESSION_KEY, date: new Date('2107-01-01') })).toThrow(/between 1970/);
+  });
+
+  it('takes the MDC from a SeipdV1Plaintext run elsewhere over the same chunks: the same bytes', async () => {
+    const data = plaintext(THREE_MIB);
+    const chunks = randomChunks(data, 7, 1, 300_000, true);
+    const prefix = recoverPrefix(await encryptNatively([], {}));
+    const expected = await encryptNatively(chunks, { prefix });
+    // The hashing side sees each chunk before it "moves" (is overwritten here), like the pool's main thread.
+    const side = new SeipdV1Plaintext({ filename: FILENAME, date: DATE, prefix }, true);
+    side.begin();
+    const encryptor = createSeipdV1Encryptor({ sessionKey: SESSION_KEY, filename: FILENAME, date: DATE, prefix, externalMdc: true });
+    const parts: Buffer[] = [];
+    encryptor.on('data', (part: Buffer) => parts.push(part));
+    const ended = new Promise((resolve, reject) => encryptor.on('end', resolve).on('error', reject));
+    for (const chunk of chunks) {
+      const copy = Buffer.from(chunk);
+      side.push(copy);
+      side.detach();
+      encryptor.write(Buffer.from(chunk));
+      copy.fill(0);
+    }
+    side.end();
+    encryptor.endWithMdc(side.digest());
+    await ended;
+    expectSameBytes(Buffer.concat(parts), expected);
+    // Without the value, or with one of the wrong size: an error, not a packet without integrity.
+    const missing = createSeipdV1Encryptor({ sessionKey: SESSION_KEY, externalMdc: true });
+    await expect(pipeline(Readable.from([data.subarray(0, 1000)]), missing, new Writable({ write: (_c, _e, cb) => cb() }))).rejects.toThrow(/without the MDC value/);
+    const wrong = createSeipdV1Encryptor({ sessionKey: SESSION_KEY, externalMdc: true });
+    const failed = new Promise<Error>((resolve) => wrong.on('error', resolve));
+    wrong.resume();
+    wrong.endWithMdc(new Uint8Array(19));
+    expect((await failed).message).toMatch(/20-byte SHA-1/);
+    expect(() => new SeipdV1Plaintext({}, false).digest()).toThrow(/does not hash/);
   });
 
   it('surfaces errors of a failing source as a stream error', async () => {

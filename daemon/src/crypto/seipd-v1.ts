@@ -16,6 +16,10 @@
  * where `frame` is {@link PartialLengthFramer}. CFB is a byte-wise stream mode, so the cipher
  * bytes do not depend on chunking; only the framing does, and both framers are driven with the
  * exact chunk sequences above (lengths matter, not contents).
+ *
+ * P (everything but the cipher and the outer framing) is {@link SeipdV1Plaintext}; the encoder
+ * runs it itself, or — with `externalMdc` — leaves the SHA-1 to a SeipdV1Plaintext that another
+ * thread runs over the same input chunks and takes the digest at the end (`endWithMdc`).
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import type { Cipher, Hash } from 'node:crypto';
@@ -31,8 +35,13 @@ export interface SeipdV1Options {
   filename?: string;
   /** Literal packet date; default now. Truncated to whole seconds like openpgp.js `normalizeDate`. */
   date?: Date;
-  /** 18-byte CFB prefix (16 random bytes + the last 2 repeated); for tests only; default random. */
+  /** 18-byte CFB prefix (16 random bytes + the last 2 repeated); default random. */
   prefix?: Uint8Array;
+  /**
+   * The SHA-1 of the MDC comes from elsewhere ({@link SeipdV1Encryptor.endWithMdc}, computed by
+   * a SeipdV1Plaintext over the same prefix, literal header and input chunks); default false.
+   */
+  externalMdc?: boolean;
 }
 
 /** AES-256 key size in bytes. */
@@ -48,6 +57,8 @@ const LITERAL_TAG_OCTET = 0xc0 | 11;
 const LITERAL_FORMAT_BINARY = 0x62;
 /** MDC packet header (tag 19, length 20) that is hashed before the SHA-1 value itself. */
 const MDC_HEADER = Uint8Array.of(0xd3, 0x14);
+/** Length of the MDC's SHA-1 value. */
+const MDC_SIZE = 20;
 /** Largest slice handed to one cipher.update() call (Node allocates and zero-fills each output). */
 const MAX_UPDATE = 64 * 1024;
 /** Pieces smaller than this are coalesced (copied) into one buffer instead of handled one by one. */
@@ -62,7 +73,7 @@ const SMALL_PIECE = 8 * 1024;
  * buffers are referenced, not copied, while they wait for framing: do not modify a buffer after
  * writing it.
  */
-export function createSeipdV1Encryptor(options: SeipdV1Options): Transform {
+export function createSeipdV1Encryptor(options: SeipdV1Options): SeipdV1Encryptor {
   return new SeipdV1Encryptor(options);
 }
 
@@ -96,7 +107,7 @@ function literalHeader(filename: string, date: Date): Uint8Array {
 }
 
 /** Validates a caller-supplied prefix or makes a random one. */
-function makePrefix(prefix: Uint8Array | undefined): Uint8Array {
+export function makePrefix(prefix: Uint8Array | undefined): Uint8Array {
   if (prefix === undefined) {
     const random = randomBytes(PREFIX_SIZE);
     random[BLOCK_SIZE] = random[BLOCK_SIZE - 2] ?? 0;
@@ -162,12 +173,83 @@ function forEachUnit(pieces: readonly Uint8Array[], sink: (unit: Buffer) => void
   flush();
 }
 
+/**
+ * The plaintext stream P of a SEIPDv1 packet as the chunks that are encrypted one by one: the
+ * prefix, the literal packet's tag octet, the framed literal packet (header, then the input
+ * chunks), the MDC header; with `hashing`, also the SHA-1 over all of them (the MDC's value).
+ */
+export class SeipdV1Plaintext {
+  readonly prefix: Uint8Array;
+  readonly date: Date;
+  private readonly header: Uint8Array;
+  private readonly framer = new PartialLengthFramer();
+  private readonly sha1: Hash | null;
+
+  /** Throws on an invalid date or prefix. */
+  constructor(options: Pick<SeipdV1Options, 'filename' | 'date' | 'prefix'>, hashing: boolean) {
+    const date = options.date ?? new Date();
+    if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+      throw new TypeError('seipd-v1: date must be a valid Date');
+    }
+    this.date = date;
+    this.header = literalHeader(options.filename ?? '', date);
+    this.prefix = makePrefix(options.prefix);
+    this.sha1 = hashing ? createHash('sha1') : null;
+  }
+
+  /** The chunks of P before any input. */
+  begin(): Uint8Array[][] {
+    const chunks = [[this.prefix], [Uint8Array.of(LITERAL_TAG_OCTET)]];
+    const framed = this.framer.push(this.header);
+    if (framed !== null) {
+      chunks.push(framed);
+    }
+    chunks.forEach((c) => this.hash(c));
+    return chunks;
+  }
+
+  /** The chunk of P that one input chunk releases, if any (views of the input). */
+  push(chunk: Uint8Array): Uint8Array[] | null {
+    const framed = this.framer.push(chunk);
+    if (framed !== null) {
+      this.hash(framed);
+    }
+    return framed;
+  }
+
+  /** Copies what the framing holds back, so the input chunks pushed so far may be moved or reused. */
+  detach(): void {
+    this.framer.detach();
+  }
+
+  /** The chunks of P after the input, up to the MDC header (the SHA-1 value follows them). */
+  end(): Uint8Array[][] {
+    const chunks = [this.framer.end(), [MDC_HEADER]];
+    chunks.forEach((c) => this.hash(c));
+    return chunks;
+  }
+
+  /** The MDC's SHA-1 value (after end(); only when hashing). */
+  digest(): Buffer {
+    if (this.sha1 === null) {
+      throw new Error('seipd-v1: this plaintext side does not hash');
+    }
+    return this.sha1.digest();
+  }
+
+  private hash(pieces: readonly Uint8Array[]): void {
+    for (const piece of pieces) {
+      this.sha1?.update(piece);
+    }
+  }
+}
+
 /** The Transform behind {@link createSeipdV1Encryptor}. */
-class SeipdV1Encryptor extends Transform {
+export class SeipdV1Encryptor extends Transform {
   private readonly cipher: Cipher;
-  private readonly sha1: Hash = createHash('sha1');
-  /** Frames the literal data packet body (plaintext side). */
-  private readonly literalFramer = new PartialLengthFramer();
+  private readonly plain: SeipdV1Plaintext;
+  private readonly externalMdc: boolean;
+  private mdc: Uint8Array | undefined;
   /** Frames the SEIPD packet body (ciphertext side). */
   private readonly seipdFramer = new PartialLengthFramer();
   /** Output bytes not yet pushed because they are tiny (the tag octet). */
@@ -179,25 +261,32 @@ class SeipdV1Encryptor extends Transform {
     if (!(sessionKey instanceof Uint8Array) || sessionKey.length !== KEY_SIZE) {
       throw new RangeError(`seipd-v1: session key must be a Uint8Array of ${KEY_SIZE} bytes (AES-256), got ${describeLength(sessionKey)}`);
     }
-    const date = options.date ?? new Date();
-    if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
-      throw new TypeError('seipd-v1: date must be a valid Date');
-    }
-    const header = literalHeader(options.filename ?? '', date);
-    const prefix = makePrefix(options.prefix);
+    this.externalMdc = options.externalMdc === true;
+    this.plain = new SeipdV1Plaintext(options, !this.externalMdc);
     this.cipher = createCipheriv('aes-256-cfb', sessionKey, Buffer.alloc(BLOCK_SIZE));
-
-    // S starts with the version octet (not encrypted), then the chunks of P: the prefix, the
-    // literal packet's tag octet, then the framed literal packet (fed by the input chunks).
+    // S starts with the version octet (not encrypted), then the chunks of P.
     this.feedSeipd([Uint8Array.of(1)]);
-    this.feedSeipd(this.encrypt([prefix], true));
-    this.feedSeipd(this.encrypt([Uint8Array.of(LITERAL_TAG_OCTET)], true));
-    this.feedLiteral(header);
+    for (const chunk of this.plain.begin()) {
+      this.feedSeipd(this.encrypt(chunk));
+    }
+  }
+
+  /** Ends the input with the MDC's SHA-1 value computed elsewhere (only with `externalMdc`). */
+  endWithMdc(mdc: Uint8Array): void {
+    if (!this.externalMdc || !(mdc instanceof Uint8Array) || mdc.length !== MDC_SIZE) {
+      this.destroy(new Error(`seipd-v1: endWithMdc needs externalMdc and a ${MDC_SIZE}-byte SHA-1 value`));
+      return;
+    }
+    this.mdc = mdc;
+    this.end();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     try {
-      this.feedLiteral(chunk);
+      const framed = this.plain.push(chunk);
+      if (framed !== null) {
+        this.feedSeipd(this.encrypt(framed));
+      }
     } catch (error) {
       callback(asError(error));
       return;
@@ -207,9 +296,14 @@ class SeipdV1Encryptor extends Transform {
 
   override _flush(callback: TransformCallback): void {
     try {
-      this.feedSeipd(this.encrypt(this.literalFramer.end(), true));
-      this.feedSeipd(this.encrypt([MDC_HEADER], true));
-      this.feedSeipd(this.encrypt([this.sha1.digest()], false));
+      for (const chunk of this.plain.end()) {
+        this.feedSeipd(this.encrypt(chunk));
+      }
+      const mdc = this.externalMdc ? this.mdc : this.plain.digest();
+      if (mdc === undefined) {
+        throw new Error('seipd-v1: the input ended without the MDC value (use endWithMdc)');
+      }
+      this.feedSeipd(this.encrypt([mdc]));
       const rest = this.cipher.final();
       if (rest.length !== 0) {
         throw new Error('seipd-v1: unexpected trailing cipher output');
@@ -222,14 +316,6 @@ class SeipdV1Encryptor extends Transform {
     callback();
   }
 
-  /** One chunk of the literal packet stream L. */
-  private feedLiteral(chunk: Uint8Array): void {
-    const framed = this.literalFramer.push(chunk);
-    if (framed !== null) {
-      this.feedSeipd(this.encrypt(framed, true));
-    }
-  }
-
   /** One chunk of the SEIPD body stream S (given as pieces). */
   private feedSeipd(pieces: readonly Uint8Array[]): void {
     const framed = this.seipdFramer.push(pieces);
@@ -238,13 +324,10 @@ class SeipdV1Encryptor extends Transform {
     }
   }
 
-  /** Hashes (optionally) and CFB-encrypts one chunk of P; returns the ciphertext pieces. */
-  private encrypt(pieces: readonly Uint8Array[], hash: boolean): Buffer[] {
+  /** CFB-encrypts one chunk of P; returns the ciphertext pieces. */
+  private encrypt(pieces: readonly Uint8Array[]): Buffer[] {
     const out: Buffer[] = [];
     forEachUnit(pieces, (unit) => {
-      if (hash) {
-        this.sha1.update(unit);
-      }
       out.push(this.cipher.update(unit));
     });
     return out;

@@ -8,19 +8,12 @@ import type { Readable } from 'node:stream';
 export interface BlobInfo {
   /** Bytes stored. */
   size: number;
-  /** Hex SHA-256 of the stored bytes. */
-  sha256: string;
 }
 
 /** Options of BlobStore.put. */
 export interface PutOptions {
   /** Aborting discards the partial blob; put() rejects. */
   signal?: AbortSignal;
-  /**
-   * The hex SHA-256 of the streamed bytes, computed by the producer (e.g. in the encryption
-   * worker) and known once the stream ended; the store then does not hash on its own thread.
-   */
-  digest?: () => Promise<string>;
 }
 
 /** Options of BlobStore.get(). */

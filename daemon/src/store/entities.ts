@@ -232,8 +232,6 @@ export const DeliveryFileSchema = defineEntity({
     blobKey: p.string().length(128).nullable(),
     /** Size of the stored ciphertext in bytes. */
     blobSize: p.bigint('number'),
-    /** SHA-256 (hex) of the stored ciphertext. */
-    sha256: p.string().length(64),
     /** Stored under a temporary name (`*.filepart`, dotfile...): never delivered unless renamed. */
     temp: p.boolean().default(false),
     createdAt: p.datetime(),

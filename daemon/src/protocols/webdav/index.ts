@@ -407,7 +407,7 @@ class WebdavHandler {
     const length = ctx.get('content-length');
     const expected = ctx.get('x-expected-entity-length');
     const declared = /^\d{1,16}$/.test(length) ? Number(length) : /^\d{1,16}$/.test(expected) ? Number(expected) : undefined;
-    const w = await this.core.tree.openWrite(p, path.tree, { readBack: true, hashInWorker: false, ...(declared !== undefined ? { declaredSize: declared } : {}) });
+    const w = await this.core.tree.openWrite(p, path.tree, { readBack: true, mdcInWorker: false, ...(declared !== undefined ? { declaredSize: declared } : {}) });
     try {
       if (w.kind === 'upload') {
         await pipeline(detachedBody(ctx.req), w.upload.input);

@@ -46,7 +46,7 @@ export function deliveryRoutes(router: Router, { core, config }: ApiContext): vo
     const clientEncrypted = /^application\/pgp-encrypted\b/i.test(ctx.get('content-type'));
     const plainHeader = ctx.get('x-plaintext-size');
     const file = await core.deliveries.addFile(principalOf(ctx), param(ctx, 'id'), param(ctx, 'name'), detachedBody(ctx.req), {
-      hashInWorker: false,
+      mdcInWorker: false,
       ...(declared && /^\d+$/.test(declared) ? { declaredSize: Number(declared) } : {}),
       ...(clientEncrypted ? { clientEncrypted: { plaintextSize: /^\d{1,16}$/.test(plainHeader) ? Number(plainHeader) : undefined } } : {}),
     });
