@@ -21,10 +21,11 @@
  * runs it itself, or — with `externalMdc` — leaves the SHA-1 to a SeipdV1Plaintext that another
  * thread runs over the same input chunks and takes the digest at the end (`endWithMdc`).
  */
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
-import type { Cipher, Hash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
+import { createAes256CfbEncryptor, type StreamEncryptor } from './cfb.ts';
 import { PartialLengthFramer } from './partial-length.ts';
 
 /** Options of createSeipdV1Encryptor. */
@@ -246,7 +247,7 @@ export class SeipdV1Plaintext {
 
 /** The Transform behind {@link createSeipdV1Encryptor}. */
 export class SeipdV1Encryptor extends Transform {
-  private readonly cipher: Cipher;
+  private readonly cipher: StreamEncryptor;
   private readonly plain: SeipdV1Plaintext;
   private readonly externalMdc: boolean;
   private mdc: Uint8Array | undefined;
@@ -263,7 +264,7 @@ export class SeipdV1Encryptor extends Transform {
     }
     this.externalMdc = options.externalMdc === true;
     this.plain = new SeipdV1Plaintext(options, !this.externalMdc);
-    this.cipher = createCipheriv('aes-256-cfb', sessionKey, Buffer.alloc(BLOCK_SIZE));
+    this.cipher = createAes256CfbEncryptor(sessionKey, Buffer.alloc(BLOCK_SIZE));
     // S starts with the version octet (not encrypted), then the chunks of P.
     this.feedSeipd([Uint8Array.of(1)]);
     for (const chunk of this.plain.begin()) {
