@@ -1,11 +1,13 @@
 /**
  * The encryption floor: what the work that sealdrop must do for every uploaded byte costs in CPU
  * on this machine with Node's OpenSSL — the OpenPGP encryption (AES-256-CFB and the SHA-1 of the
- * MDC, SEIPDv1) — measured in this process the way the daemon calls it (64 KiB units). With the clients' CPU it bounds how fast any upload to sealdrop can
+ * MDC, SEIPDv1) — measured in this process the way the daemon calls it (64 KiB units; the CFB
+ * as the daemon computes it, through CBC + XOR, daemon/src/crypto/cfb.ts). With the clients' CPU it bounds how fast any upload to sealdrop can
  * be on this machine's cores.
  */
-import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import os from 'node:os';
+import { createAes256CfbEncryptor } from '../src/crypto/cfb.ts';
 
 /** CPU seconds per GB (1e9 bytes) of each part, best of the tries. */
 export interface EncryptionFloor {
@@ -30,7 +32,7 @@ export function measureEncryptionFloor(mib = 256, tries = 3): EncryptionFloor {
   let cfb = Infinity;
   let sha1 = Infinity;
   for (let t = 0; t < tries; t++) {
-    const cipher = createCipheriv('aes-256-cfb', randomBytes(32), Buffer.alloc(16));
+    const cipher = createAes256CfbEncryptor(randomBytes(32), Buffer.alloc(16));
     cfb = Math.min(cfb, cpuSecondsOf(() => {
       for (let i = 0; i < units; i++) cipher.update(unit);
     }) / gb);

@@ -28,14 +28,14 @@ const SPAN = 64 * 1024;
 
 /**
  * `xor(dst, a, b, n)`: dst[0..n) = a[0..n) ^ b[0..n), n a multiple of 16, with v128 loads and
- * stores, over an exported memory of 64 pages (4 MiB). Hand-assembled; the layout is:
+ * stores, over an exported memory of 4 pages (256 KiB: the scratch below). Hand-assembled; the layout is:
  * header, type (i32 i32 i32 i32) -> (), one function, one memory, exports "mem" and "xor", code.
  */
 const XOR_WASM = Uint8Array.from([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // \0asm, version 1
   0x01, 0x08, 0x01, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x00, // type section: (i32 x4) -> ()
   0x03, 0x02, 0x01, 0x00, // function section: function 0 has type 0
-  0x05, 0x03, 0x01, 0x00, 0x40, // memory section: min 64 pages
+  0x05, 0x03, 0x01, 0x00, 0x04, // memory section: min 4 pages
   0x07, 0x0d, 0x02, 0x03, 0x6d, 0x65, 0x6d, 0x02, 0x00, 0x03, 0x78, 0x6f, 0x72, 0x00, 0x00, // exports "mem", "xor"
   0x0a, 0x41, 0x01, 0x3f, 0x00, // code section, one body of 63 bytes, no locals
   0x02, 0x40, 0x03, 0x40, // block, loop
@@ -58,7 +58,7 @@ interface Xor {
   xor(dst: number, a: number, b: number, n: number): void;
 }
 
-/** Scratch layout: plaintext at A, the key stream (previous block + CBC output) at B, result at C. */
+/** Scratch layout: plaintext at A, the key stream (previous block + CBC output) at B, result at C (ends below 256 KiB). */
 const A = 0;
 const B = SPAN + BLOCK;
 const C = 2 * SPAN + 4 * BLOCK;
