@@ -42,8 +42,7 @@ export interface WebdavContext {
   addServer(s: RunningServer): void;
   /** Runs one step; a failure is recorded under `what` and the benchmark goes on. */
   attempt(what: string, fn: () => Promise<void>): Promise<void>;
-  /** Runs a transfer, measuring how busy the machine was with other work meanwhile. */
-  /** Runs a transfer; given a server pid, also measures that server's CPU seconds. */
+  /** Runs a transfer, measuring how busy the machine was with other work meanwhile; given a server pid, also that server's CPU seconds. */
   timed<T>(fn: () => Promise<T>, server?: number): Promise<Timed<T>>;
   /** Checks the free space for `need` more bytes and flushes dirty pages. */
   prepare(need: number): Promise<void>;

@@ -60,7 +60,7 @@ const LITERAL_FORMAT_BINARY = 0x62;
 const MDC_HEADER = Uint8Array.of(0xd3, 0x14);
 /** Length of the MDC's SHA-1 value. */
 const MDC_SIZE = 20;
-/** Largest slice handed to one cipher.update() call (Node allocates and zero-fills each output). */
+/** Largest slice handed to one cipher.update() call (each call allocates its output). */
 const MAX_UPDATE = 64 * 1024;
 /** Pieces smaller than this are coalesced (copied) into one buffer instead of handled one by one. */
 const SMALL_PIECE = 8 * 1024;
@@ -108,7 +108,7 @@ function literalHeader(filename: string, date: Date): Uint8Array {
 }
 
 /** Validates a caller-supplied prefix or makes a random one. */
-export function makePrefix(prefix: Uint8Array | undefined): Uint8Array {
+function makePrefix(prefix: Uint8Array | undefined): Uint8Array {
   if (prefix === undefined) {
     const random = randomBytes(PREFIX_SIZE);
     random[BLOCK_SIZE] = random[BLOCK_SIZE - 2] ?? 0;

@@ -38,7 +38,7 @@ export class FsBlobStore implements BlobStore {
     if (await exists(final)) throw fail('SEALDROP_E_CONFLICT', 'blob exists');
     const tmp = path.join(this.root, TMP, `${key}.${randomBytes(6).toString('hex')}.part`);
     let size = 0;
-    // Counts, and gathers small chunks into ~1 MiB writes (many small writes cost more
+    // Counts and gathers small chunks into ~1 MiB writes (many small writes cost more
     // than the copy: measured 185 → 295 MB/s for the encrypted upload path).
     let parts: Buffer[] = [];
     let pending = 0;
