@@ -70,6 +70,22 @@ describe('EncryptPool', () => {
     // A consumer that keeps its chunks (the first test's collect) is unaffected: covered above.
   });
 
+  it('reuses the staging buffers the worker gives back, with the same bytes', async () => {
+    const sessionKey = randomBytes(32);
+    const prefix = Buffer.alloc(18, 3);
+    const date = new Date('2026-01-02T03:04:05Z');
+    // Odd-sized chunks: the framing holds back part of nearly every staged piece, and a reused
+    // buffer is overwritten while it does (unless the worker copied that part first).
+    const plain = Array.from({ length: 60 }, (_, i) => randomBytes(100_000 + i * 1_001));
+    const direct = await collect(staged(plain), createSeipdV1Encryptor({ sessionKey, prefix, date }));
+    for (const mdcInWorker of [true, false]) {
+      const before = pool.reusedStages;
+      const pooled = await collect(plain, pool.createEncryptor({ sessionKey, prefix, date }, mdcInWorker));
+      expect(pooled.equals(direct), `mdcInWorker ${mdcInWorker}`).toBe(true);
+      expect(pool.reusedStages - before).toBeGreaterThan(10);
+    }
+  });
+
   it('moves handed-over buffers to the worker instead of copying them, with the same result', async () => {
     const sessionKey = randomBytes(32);
     const prefix = Buffer.alloc(18, 1);

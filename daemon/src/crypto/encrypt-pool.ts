@@ -14,7 +14,8 @@ import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 /** Messages to a worker. */
 export type ToWorker =
   | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; externalMdc: boolean }
-  | { t: 'data'; id: number; chunk: Uint8Array }
+  /** With `giveBack`, the worker moves the chunk's buffer back with the ack, for reuse. */
+  | { t: 'data'; id: number; chunk: Uint8Array; giveBack: boolean }
   /** With `externalMdc`, the MDC's SHA-1 value computed in the main thread. */
   | { t: 'end'; id: number; mdc?: Uint8Array | undefined }
   | { t: 'abort'; id: number }
@@ -22,11 +23,13 @@ export type ToWorker =
   | { t: 'return'; buffer: ArrayBuffer };
 
 /** Messages from a worker. */
-type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number } | { t: 'done'; id: number } | { t: 'error'; id: number; message: string };
+type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number; buffer?: ArrayBuffer | undefined } | { t: 'done'; id: number } | { t: 'error'; id: number; message: string };
 
 const MAX_IN_FLIGHT = 2 * 1024 * 1024;
 /** Input that is copied anyway (not handed over) goes to the worker in pieces of this size. */
 export const STAGE_BYTES = 256 * 1024;
+/** Staging buffers kept for reuse once the workers gave them back (4 MiB). */
+const STAGES_KEPT = 16;
 
 const HANDED_OVER = Symbol('sealdrop.handedOver');
 
@@ -39,11 +42,35 @@ export function handOver(buf: Buffer): Buffer {
   return buf;
 }
 
+/**
+ * Staging buffers shared by the streams of a pool. Each one goes to a worker and comes back
+ * once encrypted: a buffer dropped by the thread that received it is garbage that only a full
+ * collection frees there, so at upload speed a new buffer per piece keeps that thread's
+ * collector busy and its memory growing.
+ */
+class StageBuffers {
+  private readonly free: ArrayBuffer[] = [];
+  /** How many times take() returned a buffer that came back (for tests and measurements). */
+  reused = 0;
+
+  take(): Buffer {
+    const buffer = this.free.pop();
+    if (!buffer) return Buffer.allocUnsafeSlow(STAGE_BYTES);
+    this.reused++;
+    return Buffer.from(buffer);
+  }
+
+  give(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === STAGE_BYTES && this.free.length < STAGES_KEPT) this.free.push(buffer);
+  }
+}
+
 /** A pool of encryption workers shared by all uploads of the process. */
 export class EncryptPool {
   private readonly workers: Array<{ worker: Worker; streams: Map<number, WorkerEncryptor> }> = [];
   private nextId = 1;
   private closed = false;
+  private readonly stages = new StageBuffers();
 
   constructor(readonly size = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length) - 1)) {}
 
@@ -81,7 +108,7 @@ export class EncryptPool {
     const plain = mdcInWorker ? null : new SeipdV1Plaintext(options, true);
     const entry = this.worker();
     const id = this.nextId++;
-    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), plain);
+    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), plain, this.stages);
     entry.streams.set(id, enc);
     const msg: ToWorker = {
       t: 'open',
@@ -94,6 +121,11 @@ export class EncryptPool {
     };
     entry.worker.postMessage(msg);
     return enc;
+  }
+
+  /** How many staging buffers were used again after a worker gave them back. */
+  get reusedStages(): number {
+    return this.stages.reused;
   }
 
   /** Terminates the workers (streams still running fail). */
@@ -128,6 +160,7 @@ class WorkerEncryptor extends Duplex {
     private readonly release: () => void,
     /** The plaintext side hashed in this thread (the MDC), or null if the worker does it. */
     private readonly plain: SeipdV1Plaintext | null,
+    private readonly stages: StageBuffers,
   ) {
     super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 512 * 1024 });
     plain?.begin();
@@ -150,11 +183,10 @@ class WorkerEncryptor extends Duplex {
     const movable = (chunk as Buffer & { [HANDED_OVER]?: boolean })[HANDED_OVER] === true && chunk.length >= 64 * 1024 && chunk.buffer.byteLength - chunk.length <= 1024;
     if (movable) {
       this.postStage();
-      this.post(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+      this.post(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length), false);
     } else {
       for (let off = 0; off < chunk.length; ) {
-        // A buffer of its own (not from Node's pool, so it can move) and not zero-filled first.
-        this.stage ??= Buffer.allocUnsafeSlow(STAGE_BYTES);
+        this.stage ??= this.stages.take();
         const n = chunk.copy(this.stage, this.staged, off);
         this.staged += n;
         off += n;
@@ -165,26 +197,16 @@ class WorkerEncryptor extends Duplex {
     else this.waiting = cb;
   }
 
-  /**
-   * Moves the staged bytes, if any, to the worker. A small rest (the end of a small file, or
-   * before a buffer that moves) goes as a copy of its own size and the staging buffer stays,
-   * rather than a mostly empty 256 KiB buffer that the encoder might hold on to.
-   */
+  /** Moves the staged bytes, if any, to the worker, which gives the buffer back once it took them. */
   private postStage(): void {
     if (this.stage === null || this.staged === 0) return;
-    let data: Uint8Array;
-    if (this.staged < STAGE_BYTES / 4) {
-      data = Buffer.allocUnsafeSlow(this.staged);
-      data.set(this.stage.subarray(0, this.staged));
-    } else {
-      data = this.stage.subarray(0, this.staged);
-      this.stage = null;
-    }
+    const data = this.stage.subarray(0, this.staged);
+    this.stage = null;
     this.staged = 0;
-    this.post(data);
+    this.post(data, true);
   }
 
-  private post(data: Uint8Array): void {
+  private post(data: Uint8Array, giveBack: boolean): void {
     if (this.plain) {
       // Hashed in the order the worker encrypts; what the framing holds back is copied, as the
       // chunk moves away now.
@@ -192,7 +214,7 @@ class WorkerEncryptor extends Duplex {
       this.plain.detach();
     }
     this.inFlight += data.length;
-    const msg: ToWorker = { t: 'data', id: this.id, chunk: data };
+    const msg: ToWorker = { t: 'data', id: this.id, chunk: data, giveBack };
     this.worker.postMessage(msg, [data.buffer as ArrayBuffer]);
   }
 
@@ -234,6 +256,7 @@ class WorkerEncryptor extends Duplex {
         break;
       case 'ack':
         this.inFlight -= m.bytes;
+        if (m.buffer) this.stages.give(m.buffer);
         break;
       case 'done':
         this.finished = true;
@@ -250,6 +273,8 @@ class WorkerEncryptor extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.stage) this.stages.give(this.stage.buffer as ArrayBuffer);
+    this.stage = null;
     if (!this.finished) {
       const msg: ToWorker = { t: 'abort', id: this.id };
       this.worker.postMessage(msg);

@@ -2,7 +2,8 @@
  * Worker thread body of the encryption pool: runs one SEIPDv1 encoder per stream id, fed with
  * plaintext chunks from the main thread, and posts ciphertext back gathered into ~1 MiB
  * buffers (transferred, not copied), which the main thread gives back once they are written
- * (util/recycle.ts). Acknowledges each input chunk once the encoder took it.
+ * (util/recycle.ts). Acknowledges each input chunk once the encoder took it; a staging buffer
+ * goes back with its ack, so no buffer is dropped here (see StageBuffers in encrypt-pool.ts).
  */
 import { parentPort } from 'node:worker_threads';
 import { createSeipdV1Encryptor, type SeipdV1Encryptor } from './seipd-v1.ts';
@@ -76,8 +77,19 @@ port.on('message', (m: ToWorker) => {
     case 'data': {
       const s = streams.get(m.id);
       if (!s) return;
-      const len = m.chunk.length;
-      s.enc.write(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, len), () => port.postMessage({ t: 'ack', id: m.id, bytes: len }));
+      const { chunk, giveBack } = m;
+      const len = chunk.length;
+      s.enc.write(Buffer.from(chunk.buffer, chunk.byteOffset, len), () => {
+        if (!giveBack) {
+          port.postMessage({ t: 'ack', id: m.id, bytes: len });
+          return;
+        }
+        // The encoder took the chunk; what its framing still holds of it is copied, and the
+        // buffer goes back for the next piece.
+        s.enc.detachInput();
+        const buffer = chunk.buffer as ArrayBuffer;
+        port.postMessage({ t: 'ack', id: m.id, bytes: len, buffer }, [buffer]);
+      });
       return;
     }
     case 'end': {

@@ -74,6 +74,8 @@ export class PartialLengthFramer {
   private pieces: Uint8Array[] = [];
   private buffered = 0;
   private ended = false;
+  /** The backing buffer of the last copy detach() made. */
+  private copied: ArrayBufferLike | null = null;
 
   /** Number of bytes currently held back (waiting for more input or the end). */
   get bufferedLength(): number {
@@ -131,10 +133,12 @@ export class PartialLengthFramer {
    * pushed arrays may be reused or moved (transferred to another thread) from now on.
    */
   detach(): void {
-    if (this.pieces.length === 0) {
+    // Nothing to do when all that is held is already a copy made here (or a view of one).
+    if (this.pieces.every((piece) => piece.buffer === this.copied)) {
       return;
     }
     const copy = new Uint8Array(this.buffered);
+    this.copied = copy.buffer;
     let offset = 0;
     for (const piece of this.pieces) {
       copy.set(piece, offset);

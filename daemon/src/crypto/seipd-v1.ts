@@ -272,6 +272,14 @@ export class SeipdV1Encryptor extends Transform {
     }
   }
 
+  /**
+   * Copies the plaintext that the framing still holds back, so every input chunk whose write
+   * has completed may be reused or moved (transferred to another thread) from now on.
+   */
+  detachInput(): void {
+    this.plain.detach();
+  }
+
   /** Ends the input with the MDC's SHA-1 value computed elsewhere (only with `externalMdc`). */
   endWithMdc(mdc: Uint8Array): void {
     if (!this.externalMdc || !(mdc instanceof Uint8Array) || mdc.length !== MDC_SIZE) {

@@ -177,7 +177,11 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   };
 }
 
-/** A function that corks the connection's socket until the end of the current tick (once per tick). */
+/**
+ * A function that corks the connection's socket until the event loop's next check phase: the
+ * replies due in one turn of the loop (several encrypted pieces may come back from the worker
+ * at once) leave in one write.
+ */
 function corker(client: Connection): () => void {
   const sock = (client as unknown as { _sock?: Socket })._sock;
   let corked = false;
@@ -185,7 +189,7 @@ function corker(client: Connection): () => void {
     if (!sock || corked) return;
     corked = true;
     sock.cork();
-    process.nextTick(() => {
+    setImmediate(() => {
       corked = false;
       sock.uncork();
     });
