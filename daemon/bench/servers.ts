@@ -151,7 +151,7 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
   progress('sealdrop: starting the daemon');
   // The node flags of `npm start`, the systemd unit and the Docker image.
   // As deployed (npm start, systemd unit, Dockerfile): the malloc tunables of README "Memory".
-  const child = spawnServer(process.execPath, [...(process.env.SEALDROP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SEALDROP_BENCH_PROF}`] : []), '--max-semi-space-size=2', ...((process.env.SEALDROP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)), SEALDROP_BIN, 'serve'], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=2097152', ...env }, cwd, stdoutFile, stderrFile });
+  const child = spawnServer(process.execPath, [...(process.env.SEALDROP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SEALDROP_BENCH_PROF}`] : []), '--max-semi-space-size=2', '--heap-growing-percent=100', ...((process.env.SEALDROP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)), SEALDROP_BIN, 'serve'], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=2097152', ...env }, cwd, stdoutFile, stderrFile });
   const healthy = async () => {
     if (!(await portOpen(sftpPort))) return false;
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
