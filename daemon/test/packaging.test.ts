@@ -486,3 +486,41 @@ describe('Dockerfile', () => {
     expect(section).toContain('HEALTHCHECK');
   });
 });
+
+describe('how the daemon is run', () => {
+  /** The node options before the script, and GLIBC_TUNABLES, of one way of running the daemon. */
+  interface Launch { flags: string[]; tunables: string | undefined }
+  const scriptIndex = (args: string[]): number => args.findIndex((a) => a.endsWith('daemon/bin/sealdrop.js'));
+
+  function npmStart(): Launch {
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const words = (pkg.scripts.start ?? '').split(/\s+/);
+    const node = words.indexOf('node');
+    const env = new Map(words.slice(0, Math.max(node, 0)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)] as const));
+    return { flags: words.slice(node + 1, scriptIndex(words)), tunables: env.get('GLIBC_TUNABLES') };
+  }
+
+  function unit(): Launch {
+    const entries = parseUnit(readFileSync(UNIT_PATH, 'utf8'));
+    const words = (unitValue(entries, 'Service', 'ExecStart') ?? '').split(/\s+/);
+    const env = unitValues(entries, 'Service', 'Environment').flatMap((v) => v.split(/\s+/));
+    const tunables = env.find((e) => e.startsWith('GLIBC_TUNABLES='))?.slice('GLIBC_TUNABLES='.length);
+    return { flags: words.slice(1, scriptIndex(words)), tunables };
+  }
+
+  function image(): Launch {
+    const { stages } = parseDockerfile(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
+    const final = stages.at(-1) as Stage;
+    const entry = lineage(final).flatMap((s) => s.instructions).filter((x) => x.keyword === 'ENTRYPOINT').at(-1)?.json ?? [];
+    return { flags: entry.slice(1, scriptIndex(entry)), tunables: envOf(final).get('GLIBC_TUNABLES') };
+  }
+
+  it('uses the same node options and malloc settings for npm start, the systemd unit and the image', () => {
+    const start = npmStart();
+    // The young generation and heap growth settings README "Memory" explains.
+    expect(start.flags).toEqual(['--max-semi-space-size=2', '--heap-growing-percent=100']);
+    expect(start.tunables).toMatch(/^glibc\.malloc\.arena_max=1:/);
+    expect(unit(), 'systemd/sealdrop.service').toEqual(start);
+    expect(image(), 'Dockerfile').toEqual(start);
+  });
+});
