@@ -106,6 +106,17 @@ export async function api<T>(httpPort: number, method: string, route: string, bo
   return JSON.parse(text) as T;
 }
 
+/** The node options and environment that package.json's `start` script runs the daemon with. */
+function npmStartLaunch(): { flags: string[]; env: Record<string, string> } {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const words = (pkg.scripts?.start ?? '').split(/\s+/).filter(Boolean);
+  const node = words.indexOf('node');
+  const script = words.findIndex((w) => w.endsWith('daemon/bin/sealdrop.js'));
+  if (node < 0 || script < node) throw new Error('package.json "start" does not run node daemon/bin/sealdrop.js');
+  const env = Object.fromEntries(words.slice(0, node).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  return { flags: words.slice(node + 1, script), env };
+}
+
 /**
  * Creates the accounts and SSH keys with the CLI, starts `sealdrop serve`, waits for the SFTP
  * port and /healthz, and activates both SecuPasses over the HTTP API.
@@ -149,9 +160,11 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
   const stdoutFile = path.join(dir, 'daemon.stdout.log');
   const stderrFile = path.join(dir, 'daemon.stderr.log');
   progress('sealdrop: starting the daemon');
-  // The node flags of `npm start`, the systemd unit and the Docker image.
-  // As deployed (npm start, systemd unit, Dockerfile): the malloc tunables of README "Memory".
-  const child = spawnServer(process.execPath, [...(process.env.SEALDROP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SEALDROP_BENCH_PROF}`] : []), '--max-semi-space-size=2', '--heap-growing-percent=100', ...((process.env.SEALDROP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)), SEALDROP_BIN, 'serve'], { env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=2097152', ...env }, cwd, stdoutFile, stderrFile });
+  // As deployed: the node flags and malloc tunables of `npm start` (README "Memory"; the unit and
+  // the image use the same ones, a packaging test checks that).
+  const deployed = npmStartLaunch();
+  const nodeFlags = [...(process.env.SEALDROP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SEALDROP_BENCH_PROF}`] : []), ...deployed.flags, ...(process.env.SEALDROP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean)];
+  const child = spawnServer(process.execPath, [...nodeFlags, SEALDROP_BIN, 'serve'], { env: { ...deployed.env, ...env }, cwd, stdoutFile, stderrFile });
   const healthy = async () => {
     if (!(await portOpen(sftpPort))) return false;
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
