@@ -23,6 +23,12 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    // The native addons' CommonJS loaders (daemon/native/*/index.cjs).
+    files: ['daemon/native/**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { ...globals.node } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // Browser code of the UI: plain ES modules, no Node.
     files: ['admin-ui/static/js/**/*.mjs'],
     languageOptions: { globals: { ...globals.browser } },

@@ -18,6 +18,7 @@ import { Metrics, startMetricsServer, type MetricsServer } from './metrics.ts';
 import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
 import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
+import { loadMallocControl, MallocTrimmer } from './util/malloc-trim.ts';
 import { FsBlobStore } from './store/fs-blob-store.ts';
 import { openStore, pendingMigrations, storeOptionsFrom, type Orm } from './store/orm.ts';
 
@@ -127,6 +128,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
     Math.max(1, Math.min(30, Math.floor(idleSeconds / 2) || 30)) * 1000,
   );
   idle.unref();
+  const trimmer = startMemoryTrimmer(config.server.memoryTrimSeconds, log, metrics);
 
   let http: HttpServer | undefined;
   let sftp: SftpServer | undefined;
@@ -136,6 +138,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       log.info('shutting down');
       clearInterval(expiry);
       clearInterval(idle);
+      trimmer?.stop();
       const metricsClosed = metricsServer?.close();
       const sftpClosed = sftp?.close(config.server.shutdownTimeoutSeconds * 1000);
       if (http) {
@@ -205,4 +208,20 @@ async function checkDropFolders(core: Core, log: Logger): Promise<void> {
     const owner = await em.findOne(AccountSchema, { email: folder.owner });
     if (!owner || owner.state !== 'active') log.warn({ folder: folder.name, owner: folder.owner }, 'drop folder owner has no active account; uploads into it are refused until it has');
   }
+}
+
+/** Memory that malloc holds freed, from which on it is given back (see util/malloc-trim.ts). */
+const TRIM_MIN_FREE_BYTES = 8 * 1024 * 1024;
+
+/** Starts the malloc trimmer unless turned off or unavailable (logged once, like its start). */
+function startMemoryTrimmer(seconds: number, log: Logger, metrics: Metrics | undefined): MallocTrimmer | undefined {
+  if (seconds === 0) return undefined;
+  const loaded = loadMallocControl();
+  if ('reason' in loaded) {
+    log.info({ reason: loaded.reason }, 'freed malloc memory is not given back to the system');
+    return undefined;
+  }
+  const trimmer = new MallocTrimmer(loaded.control, { intervalMs: seconds * 1000, minFreeBytes: TRIM_MIN_FREE_BYTES, onTrim: metrics?.onMemoryTrim });
+  trimmer.start();
+  return trimmer;
 }

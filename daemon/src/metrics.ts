@@ -56,6 +56,7 @@ export class Metrics {
   private readonly transfers: Counter<'protocol' | 'result'>;
   private readonly mailSent: Counter;
   private readonly mailFailures: Counter;
+  private readonly memoryTrimmed: Counter;
   private readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
 
   constructor(private readonly o: MetricsOptions) {
@@ -76,6 +77,7 @@ export class Metrics {
     this.transfers = counter('transfers_total', 'Uploads finished, by protocol and result (completed, aborted).', ['protocol', 'result']);
     this.mailSent = counter('mail_sent_total', 'Notification mails sent.');
     this.mailFailures = counter('mail_failures_total', 'Failed attempts to send a notification mail (retried, or given up after the last).');
+    this.memoryTrimmed = counter('memory_trimmed_bytes_total', 'Resident memory given back to the system by trimming what malloc held freed (server.memoryTrimSeconds).');
     this.transfersActive = new Gauge({ name: 'sealdrop_transfers_active', help: 'Uploads in progress, by protocol.', labelNames: ['protocol'], registers });
     for (const protocol of PROTOCOLS) this.transfersActive.set({ protocol }, 0);
     this.httpDuration = new Histogram({
@@ -142,6 +144,11 @@ export class Metrics {
   readonly onMailAttempt = (outcome: MailOutcome): void => {
     if (outcome === 'sent') this.mailSent.inc();
     else this.mailFailures.inc();
+  };
+
+  /** The MallocTrimmer's onTrim hook. */
+  readonly onMemoryTrim = (releasedBytes: number): void => {
+    this.memoryTrimmed.inc(releasedBytes);
   };
 
   /** A gauge set at scrape time from one query on a fresh EntityManager; on failure it reports nothing (and logs). */

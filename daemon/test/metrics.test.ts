@@ -105,6 +105,9 @@ describe('Prometheus metrics', () => {
     expect(before.get('sealdrop_deliveries', { state: 'open' })).toBe(0);
     expect(before.has('sealdrop_outbox_depth')).toBe(true);
     expect(before.get('sealdrop_transfers_active', { protocol: 'api' })).toBe(0);
+    // The malloc trimmer runs (its addon loaded in the daemon) and counts what it gave back.
+    expect(before.has('sealdrop_memory_trimmed_bytes_total')).toBe(true);
+    expect(daemon.output()).not.toContain('freed malloc memory is not given back');
 
     // A failed login and a rejected bearer token.
     await anon.fails('POST', '/api/v1/session', { email: 'alice@example.org', password: `wrong-${tag}` }, 401, 'SEALDROP_E_LOGIN_FAILED');

@@ -459,6 +459,24 @@ describe('Dockerfile', () => {
     }
   });
 
+  it('copies every local (file:) dependency into the stage that installs before it installs', () => {
+    const manifest = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
+    const local = [manifest.dependencies, manifest.optionalDependencies].flatMap((deps) =>
+      Object.values(deps ?? {})
+        .filter((spec) => spec.startsWith('file:'))
+        .map((spec) => path.posix.normalize(spec.slice('file:'.length))),
+    );
+    expect(local.length, 'package.json has a file: dependency (daemon/native/malloc-trim)').toBeGreaterThan(0);
+    const installer = stages.find((s) => npmInstalls(s).length > 0);
+    expect(installer, 'a stage runs npm ci').toBeDefined();
+    const instructions = installer?.instructions ?? [];
+    const npmLine = instructions.find((x) => x.keyword === 'RUN' && npmInstalls({ ...(installer as Stage), instructions: [x] }).length > 0)?.line ?? 0;
+    const copied = instructions
+      .filter((x) => x.keyword === 'COPY' && x.flags.from === undefined && x.line < npmLine)
+      .flatMap((x) => (x.json ?? x.args.split(/\s+/)).slice(0, -1).map((src) => path.posix.normalize(src)));
+    for (const dir of local) expect(copied.some((src) => src === '.' || dir === src || dir.startsWith(`${src}/`)), `${dir} copied before npm ci`).toBe(true);
+  });
+
   it('names no devDependency in the final stage', () => {
     const dev = Object.keys(pkg.devDependencies ?? {});
     expect(dev.length).toBeGreaterThan(0);

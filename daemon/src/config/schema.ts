@@ -80,6 +80,11 @@ export const configSchema = z.strictObject({
       publicBaseUrl: z.url().default('http://127.0.0.1:8080'),
       /** Seconds to wait for running transfers on shutdown. */
       shutdownTimeoutSeconds: int(0, 3600).default(30),
+      /**
+       * Seconds between checks of the memory that malloc holds freed (buffers of finished
+       * transfers); from 8 MiB on it is given back to the system. 0 turns the checks off.
+       */
+      memoryTrimSeconds: int(0, 3600).default(5),
     })
     .prefault({}),
   http: z
