@@ -84,6 +84,8 @@ export interface RssRecord {
   label: string;
   before: number;
   peak: number;
+  /** Peak over the first quarter of the samples. */
+  earlyPeak: number;
   after: number;
   hwm: number;
   samples: number;

@@ -660,9 +660,9 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], floor: Enc
 
   print(`## sealdrop daemon memory (VmRSS sampled every 50 ms; MB = 1e6 bytes)`);
   print();
-  print(`| transfer | RSS before | peak RSS | RSS after | VmHWM after | samples |`);
-  print(`|---|---:|---:|---:|---:|---:|`);
-  for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.peak)} | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
+  print(`| transfer | RSS before | peak RSS, first quarter | peak RSS | RSS after | VmHWM after | samples |`);
+  print(`|---|---:|---:|---:|---:|---:|---:|`);
+  for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.earlyPeak)} | ${fmtMB(r.peak)} | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
   print();
 }
 

@@ -102,8 +102,7 @@ export function readProcMemory(pid: number): ProcMemory | null {
 /** Samples a process's VmRSS every `intervalMs` until stopped. */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;
-  private peakRss = 0;
-  private samples = 0;
+  private readonly series: number[] = [];
   readonly before: number;
 
   constructor(
@@ -111,7 +110,6 @@ export class RssSampler {
     private readonly intervalMs = 50,
   ) {
     this.before = readProcMemory(pid)?.rss ?? 0;
-    this.peakRss = this.before;
   }
 
   start(): this {
@@ -121,16 +119,26 @@ export class RssSampler {
 
   private sample(): void {
     const m = readProcMemory(this.pid);
-    if (!m) return;
-    this.samples++;
-    if (m.rss > this.peakRss) this.peakRss = m.rss;
+    if (m) this.series.push(m.rss);
   }
 
-  /** Stops sampling; returns before/peak/after RSS and the process's VmHWM (lifetime peak). */
-  stop(): { before: number; peak: number; after: number; hwm: number; samples: number } {
+  /**
+   * Stops sampling; returns before/peak/after RSS, the peak of the first quarter of the samples
+   * (the transfer's working set once it is under way; whatever rises after it grew with the
+   * bytes moved) and the process's VmHWM (lifetime peak).
+   */
+  stop(): { before: number; peak: number; earlyPeak: number; after: number; hwm: number; samples: number } {
     if (this.timer) clearInterval(this.timer);
     this.sample();
     const m = readProcMemory(this.pid);
-    return { before: this.before, peak: this.peakRss, after: m?.rss ?? 0, hwm: m?.hwm ?? 0, samples: this.samples };
+    const early = this.series.slice(0, Math.max(1, Math.ceil(this.series.length / 4)));
+    return {
+      before: this.before,
+      peak: Math.max(this.before, ...this.series),
+      earlyPeak: Math.max(this.before, ...early),
+      after: m?.rss ?? 0,
+      hwm: m?.hwm ?? 0,
+      samples: this.series.length,
+    };
   }
 }
