@@ -233,10 +233,16 @@ describe('the virtual tree', () => {
     const blobKey = row.blobKey as string;
     const blobPath = path.join(h.paths.blobDir, blobKey.slice(0, 2), blobKey.slice(2, 4), blobKey);
     const original = readFileSync(blobPath);
-    const altered = Buffer.from(original);
-    altered[altered.length - 5] = (altered[altered.length - 5] as number) ^ 1;
-    writeFileSync(blobPath, altered);
-    await expectCode(h.core.tree.openRead(alice, '/outbox/bob@example.org/dav.bin'), 'SEALDROP_E_INTERNAL');
+    for (const at of [2, 100, Math.floor(original.length / 2), original.length - 5]) {
+      const altered = Buffer.from(original);
+      altered[at] = (altered[at] as number) ^ 1;
+      writeFileSync(blobPath, altered);
+      await expectCode(h.core.tree.openRead(alice, '/outbox/bob@example.org/dav.bin'), 'SEALDROP_E_INTERNAL');
+    }
+    for (const bytes of [original.subarray(0, original.length - 1000), Buffer.concat([original, Buffer.of(0)])]) {
+      writeFileSync(blobPath, bytes);
+      await expectCode(h.core.tree.openRead(alice, '/outbox/bob@example.org/dav.bin'), 'SEALDROP_E_INTERNAL');
+    }
     writeFileSync(blobPath, original);
     // The window closes with time (expiry sweep wipes the key) and when the folder is sent.
     h.clock.offsetMs = (h.config.webdav.readBackSeconds + 1) * 1000;

@@ -7,7 +7,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import { LockMode } from '@mikro-orm/core';
-import { decryptSeipdV1, decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey } from '../crypto/at-rest.ts';
+import { decryptSeipdV1, decryptSeipdV2, encryptSeipdV2, newKey, openWith as openWithKey, sealWith as sealWithKey, verifySeipdV1 } from '../crypto/at-rest.ts';
 import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/keys.ts';
 import { MessageSplitter } from '../crypto/message-split.ts';
 import { parsePkesk } from '../crypto/packets.ts';
@@ -1470,18 +1470,35 @@ export class DeliveryService {
       throw fail('SEALDROP_E_FORBIDDEN', 'your unsent files are stored encrypted and can be read back only shortly after a WebDAV upload; see /inbox for deliveries to you');
     }
     const blobKey = file.blobKey;
+    const sessionKey = () => this.deps.kek.open('readback', file.readbackKey as Uint8Array, file.id);
     const decrypt = async (): Promise<Readable> => {
       const blob = await this.deps.blobs.get(blobKey);
       if (d.level < 3) return decryptSeipdV2(blob, this.deliveryKey(d));
-      const key = this.deps.kek.open('readback', file.readbackKey as Uint8Array, file.id);
-      const stream = await decryptSeipdV1(blob, key);
-      // The cipher may use the key until the last chunk.
-      stream.once('close', () => key.fill(0));
-      return stream;
+      const key = sessionKey();
+      try {
+        return await decryptSeipdV1(blob, key);
+      } finally {
+        key.fill(0); // the cipher holds its own copy
+      }
     };
-    let plainBytes = 0;
+    // The whole check first: level 3/4 decrypted into one reused buffer (MDC), level 1/2 chunk
+    // by chunk (GCM tags); the plaintext is thrown away.
+    const verify = async (): Promise<number> => {
+      if (d.level >= 3) {
+        const key = sessionKey();
+        try {
+          return await verifySeipdV1(await this.deps.blobs.get(blobKey), key);
+        } finally {
+          key.fill(0);
+        }
+      }
+      let n = 0;
+      for await (const chunk of await decrypt()) n += (chunk as Uint8Array).length;
+      return n;
+    };
+    let plainBytes: number;
     try {
-      for await (const chunk of await decrypt()) plainBytes += (chunk as Uint8Array).length;
+      plainBytes = await verify();
     } catch (err) {
       this.deps.log.error({ deliveryId: d.id, fileId: file.id, code: 'SEALDROP_E_INTERNAL', err: (err as Error).message }, 'stored file failed its integrity check');
       throw fail('SEALDROP_E_INTERNAL', 'the stored file failed its integrity check');

@@ -7,10 +7,13 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
+import { pipeline as pipelinePromise } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { fail } from '../core/errors.ts';
+import { recyclerOf } from '../util/recycle.ts';
+import { createSeipdV1Decryptor } from './seipd-v1-decrypt.ts';
 
 const VERSION = 1;
 const IV_BYTES = 12;
@@ -150,26 +153,38 @@ interface SeipdPacket {
  * verified; a truncated or altered stream errors (the caller must treat output as void then).
  */
 export async function decryptSeipdV2(ciphertext: Readable, key: Uint8Array): Promise<Readable> {
-  return decryptWithSessionKey(ciphertext, key, false);
+  return decryptWithSessionKey(ciphertext, key);
 }
 
-/** Streams the plaintext of an AES-256 data packet; `unauthenticated` lets SEIPDv1 stream before its MDC. */
-async function decryptWithSessionKey(ciphertext: Readable, key: Uint8Array, unauthenticated: boolean): Promise<Readable> {
+/** Streams the plaintext of a SEIPDv2 (AES-256) data packet; openpgp.js checks each chunk's tag. */
+async function decryptWithSessionKey(ciphertext: Readable, key: Uint8Array): Promise<Readable> {
   const message = await openpgp.readMessage({ binaryMessage: Readable.toWeb(ciphertext) as unknown as ReadableStream<Uint8Array> });
-  const { data } = await openpgp.decrypt({
-    message,
-    sessionKeys: { data: key, algorithm: 'aes256' },
-    format: 'binary',
-    ...(unauthenticated ? { config: { allowUnauthenticatedStream: true } } : {}),
-  });
+  const { data } = await openpgp.decrypt({ message, sessionKeys: { data: key, algorithm: 'aes256' }, format: 'binary' });
   return Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>);
 }
 
 /**
- * Decrypts a SEIPDv1 packet stream (AES-256, MDC) under its session key, streaming. The MDC is
- * checked only at the end (a failed one errors the stream), so a caller that publishes the
- * output must have run it to the end once before (Deliveries.readBack does).
+ * Decrypts a SEIPDv1 packet stream of the native encoder under its session key, streaming
+ * (seipd-v1-decrypt.ts: ECB + XOR and SHA-1 in this thread, several times openpgp.js's speed).
+ * The MDC is checked only at the end (a failed one errors the stream), so a caller that
+ * publishes the output must have verified it whole before (verifySeipdV1; Deliveries.readBack
+ * does). The key is copied into the cipher at once: the caller may wipe it when this returns.
  */
 export async function decryptSeipdV1(ciphertext: Readable, sessionKey: Uint8Array): Promise<Readable> {
-  return decryptWithSessionKey(ciphertext, sessionKey, true);
+  const decryptor = createSeipdV1Decryptor(sessionKey, { recycle: recyclerOf(ciphertext) });
+  pipeline(ciphertext, decryptor, () => {
+    // errors reach the reader through the decryptor, which pipeline destroys with them
+  });
+  return decryptor;
+}
+
+/**
+ * Decrypts a SEIPDv1 packet stream whole without keeping the plaintext (one reused buffer)
+ * and checks its MDC; resolves to the number of literal data bytes, rejects with the reason
+ * if the packet is altered, truncated or not for this key.
+ */
+export async function verifySeipdV1(ciphertext: Readable, sessionKey: Uint8Array): Promise<number> {
+  const decryptor = createSeipdV1Decryptor(sessionKey, { recycle: recyclerOf(ciphertext), discard: true });
+  await pipelinePromise(ciphertext, decryptor);
+  return decryptor.literalBytes;
 }

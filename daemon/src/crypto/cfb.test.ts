@@ -1,6 +1,6 @@
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { cfbThroughCbc, createAes256CfbEncryptor } from './cfb.ts';
+import { cfbThroughCbc, createAes256CfbDecryptor, createAes256CfbEncryptor } from './cfb.ts';
 
 /** Deterministic pseudo-random chunk lengths in [0, max]. */
 function cuts(total: number, seed: number, max: number): number[] {
@@ -54,5 +54,33 @@ describe('AES-256-CFB through CBC + XOR', () => {
       chunk.fill(0xa5);
     }
     expect(Buffer.concat(parts).equals(want)).toBe(true);
+  });
+});
+
+describe('AES-256-CFB decryption through ECB + XOR', () => {
+  it("gives Node's aes-256-cfb plaintext for any chunking, and does not read the input after update returned", () => {
+    const key = randomBytes(32);
+    for (const iv of [Buffer.alloc(16), randomBytes(16)]) {
+      for (const size of [0, 1, 15, 16, 17, 31, 32, 33, 65_535, 65_536, 65_537, 200_003]) {
+        const data = randomBytes(size);
+        const want = createDecipheriv('aes-256-cfb', key, iv).update(data);
+        expect(createCipheriv('aes-256-cfb', key, iv).update(want).equals(data)).toBe(true);
+        for (const chunking of [[size], cuts(size, size + 1, 37), cuts(size, size + 2, 70_000), cuts(size, size + 3, 17)]) {
+          const dec = createAes256CfbDecryptor(key, iv);
+          const parts: Buffer[] = [];
+          let at = 0;
+          for (const n of chunking) {
+            const chunk = Buffer.from(data.subarray(at, at + n));
+            const part = Buffer.alloc(n);
+            dec.updateInto(chunk, part);
+            parts.push(part);
+            chunk.fill(0x5a);
+            at += n;
+          }
+          dec.final();
+          expect(Buffer.concat(parts).equals(want), `size ${size}, ${chunking.length} chunks`).toBe(true);
+        }
+      }
+    }
   });
 });
