@@ -214,6 +214,38 @@ describe('the virtual tree', () => {
     void alice;
   });
 
+  it('shares the upload buffer budget among the uploads running, and every way an upload ends gives its share back', async () => {
+    await h.close();
+    h = await createHarness({ SEALDROP_SERVER__UPLOAD_BUFFER_BYTES: String(6 * 1024 * 1024) });
+    const alice = await member('alice@example.org', 'alice secupass long');
+    const MiB = 1024 * 1024;
+    const open = async (name: string) => {
+      const w = await h.core.tree.openWrite(alice, `/outbox/bob@example.org/${name}`);
+      if (w.kind !== 'upload') throw new Error('expected an upload');
+      return w;
+    };
+    const a = await open('a.bin');
+    expect(a.upload.holdBytes).toBe(4 * MiB); // alone: the ceiling
+    const b = await open('b.bin');
+    const c = await open('c.bin');
+    expect([a, b, c].map((w) => w.upload.holdBytes)).toEqual([2 * MiB, 2 * MiB, 2 * MiB]); // 6 MiB / 3
+    const more = await Promise.all(Array.from({ length: 12 }, (_, i) => open(`m${i}.bin`)));
+    expect(a.upload.holdBytes).toBe(512 * 1024); // 6 MiB / 15 is below the floor
+    // Completed, aborted and failed uploads all give their share back.
+    await new Promise<void>((resolve, reject) => a.upload.input.write(Buffer.from('x'), (err) => (err ? reject(err) : resolve())));
+    await h.core.tree.closeWrite(alice, a);
+    await h.core.tree.abortWrite(alice, b);
+    for (const w of more) await h.core.tree.abortWrite(alice, w);
+    expect(c.upload.holdBytes).toBe(4 * MiB);
+    c.upload.input.destroy(new Error('client went away'));
+    await h.core.tree.abortWrite(alice, c);
+    const d = await open('d.bin');
+    const e = await open('e.bin');
+    expect([d.upload.holdBytes, e.upload.holdBytes]).toEqual([3 * MiB, 3 * MiB]);
+    await h.core.tree.abortWrite(alice, d);
+    await h.core.tree.abortWrite(alice, e);
+  });
+
   it('reads an unsent file back only within the read-back window of a WebDAV upload, after checking the ciphertext', async () => {
     const alice = await member('alice@example.org', 'alice secupass long');
     const data = randomBytes(200_000);

@@ -85,6 +85,12 @@ export const configSchema = z.strictObject({
        * transfers); from 8 MiB on it is given back to the system. 0 turns the checks off.
        */
       memoryTrimSeconds: int(0, 3600).default(5),
+      /**
+       * Bytes of buffer memory shared by all uploads in progress (plaintext waiting for
+       * encryption): each gets this divided by the number running, at most 4 MiB and at least
+       * 512 KiB. Bounds the daemon's memory however many clients upload at once.
+       */
+      uploadBufferBytes: int(4 * 1024 * 1024, 4 * 1024 * 1024 * 1024).default(32 * 1024 * 1024),
     })
     .prefault({}),
   http: z

@@ -33,6 +33,7 @@ import type { SecuPassService } from './secupass.ts';
 import { audit } from './audit.ts';
 import { actorOf, inTx, readEm, requireScope, type Actor, type CoreDeps, type Em, type Principal, type Via } from './context.ts';
 import { fail } from './errors.ts';
+import { TransferBudget } from './transfer-budget.ts';
 import { Upload } from './uploads.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail, type MailTemplate, type MailTemplates } from './outbox.ts';
@@ -163,7 +164,12 @@ export class DeliveryService {
   private accounts!: AccountService;
   private secupass!: SecuPassService;
 
-  constructor(private readonly deps: CoreDeps) {}
+  /** Buffer memory shared by every upload of this process (see transfer-budget.ts). */
+  private readonly uploadBudget: TransferBudget;
+
+  constructor(private readonly deps: CoreDeps) {
+    this.uploadBudget = new TransferBudget(deps.config.server.uploadBufferBytes);
+  }
 
   /** Wires the services this one calls back into (they call this one too). */
   attach(accounts: AccountService, secupass: SecuPassService): void {
@@ -438,71 +444,81 @@ export class DeliveryService {
     let readBackKey: Buffer | null = null;
     let wraps: Array<{ keyId: string; pkesk: Uint8Array }> = [];
     let clientWraps: (() => Promise<Array<{ keyId: string; pkesk: Uint8Array }>>) | undefined;
-    let encrypt: (plain: Readable) => Promise<Readable> | Readable;
-    if (options.clientEncrypted) {
-      // Encrypted on the sender's device: store the data packet as is, the PKESKs as wraps.
-      if (delivery.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'levels 1 and 2 are encrypted by the server: upload the plain file');
-      const size = options.clientEncrypted.plaintextSize;
-      if (size !== undefined && (!Number.isSafeInteger(size) || size < 0 || size > this.cfg.maxFileBytes)) throw fail('SEALDROP_E_VALIDATION', 'the plaintext size is not valid');
-      const splitter = new MessageSplitter();
-      encrypt = (cipher) => pipeline(cipher, splitter, () => undefined);
-      clientWraps = async () => this.wrapsFromClient(readEm(this.deps), delivery, await splitter.pkesks());
-    } else if (delivery.level >= 3) {
-      const sessionKey = newKey();
-      const keys = await this.keysForUpload(em0, delivery);
-      wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
-      const seipd = { sessionKey, filename: literalName };
-      const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd, options.mdcInWorker ?? true) : createSeipdV1Encryptor(seipd);
-      if (readBackSeconds > 0) readBackKey = Buffer.from(sessionKey);
-      sessionKey.fill(0);
-      encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
-    } else {
-      const key = this.deliveryKey(delivery);
-      encrypt = (plain) => encryptSeipdV2(plain, key, literalName);
-    }
     const deliveryId = delivery.id;
     let stored = false;
-    const upload = await Upload.start<DeliveryFile>({
-      blobs: this.deps.blobs,
-      maxBytes: Math.min(this.cfg.maxFileBytes, options.maxBytes ?? Number.MAX_SAFE_INTEGER),
-      encrypt,
-      commit: async ({ bytes, blobKey, blob }) => {
-        if (clientWraps) wraps = await clientWraps();
-        const plainSize = options.clientEncrypted ? (options.clientEncrypted.plaintextSize ?? bytes) : bytes;
-        const now = this.now();
-        let replaced: string | null = null;
-        const file = await inTx(this.deps, async (em) => {
-          const d = await em.findOne(DeliverySchema, { id: deliveryId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-          if (!d || d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery was sent, revoked or expired during the upload');
-          if (kind === 'file') await this.assertPathFree(em, d.id, name);
-          const old = await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind, name });
-          if (old) {
-            replaced = old.blobKey ?? null;
-            await em.nativeDelete(DeliveryFileSchema, { id: old.id });
-          }
-          const id = randomUUID();
-          const readback = readBackSeconds > 0 ? { readbackKey: readBackKey ? this.deps.kek.seal('readback', readBackKey, id) : null, readbackUntil: new Date(now.getTime() + readBackSeconds * 1000) } : {};
-          const file = em.create(DeliveryFileSchema, { id, deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, temp, createdAt: now, ...readback });
-          await this.insertWraps(em, file.id, wraps);
-          d.lastActivityAt = now;
-          if (kind === 'message') d.hasMessage = true;
-          await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: plainSize, temp, replaced: Boolean(old), clientEncrypted: Boolean(options.clientEncrypted) } }, now);
+    // This upload's share of the buffer memory all uploads share (given back in `finished`).
+    const share = this.uploadBudget.enter();
+    let upload: Upload<DeliveryFile>;
+    try {
+      let encrypt: (plain: Readable) => Promise<Readable> | Readable;
+      if (options.clientEncrypted) {
+        // Encrypted on the sender's device: store the data packet as is, the PKESKs as wraps.
+        if (delivery.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'levels 1 and 2 are encrypted by the server: upload the plain file');
+        const size = options.clientEncrypted.plaintextSize;
+        if (size !== undefined && (!Number.isSafeInteger(size) || size < 0 || size > this.cfg.maxFileBytes)) throw fail('SEALDROP_E_VALIDATION', 'the plaintext size is not valid');
+        const splitter = new MessageSplitter();
+        encrypt = (cipher) => pipeline(cipher, splitter, () => undefined);
+        clientWraps = async () => this.wrapsFromClient(readEm(this.deps), delivery, await splitter.pkesks());
+      } else if (delivery.level >= 3) {
+        const sessionKey = newKey();
+        const keys = await this.keysForUpload(em0, delivery);
+        wraps = await Promise.all(keys.map(async (k) => ({ keyId: k.id, pkesk: await wrapSessionKey(sessionKey, k.publicKey) })));
+        const seipd = { sessionKey, filename: literalName };
+        const encryptor = this.deps.encryptPool ? this.deps.encryptPool.createEncryptor(seipd, options.mdcInWorker ?? true, () => share.bytes / 2) : createSeipdV1Encryptor(seipd);
+        if (readBackSeconds > 0) readBackKey = Buffer.from(sessionKey);
+        sessionKey.fill(0);
+        encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
+      } else {
+        const key = this.deliveryKey(delivery);
+        encrypt = (plain) => encryptSeipdV2(plain, key, literalName);
+      }
+      upload = await Upload.start<DeliveryFile>({
+        holdBytes: () => share.bytes,
+        blobs: this.deps.blobs,
+        maxBytes: Math.min(this.cfg.maxFileBytes, options.maxBytes ?? Number.MAX_SAFE_INTEGER),
+        encrypt,
+        commit: async ({ bytes, blobKey, blob }) => {
+          if (clientWraps) wraps = await clientWraps();
+          const plainSize = options.clientEncrypted ? (options.clientEncrypted.plaintextSize ?? bytes) : bytes;
+          const now = this.now();
+          let replaced: string | null = null;
+          const file = await inTx(this.deps, async (em) => {
+            const d = await em.findOne(DeliverySchema, { id: deliveryId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+            if (!d || d.state !== 'open') throw fail('SEALDROP_E_WRONG_STATE', 'the delivery was sent, revoked or expired during the upload');
+            if (kind === 'file') await this.assertPathFree(em, d.id, name);
+            const old = await em.findOne(DeliveryFileSchema, { deliveryId: d.id, kind, name });
+            if (old) {
+              replaced = old.blobKey ?? null;
+              await em.nativeDelete(DeliveryFileSchema, { id: old.id });
+            }
+            const id = randomUUID();
+            const readback = readBackSeconds > 0 ? { readbackKey: readBackKey ? this.deps.kek.seal('readback', readBackKey, id) : null, readbackUntil: new Date(now.getTime() + readBackSeconds * 1000) } : {};
+            const file = em.create(DeliveryFileSchema, { id, deliveryId: d.id, kind, name, size: plainSize, blobKey, blobSize: blob.size, temp, createdAt: now, ...readback });
+            await this.insertWraps(em, file.id, wraps);
+            d.lastActivityAt = now;
+            if (kind === 'message') d.hasMessage = true;
+            await audit(em, { action: kind === 'file' ? 'file.added' : 'message.added', actor: actorOf(p), targetType: 'delivery', targetId: d.id, data: { fileId: file.id, name: kind === 'file' ? name : undefined, size: plainSize, temp, replaced: Boolean(old), clientEncrypted: Boolean(options.clientEncrypted) } }, now);
+            return file;
+          });
+          if (replaced) await this.deps.blobs.delete(replaced);
+          this.deps.events.emit('file.stored', { deliveryId, fileId: file.id, bytes: plainSize, via: p.via });
+          stored = true;
           return file;
-        });
-        if (replaced) await this.deps.blobs.delete(replaced);
-        this.deps.events.emit('file.stored', { deliveryId, fileId: file.id, bytes: plainSize, via: p.via });
-        stored = true;
-        return file;
-      },
-      discarded: async () => {
-        if (created) await this.discardIfEmpty(deliveryId);
-      },
-      finished: () => {
-        if (heartbeat) clearInterval(heartbeat);
-        readBackKey?.fill(0);
-        this.deps.events.emit('upload.finished', { via: p.via, ok: stored });
-      },
-    });
+        },
+        discarded: async () => {
+          if (created) await this.discardIfEmpty(deliveryId);
+        },
+        finished: () => {
+          share.leave();
+          if (heartbeat) clearInterval(heartbeat);
+          readBackKey?.fill(0);
+          this.deps.events.emit('upload.finished', { via: p.via, ok: stored });
+        },
+      });
+    } catch (err) {
+      share.leave();
+      throw err;
+    }
     // A folder delivery stays "active" while an upload runs, so no instance's idle timer sends
     // it (or recovery discards it) in the middle of a long transfer.
     const heartbeat = delivery.folderKey

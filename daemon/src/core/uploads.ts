@@ -64,7 +64,12 @@ export interface UploadPlan<T> {
   discarded?(): Promise<void>;
   /** Called once when the upload is done or aborted (to wipe secrets it held). */
   finished?(): void;
+  /** Plaintext bytes this upload may keep waiting for encryption (its TransferBudget share); default 4 MiB. */
+  holdBytes?: () => number;
 }
+
+/** The buffer of an upload without a budget. */
+const DEFAULT_HOLD_BYTES = 4 * 1024 * 1024;
 
 /** A file being uploaded. */
 export class Upload<T> {
@@ -96,10 +101,19 @@ export class Upload<T> {
   }
 
   /**
-   * Writes plaintext; resolves once the upload's buffer holds at most `maxBuffered` bytes (the
-   * point to acknowledge the data to the client). Rejects if the upload failed.
+   * Plaintext bytes this upload may keep waiting for encryption now (its share of the daemon's
+   * upload buffer budget): a protocol stops reading its client beyond it.
    */
-  write(data: Buffer, maxBuffered = 2 * 1024 * 1024): Promise<void> {
+  get holdBytes(): number {
+    return this.plan.holdBytes?.() ?? DEFAULT_HOLD_BYTES;
+  }
+
+  /**
+   * Writes plaintext; resolves once the upload's buffer holds at most `maxBuffered` bytes
+   * (default: half its holdBytes), the point to acknowledge the data to the client. Rejects if
+   * the upload failed.
+   */
+  write(data: Buffer, maxBuffered = this.holdBytes / 2): Promise<void> {
     if (this.state !== 'open') return Promise.reject(fail('SEALDROP_E_ABORTED', 'the upload is not open'));
     this.limit.write(data);
     return this.limit.room(maxBuffered);

@@ -40,6 +40,11 @@ describe('EncryptPool', () => {
       // The MDC's SHA-1 computed in this thread, the worker only encrypting: the same bytes.
       const hashedHere = await collect(chunks, pool.createEncryptor(opts, false));
       expect(hashedHere.equals(direct), `sizes ${sizes.slice(0, 3).join(',')}, MDC here`).toBe(true);
+      // The in-flight bound of an upload's budget share, down to its floor (one staging buffer).
+      let asked = 0;
+      const bounded = await collect(chunks, pool.createEncryptor(opts, true, () => (asked++, 0)));
+      expect(bounded.equals(direct), `sizes ${sizes.slice(0, 3).join(',')}, in-flight bound 0`).toBe(true);
+      if (sizes.length > 1) expect(asked).toBeGreaterThan(0);
     }
   });
 

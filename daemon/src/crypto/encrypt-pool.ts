@@ -102,13 +102,13 @@ export class EncryptPool {
    * before it moves to the worker, which then only runs the cipher — right where the worker is
    * the bottleneck (HTTP and WebDAV uploads). The bytes are the same either way.
    */
-  createEncryptor(options: SeipdV1Options, mdcInWorker = true): Duplex & { readonly reusedChunks: number } {
+  createEncryptor(options: SeipdV1Options, mdcInWorker = true, inFlightLimit?: () => number): Duplex & { readonly reusedChunks: number } {
     if (this.closed) throw new Error('the encryption pool is closed');
     // Hashing here needs the prefix and the literal date here too: both are fixed now and sent.
     const plain = mdcInWorker ? null : new SeipdV1Plaintext(options, true);
     const entry = this.worker();
     const id = this.nextId++;
-    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), plain, this.stages);
+    const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), plain, this.stages, inFlightLimit);
     entry.streams.set(id, enc);
     const msg: ToWorker = {
       t: 'open',
@@ -161,6 +161,8 @@ class WorkerEncryptor extends Duplex {
     /** The plaintext side hashed in this thread (the MDC), or null if the worker does it. */
     private readonly plain: SeipdV1Plaintext | null,
     private readonly stages: StageBuffers,
+    /** The in-flight bound now (an upload's budget share), kept within [STAGE_BYTES, MAX_IN_FLIGHT]. */
+    private readonly inFlightLimit?: () => number,
   ) {
     super({ readableHighWaterMark: 1024 * 1024, writableHighWaterMark: 512 * 1024 });
     plain?.begin();
@@ -219,7 +221,8 @@ class WorkerEncryptor extends Duplex {
   }
 
   private hasRoom(): boolean {
-    return this.inFlight < MAX_IN_FLIGHT && this.readableLength < MAX_IN_FLIGHT;
+    const limit = this.inFlightLimit ? Math.max(STAGE_BYTES, Math.min(MAX_IN_FLIGHT, this.inFlightLimit())) : MAX_IN_FLIGHT;
+    return this.inFlight < limit && this.readableLength < limit;
   }
 
   private wake(): void {
