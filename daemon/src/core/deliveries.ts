@@ -517,6 +517,7 @@ export class DeliveryService {
       });
     } catch (err) {
       share.leave();
+      readBackKey?.fill(0);
       throw err;
     }
     // A folder delivery stays "active" while an upload runs, so no instance's idle timer sends

@@ -10,9 +10,10 @@
  * an optional dependency built on install) provides it; without the addon (no compiler at
  * install, or not glibc) the daemon runs as before and says so once in its log.
  *
- * The check reads malloc's own statistics (microseconds) and trims only when at least
+ * The check reads malloc's own statistics (~20 µs) and trims only when at least
  * `minFreeBytes` are held unused, so an idle daemon does nothing and a busy one trims about
- * once per interval (a trim takes about a millisecond per 50 MB released).
+ * once per interval (measured: 3-5 ms to release 67 MB; the pages are faulted in again when
+ * malloc reuses them).
  */
 import { createRequire } from 'node:module';
 
