@@ -9,6 +9,9 @@
  * block by block through a function pointer: here CBC + XOR takes ~1.4-1.6 CPU-s/GB where
  * `createCipheriv('aes-256-cfb')` takes ~2.0-2.2 (the encryption worker's bottleneck).
  *
+ * Decryption (P_i = C_i xor E(C_{i-1})) uses the same XOR over an ECB pass of the ciphertext,
+ * whose blocks are all at hand, so AES-NI runs several at once (createAes256CfbDecryptor).
+ *
  * The XOR of the whole blocks runs in a tiny WebAssembly SIMD function (JavaScript's typed-array
  * loop costs ~0.5 CPU-s/GB, as much as it saves); the bytes of a block split across calls are
  * XORed in JavaScript. Where WebAssembly SIMD is not available, `createAes256CfbEncryptor`
@@ -96,48 +99,73 @@ export function createAes256CfbEncryptor(key: Uint8Array, iv: Uint8Array): Strea
 
 /** See the module comment. */
 class CbcCfbEncryptor implements StreamEncryptor {
-  private readonly cbc: Cipher;
-  /** Key stream of the current block: E(C_{i-1}). */
-  private stream: Buffer;
-  /** Plaintext bytes of the current block seen so far (its first `pos`). */
-  private readonly partial = Buffer.alloc(BLOCK);
-  private pos = 0;
+  private readonly cfb: KeyStreamXor;
 
-  constructor(
-    key: Uint8Array,
-    iv: Uint8Array,
-    private readonly x: Xor,
-  ) {
+  constructor(key: Uint8Array, iv: Uint8Array, x: Xor) {
     const ecb = createCipheriv('aes-256-ecb', key, null).setAutoPadding(false);
-    this.stream = ecb.update(iv);
+    const first = ecb.update(iv);
     ecb.final();
-    this.cbc = createCipheriv('aes-256-cbc', key, this.stream).setAutoPadding(false);
+    // CBC over the plaintext from the IV E(IV): its output block i is E(C_i).
+    this.cfb = new KeyStreamXor(createCipheriv('aes-256-cbc', key, first).setAutoPadding(false), first, x);
   }
 
   update(data: Uint8Array): Buffer {
     const out = Buffer.allocUnsafe(data.length);
+    this.cfb.updateInto(data, out);
+    return out;
+  }
+
+  final(): Buffer {
+    this.cfb.final();
+    return Buffer.alloc(0);
+  }
+}
+
+/**
+ * The CFB XOR over a cipher pass that turns each input block into the key stream of the block
+ * after it, E(C_i): CBC over the plaintext when encrypting (see the module comment), ECB over
+ * the ciphertext when decrypting. Whole blocks go through the pass and one WebAssembly XOR;
+ * the bytes of a block split across calls are XORed in JavaScript with the key stream at hand.
+ */
+class KeyStreamXor {
+  /** Key stream of the current block: E(C_{i-1}). */
+  private stream: Buffer;
+  /** Input bytes of the current block seen so far (its first `pos`). */
+  private readonly partial = Buffer.alloc(BLOCK);
+  private pos = 0;
+
+  constructor(
+    private readonly pass: Cipher,
+    first: Buffer,
+    private readonly x: Xor,
+  ) {
+    this.stream = first;
+  }
+
+  /** Writes data.length output bytes to `out` (which may not overlap `data`). */
+  updateInto(data: Uint8Array, out: Uint8Array): void {
     let i = 0;
     // Finish the block an earlier call began, byte by byte.
     if (this.pos > 0) {
       const n = Math.min(BLOCK - this.pos, data.length);
       for (let k = 0; k < n; k++) {
-        const p = data[k] as number;
-        out[k] = p ^ (this.stream[this.pos + k] as number);
-        this.partial[this.pos + k] = p;
+        const d = data[k] as number;
+        out[k] = d ^ (this.stream[this.pos + k] as number);
+        this.partial[this.pos + k] = d;
       }
       this.pos += n;
       i = n;
-      if (this.pos < BLOCK) return out;
-      this.stream = this.cbc.update(this.partial);
+      if (this.pos < BLOCK) return;
+      this.stream = this.pass.update(this.partial);
       this.pos = 0;
     }
-    // Whole blocks: CBC gives the next key streams, one XOR gives the ciphertext.
+    // Whole blocks: the pass gives the next key streams, one XOR gives the output.
     const m = this.x.memory;
     while (data.length - i >= BLOCK) {
       const n = Math.min(SPAN, (data.length - i) & ~(BLOCK - 1));
-      const plain = data.subarray(i, i + n);
-      const next = this.cbc.update(plain);
-      m.set(plain, A);
+      const input = data.subarray(i, i + n);
+      const next = this.pass.update(input);
+      m.set(input, A);
       m.set(this.stream, B);
       m.set(next.subarray(0, n - BLOCK), B + BLOCK);
       this.x.xor(C, A, B, n);
@@ -145,20 +173,18 @@ class CbcCfbEncryptor implements StreamEncryptor {
       this.stream = next.subarray(n - BLOCK);
       i += n;
     }
-    // The start of a block that the next call finishes.
+    // The start of a block that the next call finishes: its key stream is known already.
     for (let k = 0; i + k < data.length; k++) {
-      const p = data[i + k] as number;
-      out[i + k] = p ^ (this.stream[k] as number);
-      this.partial[k] = p;
+      const d = data[i + k] as number;
+      out[i + k] = d ^ (this.stream[k] as number);
+      this.partial[k] = d;
       this.pos = k + 1;
     }
-    return out;
   }
 
-  final(): Buffer {
-    this.cbc.final();
+  final(): void {
+    this.pass.final();
     this.partial.fill(0);
-    return Buffer.alloc(0);
   }
 }
 
@@ -178,72 +204,14 @@ export interface StreamDecryptor {
  */
 export function createAes256CfbDecryptor(key: Uint8Array, iv: Uint8Array): StreamDecryptor {
   const xor = wasmXor();
-  if (xor !== null) return new EcbCfbDecryptor(key, iv, xor);
+  if (xor !== null) {
+    const ecb = createCipheriv('aes-256-ecb', key, null).setAutoPadding(false);
+    // ECB over the ciphertext: its output block i is E(C_i), the key stream of block i + 1.
+    return new KeyStreamXor(ecb, ecb.update(iv), xor);
+  }
   const decipher = createDecipheriv('aes-256-cfb', key, iv);
   return {
     updateInto: (data, out) => out.set(decipher.update(data)),
     final: () => void decipher.final(),
   };
-}
-
-/** See createAes256CfbDecryptor. */
-class EcbCfbDecryptor implements StreamDecryptor {
-  private readonly ecb: Cipher;
-  /** Key stream of the current block: E(C_{i-1}). */
-  private stream: Buffer;
-  /** Ciphertext bytes of the current block seen so far (its first `pos`). */
-  private readonly partial = Buffer.alloc(BLOCK);
-  private pos = 0;
-
-  constructor(
-    key: Uint8Array,
-    iv: Uint8Array,
-    private readonly x: Xor,
-  ) {
-    this.ecb = createCipheriv('aes-256-ecb', key, null).setAutoPadding(false);
-    this.stream = this.ecb.update(iv);
-  }
-
-  updateInto(data: Uint8Array, out: Uint8Array): void {
-    let i = 0;
-    // Finish the block an earlier call began, byte by byte.
-    if (this.pos > 0) {
-      const n = Math.min(BLOCK - this.pos, data.length);
-      for (let k = 0; k < n; k++) {
-        const c = data[k] as number;
-        out[k] = c ^ (this.stream[this.pos + k] as number);
-        this.partial[this.pos + k] = c;
-      }
-      this.pos += n;
-      i = n;
-      if (this.pos < BLOCK) return;
-      this.stream = this.ecb.update(this.partial);
-      this.pos = 0;
-    }
-    // Whole blocks: E of each ciphertext block is the key stream of the one after it.
-    const m = this.x.memory;
-    while (data.length - i >= BLOCK) {
-      const n = Math.min(SPAN, (data.length - i) & ~(BLOCK - 1));
-      const cipher = data.subarray(i, i + n);
-      const next = this.ecb.update(cipher);
-      m.set(cipher, A);
-      m.set(this.stream, B);
-      m.set(next.subarray(0, n - BLOCK), B + BLOCK);
-      this.x.xor(C, A, B, n);
-      out.set(m.subarray(C, C + n), i);
-      this.stream = next.subarray(n - BLOCK);
-      i += n;
-    }
-    // The start of a block that the next call finishes: its key stream is known already.
-    for (let k = 0; i + k < data.length; k++) {
-      const c = data[i + k] as number;
-      out[i + k] = c ^ (this.stream[k] as number);
-      this.partial[k] = c;
-      this.pos = k + 1;
-    }
-  }
-
-  final(): void {
-    this.ecb.final();
-  }
 }
