@@ -105,6 +105,10 @@ describe('SeipdV1Decryptor', () => {
     let pushed = 0;
     for await (const p of Readable.from(cut(sealed, 13, 70_000)).pipe(verifier)) pushed += (p as Buffer).length;
     expect([pushed, verifier.literalBytes]).toEqual([0, data.length]);
+    // The reused plaintext buffer is wiped once the check is done.
+    const scratch = (verifier as unknown as { scratch: Buffer }).scratch;
+    expect(scratch.length).toBeGreaterThan(0);
+    expect(scratch.every((b) => b === 0)).toBe(true);
     const bad = Buffer.from(sealed);
     bad[500_000] = (bad[500_000] as number) ^ 4;
     await expect(async () => {

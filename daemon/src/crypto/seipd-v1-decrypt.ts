@@ -135,7 +135,7 @@ export class SeipdV1Decryptor extends Transform {
   private readonly sha1: Hash = createHash('sha1');
   /** The last MDC_PACKET_SIZE plaintext bytes seen (held back: they may be the MDC packet). */
   private held: Buffer = EMPTY;
-  /** Plaintext bytes of the prefix still to come, and the prefix so far. */
+  /** The CFB prefix (18 plaintext bytes) and how much of it has been seen. */
   private readonly prefix = Buffer.alloc(PREFIX_SIZE);
   private prefixAt = 0;
   private readonly literal = new PacketBody(LITERAL_TAG_OCTET, 'literal data packet');
@@ -176,8 +176,16 @@ export class SeipdV1Decryptor extends Transform {
     } catch (err) {
       callback(err as Error);
       return;
+    } finally {
+      this.scratch.fill(0);
     }
     callback();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    // The reused buffer of discard mode holds the last plaintext decrypted into it.
+    this.scratch.fill(0);
+    callback(err);
   }
 
   /** Ciphertext of the SEIPD body (after the version octet): decrypts and holds back the tail. */
