@@ -19,6 +19,7 @@ import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
 import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
 import { loadMallocControl, MallocTrimmer } from './util/malloc-trim.ts';
+import { nativeCfbStatus } from './crypto/native-cfb.ts';
 import { FsBlobStore } from './store/fs-blob-store.ts';
 import { openStore, pendingMigrations, storeOptionsFrom, type Orm } from './store/orm.ts';
 
@@ -129,6 +130,9 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   );
   idle.unref();
   const trimmer = startMemoryTrimmer(config.server.memoryTrimSeconds, log, metrics);
+  const cfb = nativeCfbStatus();
+  if (cfb.native) log.info('encrypting with the native AES-256-CFB + SHA-1 addon (AES-NI, SHA extensions)');
+  else log.info({ reason: cfb.reason }, 'encrypting with node:crypto: the native AES-256-CFB + SHA-1 addon is not in use');
 
   let http: HttpServer | undefined;
   let sftp: SftpServer | undefined;

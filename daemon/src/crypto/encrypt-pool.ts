@@ -9,6 +9,7 @@ import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { lendsChunks } from '../util/recycle.ts';
+import { nativeCfbStatus } from './native-cfb.ts';
 import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 
 /** Messages to a worker. */
@@ -100,12 +101,14 @@ export class EncryptPool {
    * `mdcInWorker` (the default) the worker also computes the MDC's SHA-1 — right where the main
    * thread is busy (SFTP decrypts SSH there); without it the main thread hashes each chunk
    * before it moves to the worker, which then only runs the cipher — right where the worker is
-   * the bottleneck (HTTP and WebDAV uploads). The bytes are the same either way.
+   * the bottleneck (HTTP and WebDAV uploads). Where the native cipher runs (native-cfb.ts),
+   * the worker always hashes: there the SHA-1 runs in the cipher's own pass, nearly for free.
+   * The bytes are the same either way.
    */
   createEncryptor(options: SeipdV1Options, mdcInWorker = true, inFlightLimit?: () => number): Duplex & { readonly reusedChunks: number } {
     if (this.closed) throw new Error('the encryption pool is closed');
     // Hashing here needs the prefix and the literal date here too: both are fixed now and sent.
-    const plain = mdcInWorker ? null : new SeipdV1Plaintext(options, true);
+    const plain = mdcInWorker || nativeCfbStatus().native ? null : new SeipdV1Plaintext(options, true);
     const entry = this.worker();
     const id = this.nextId++;
     const enc = new WorkerEncryptor(entry.worker, id, () => entry.streams.delete(id), plain, this.stages, inFlightLimit);

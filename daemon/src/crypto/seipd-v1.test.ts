@@ -14,6 +14,7 @@ import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPacketHeader, splitPkesks } from './packets.ts';
 import { createSeipdV1Encryptor, SeipdV1Plaintext } from './seipd-v1.ts';
+import { useNativeCfb } from './native-cfb.ts';
 import type { SeipdV1Options } from './seipd-v1.ts';
 
 const execFileAsync = promisify(execFile);
@@ -214,6 +215,17 @@ describe('createSeipdV1Encryptor is byte-identical to openpgp.js 6.3.2', () => {
       }
     });
   }
+
+  describe('through node:crypto instead of the native addon (the fallback)', () => {
+    beforeAll(() => useNativeCfb(false));
+    afterAll(() => useNativeCfb(true));
+    for (const size of [0, 17, 8191, 65537, THREE_MIB]) {
+      it(`${size} bytes, every chunking`, async () => {
+        const data = plaintext(size);
+        for (const chunking of CHUNKINGS.filter((c) => size <= c.maxSize)) await checkIdentity(data, chunking.split(data));
+      });
+    }
+  });
 
   it('no chunks at all (empty stream) differs from one empty chunk only by framing input, both match', async () => {
     await checkIdentity(Buffer.alloc(0), []);

@@ -26,6 +26,7 @@ import type { Hash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { createAes256CfbEncryptor, type StreamEncryptor } from './cfb.ts';
+import { createNativeCfb, type NativeCfb } from './native-cfb.ts';
 import { PartialLengthFramer } from './partial-length.ts';
 
 /** Options of createSeipdV1Encryptor. */
@@ -248,6 +249,11 @@ export class SeipdV1Plaintext {
 /** The Transform behind {@link createSeipdV1Encryptor}. */
 export class SeipdV1Encryptor extends Transform {
   private readonly cipher: StreamEncryptor;
+  /**
+   * The cipher when it is the native addon's and hashes too: then it computes the MDC's SHA-1
+   * in the same pass as the encryption, over the same chunks of P (see native-cfb.ts).
+   */
+  private readonly fused: NativeCfb | null;
   private readonly plain: SeipdV1Plaintext;
   private readonly externalMdc: boolean;
   private mdc: Uint8Array | undefined;
@@ -263,8 +269,9 @@ export class SeipdV1Encryptor extends Transform {
       throw new RangeError(`seipd-v1: session key must be a Uint8Array of ${KEY_SIZE} bytes (AES-256), got ${describeLength(sessionKey)}`);
     }
     this.externalMdc = options.externalMdc === true;
-    this.plain = new SeipdV1Plaintext(options, !this.externalMdc);
-    this.cipher = createAes256CfbEncryptor(sessionKey, Buffer.alloc(BLOCK_SIZE));
+    this.fused = this.externalMdc ? null : createNativeCfb(sessionKey, Buffer.alloc(BLOCK_SIZE));
+    this.plain = new SeipdV1Plaintext(options, !this.externalMdc && this.fused === null);
+    this.cipher = this.fused ?? createAes256CfbEncryptor(sessionKey, Buffer.alloc(BLOCK_SIZE));
     // S starts with the version octet (not encrypted), then the chunks of P.
     this.feedSeipd([Uint8Array.of(1)]);
     for (const chunk of this.plain.begin()) {
@@ -308,11 +315,12 @@ export class SeipdV1Encryptor extends Transform {
       for (const chunk of this.plain.end()) {
         this.feedSeipd(this.encrypt(chunk));
       }
-      const mdc = this.externalMdc ? this.mdc : this.plain.digest();
+      const mdc = this.externalMdc ? this.mdc : (this.fused?.digest() ?? this.plain.digest());
       if (mdc === undefined) {
         throw new Error('seipd-v1: the input ended without the MDC value (use endWithMdc)');
       }
-      this.feedSeipd(this.encrypt([mdc]));
+      // The MDC value itself is encrypted, not hashed.
+      this.feedSeipd(this.encrypt([mdc], false));
       const rest = this.cipher.final();
       if (rest.length !== 0) {
         throw new Error('seipd-v1: unexpected trailing cipher output');
@@ -333,13 +341,21 @@ export class SeipdV1Encryptor extends Transform {
     }
   }
 
-  /** CFB-encrypts one chunk of P; returns the ciphertext pieces. */
-  private encrypt(pieces: readonly Uint8Array[]): Buffer[] {
+  /** CFB-encrypts one chunk of P (hashing it for the MDC if the cipher does that); returns the ciphertext pieces. */
+  private encrypt(pieces: readonly Uint8Array[], hash = true): Buffer[] {
     const out: Buffer[] = [];
+    const fused = this.fused;
     forEachUnit(pieces, (unit) => {
-      out.push(this.cipher.update(unit));
+      out.push(fused ? fused.encrypt(unit, hash) : this.cipher.update(unit));
     });
     return out;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // The native cipher's key schedule is wiped now, not when it is collected (final() after the
+    // last byte does it on the normal path; a second wipe does nothing).
+    this.fused?.wipe();
+    callback(error);
   }
 
   /** Pushes framed output, coalescing tiny pieces (headers) with their neighbours. */
