@@ -2,7 +2,8 @@
  * Worker thread body of the encryption pool: runs one SEIPDv1 encoder per stream id, fed with
  * plaintext chunks from the main thread, and posts ciphertext back gathered into ~1 MiB
  * buffers (transferred, not copied), which the main thread gives back once they are written
- * (util/recycle.ts). Acknowledges each input chunk once the encoder took it; a staging buffer
+ * (util/recycle.ts); the encoder hands its output over synchronously from one reused buffer.
+ * Acknowledges each input chunk once the encoder took it; a staging buffer
  * goes back with its ack, so no buffer is dropped here (see StageBuffers in encrypt-pool.ts).
  */
 import { parentPort } from 'node:worker_threads';
@@ -11,64 +12,90 @@ import type { ToWorker } from './encrypt-pool.ts';
 
 const OUT_CHUNK = 1024 * 1024;
 /**
- * Capacity of a pooled output buffer: a flush carries at least OUT_CHUNK bytes (but the last)
- * and less than OUT_CHUNK plus one encoder output chunk (at most 64 KiB); a larger one would get
- * a buffer of its own.
+ * Capacity of a pooled output buffer: it is posted once it holds OUT_CHUNK bytes (or at the
+ * end); the margin lets most encoder output go in whole.
  */
 const OUT_CAP = OUT_CHUNK + 256 * 1024;
-/** Output buffers the main thread gave back once written, for the next flushes (any stream). */
+/** Output buffers the main thread gave back once written, for the next streams' output. */
 const free: ArrayBuffer[] = [];
 const FREE_KEEP = 8;
 
+/** The output buffer a stream is filling, and how much of it. */
+interface Output {
+  out: Buffer | null;
+  outLength: number;
+  /** Whether `out` came back from the main thread (counted there, for tests). */
+  reused: boolean;
+}
+
 interface StreamState {
   enc: SeipdV1Encryptor;
-  parts: Buffer[];
-  pending: number;
+  output: Output;
 }
 
 const streams = new Map<number, StreamState>();
 const port = parentPort;
 if (!port) throw new Error('encrypt-worker must run in a worker thread');
 
-function flushOut(id: number, s: StreamState): void {
-  if (s.pending === 0) return;
-  // A buffer given back is used for any flush that fits; a new one is made poolable only for a
-  // full flush (a small last one, e.g. of a small file, gets a buffer of its own size).
-  const reused = s.pending <= OUT_CAP ? free.pop() : undefined;
-  const pooled = reused !== undefined || (s.pending >= OUT_CHUNK && s.pending <= OUT_CAP);
-  const backing = reused ?? (Buffer.allocUnsafeSlow(pooled ? OUT_CAP : s.pending).buffer as ArrayBuffer);
-  const out = Buffer.from(backing, 0, s.pending);
-  let off = 0;
-  for (const p of s.parts) {
-    out.set(p, off);
-    off += p.length;
+/** Copies encoder output into the stream's output buffer, posting each full one. */
+function take(id: number, s: Output, unit: Uint8Array): void {
+  for (let offset = 0; offset < unit.length; ) {
+    if (s.out === null) {
+      const reused = free.pop();
+      s.reused = reused !== undefined;
+      s.out = Buffer.from(reused ?? (Buffer.allocUnsafeSlow(OUT_CAP).buffer as ArrayBuffer));
+      s.outLength = 0;
+    }
+    const n = Math.min(unit.length - offset, OUT_CAP - s.outLength);
+    s.out.set(offset === 0 && n === unit.length ? unit : unit.subarray(offset, offset + n), s.outLength);
+    s.outLength += n;
+    offset += n;
+    if (s.outLength >= OUT_CHUNK) post(id, s);
   }
-  s.parts = [];
-  s.pending = 0;
-  port?.postMessage({ t: 'out', id, chunk: out, pooled, reused: reused !== undefined }, [backing]);
+}
+
+/** Moves the filled part of the output buffer to the main thread, which gives it back once written. */
+function post(id: number, s: Output): void {
+  if (s.out === null || s.outLength === 0) return;
+  const backing = s.out.buffer as ArrayBuffer;
+  const chunk = Buffer.from(backing, 0, s.outLength);
+  const reused = s.reused;
+  s.out = null;
+  s.outLength = 0;
+  port?.postMessage({ t: 'out', id, chunk, pooled: true, reused }, [backing]);
+}
+
+function giveBack(buffer: ArrayBuffer): void {
+  if (free.length < FREE_KEEP && buffer.byteLength === OUT_CAP) free.push(buffer);
+}
+
+/** A failed or aborted stream's output buffer goes back to the pool unsent. */
+function drop(s: Output): void {
+  if (s.out) giveBack(s.out.buffer as ArrayBuffer);
+  s.out = null;
+  s.outLength = 0;
 }
 
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'open': {
       try {
-        const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, externalMdc: m.externalMdc, ...(m.date !== undefined ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
-        const s: StreamState = { enc, parts: [], pending: 0 };
-        streams.set(m.id, s);
-        enc.on('data', (c: Buffer) => {
-          s.parts.push(c);
-          s.pending += c.length;
-          if (s.pending >= OUT_CHUNK) flushOut(m.id, s);
-        });
+        const output: Output = { out: null, outLength: 0, reused: false };
+        // The encoder hands its output over synchronously (its ciphertext buffer is reused), and
+        // it is copied straight into the output buffer: no buffer per 64 KiB in this thread.
+        const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, externalMdc: m.externalMdc, sink: (unit) => take(m.id, output, unit), ...(m.date !== undefined ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
+        streams.set(m.id, { enc, output });
         enc.on('end', () => {
-          flushOut(m.id, s);
+          post(m.id, output);
           streams.delete(m.id);
           port.postMessage({ t: 'done', id: m.id });
         });
         enc.on('error', (err: Error) => {
           streams.delete(m.id);
+          drop(output);
           port.postMessage({ t: 'error', id: m.id, message: err.message });
         });
+        enc.resume(); // the readable side carries nothing, but must flow to end
       } catch (err) {
         port.postMessage({ t: 'error', id: m.id, message: (err as Error).message });
       }
@@ -99,12 +126,13 @@ port.on('message', (m: ToWorker) => {
       return;
     }
     case 'return':
-      if (free.length < FREE_KEEP && m.buffer.byteLength === OUT_CAP) free.push(m.buffer);
+      giveBack(m.buffer);
       return;
     case 'abort': {
       const s = streams.get(m.id);
       streams.delete(m.id);
       s?.enc.destroy();
+      if (s) drop(s.output);
       return;
     }
   }

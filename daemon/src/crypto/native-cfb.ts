@@ -84,6 +84,11 @@ export class NativeCfb implements StreamEncryptor {
     return out;
   }
 
+  /** Encrypts into `out` (data.length bytes; the same memory as `data` or not overlapping it). */
+  encryptInto(data: Uint8Array, out: Uint8Array, hash: boolean): void {
+    this.addon.update(this.state, data, out, hash);
+  }
+
   /** The SHA-1 of everything encrypted with `hash`; hashing ends here, encryption goes on. */
   digest(): Buffer {
     return this.addon.digest(this.state);

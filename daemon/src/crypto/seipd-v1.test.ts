@@ -319,6 +319,43 @@ describe('createSeipdV1Encryptor options and stream behaviour', () => {
     expect(() => createSeipdV1Encryptor({ sessionKey: SESSION_KEY, date: new Date('2107-01-01') })).toThrow(/between 1970/);
   });
 
+  it('gives the same bytes to a sink, which may overwrite each unit once it returns (the worker reuses buffers)', async () => {
+    const data = plaintext(5 * 1024 * 1024 + 77);
+    const prefix = recoverPrefix(await encryptNatively([], {}));
+    // Chunks around the reused 1 MiB ciphertext buffer: small ones, 64 KiB, 1.5 MiB (a buffer of
+    // their own), and 100 KB / 1 MB in turn (the buffer starts over while the framing still
+    // holds back the end of the chunk before).
+    const alternating: Buffer[] = [];
+    for (let off = 0, i = 0; off < data.length; i++) {
+      const n = i % 2 === 0 ? 100_000 : 1_000_000;
+      alternating.push(data.subarray(off, off + n));
+      off += n;
+    }
+    const chunkings = [randomChunks(data, 11, 0, 300_000, true), fixedChunks(data, 64 * 1024), fixedChunks(data, 1536 * 1024), randomChunks(data, 5, 1, 3000, false), alternating];
+    for (const chunks of chunkings) {
+      const expected = await encryptNatively(chunks, { prefix });
+      const parts: Buffer[] = [];
+      const encryptor = createSeipdV1Encryptor({
+        sessionKey: SESSION_KEY,
+        filename: FILENAME,
+        date: DATE,
+        prefix,
+        sink: (unit) => {
+          parts.push(Buffer.from(unit));
+          unit.fill(0xa5);
+        },
+      });
+      let pushed = 0;
+      encryptor.on('data', (c: Buffer) => (pushed += c.length));
+      const ended = new Promise((resolve, reject) => encryptor.on('end', resolve).on('error', reject));
+      for (const chunk of chunks) encryptor.write(chunk);
+      encryptor.end();
+      await ended;
+      expect(pushed, 'the readable side carries nothing').toBe(0);
+      expectSameBytes(Buffer.concat(parts), expected);
+    }
+  });
+
   it('takes the MDC from a SeipdV1Plaintext run elsewhere over the same chunks: the same bytes', async () => {
     const data = plaintext(THREE_MIB);
     const chunks = randomChunks(data, 7, 1, 300_000, true);

@@ -26,7 +26,7 @@ import type { Hash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { createAes256CfbEncryptor, type StreamEncryptor } from './cfb.ts';
-import { createNativeCfb, type NativeCfb } from './native-cfb.ts';
+import { createNativeCfb, NativeCfb } from './native-cfb.ts';
 import { PartialLengthFramer } from './partial-length.ts';
 
 /** Options of createSeipdV1Encryptor. */
@@ -44,6 +44,13 @@ export interface SeipdV1Options {
    * a SeipdV1Plaintext over the same prefix, literal header and input chunks); default false.
    */
   externalMdc?: boolean;
+  /**
+   * Receives the output synchronously instead of the readable side, which then carries nothing
+   * (it still ends). A unit is valid only during the call: with the native cipher the encoder
+   * writes the ciphertext into one reused buffer, so the sink copies what it keeps. Saves an
+   * allocation per 64 KiB and the garbage collection of all of them (the encryption worker).
+   */
+  sink?: (unit: Uint8Array) => void;
 }
 
 /** AES-256 key size in bytes. */
@@ -65,6 +72,8 @@ const MDC_SIZE = 20;
 const MAX_UPDATE = 64 * 1024;
 /** Pieces smaller than this are coalesced (copied) into one buffer instead of handled one by one. */
 const SMALL_PIECE = 8 * 1024;
+/** The reused ciphertext buffer of an encoder with a sink (larger chunks get one of their own). */
+const ARENA_BYTES = 1024 * 1024;
 
 /**
  * Creates a Transform that turns plaintext bytes (any chunking) into one complete SEIPDv1
@@ -254,6 +263,10 @@ export class SeipdV1Encryptor extends Transform {
    * in the same pass as the encryption, over the same chunks of P (see native-cfb.ts).
    */
   private readonly fused: NativeCfb | null;
+  /** See SeipdV1Options.sink; with it and the native cipher, ciphertext goes into `arena`. */
+  private readonly sink: ((unit: Uint8Array) => void) | null;
+  private arena: Buffer | null = null;
+  private arenaUsed = 0;
   private readonly plain: SeipdV1Plaintext;
   private readonly externalMdc: boolean;
   private mdc: Uint8Array | undefined;
@@ -272,6 +285,7 @@ export class SeipdV1Encryptor extends Transform {
     this.fused = this.externalMdc ? null : createNativeCfb(sessionKey, Buffer.alloc(BLOCK_SIZE));
     this.plain = new SeipdV1Plaintext(options, !this.externalMdc && this.fused === null);
     this.cipher = this.fused ?? createAes256CfbEncryptor(sessionKey, Buffer.alloc(BLOCK_SIZE));
+    this.sink = options.sink ?? null;
     // S starts with the version octet (not encrypted), then the chunks of P.
     this.feedSeipd([Uint8Array.of(1)]);
     for (const chunk of this.plain.begin()) {
@@ -345,10 +359,37 @@ export class SeipdV1Encryptor extends Transform {
   private encrypt(pieces: readonly Uint8Array[], hash = true): Buffer[] {
     const out: Buffer[] = [];
     const fused = this.fused;
+    const native = this.cipher instanceof NativeCfb ? this.cipher : null;
+    const target = native && this.sink ? this.reserve(pieces.reduce((n, p) => n + p.length, 0)) : null;
+    let offset = 0;
     forEachUnit(pieces, (unit) => {
-      out.push(fused ? fused.encrypt(unit, hash) : this.cipher.update(unit));
+      if (native && target) {
+        const into = target.subarray(offset, offset + unit.length);
+        native.encryptInto(unit, into, hash && fused !== null);
+        offset += unit.length;
+        out.push(into);
+      } else {
+        out.push(fused ? fused.encrypt(unit, hash) : this.cipher.update(unit));
+      }
     });
     return out;
+  }
+
+  /**
+   * `length` bytes of the arena for one chunk's ciphertext, or null if the chunk is larger than
+   * the arena. When it is full it starts over: everything given to the sink was copied there,
+   * and what the framing still holds of it is copied now.
+   */
+  private reserve(length: number): Buffer | null {
+    if (length > ARENA_BYTES) return null;
+    this.arena ??= Buffer.allocUnsafeSlow(ARENA_BYTES);
+    if (this.arenaUsed + length > ARENA_BYTES) {
+      this.seipdFramer.detach();
+      this.arenaUsed = 0;
+    }
+    const slice = this.arena.subarray(this.arenaUsed, this.arenaUsed + length);
+    this.arenaUsed += length;
+    return slice;
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -358,11 +399,16 @@ export class SeipdV1Encryptor extends Transform {
     callback(error);
   }
 
-  /** Pushes framed output, coalescing tiny pieces (headers) with their neighbours. */
+  /** Pushes framed output (or gives it to the sink), coalescing tiny pieces (headers) with their neighbours. */
   private output(pieces: Uint8Array[]): void {
     if (this.outputHead !== null) {
       pieces.unshift(this.outputHead);
       this.outputHead = null;
+    }
+    const sink = this.sink;
+    if (sink) {
+      for (const piece of pieces) if (piece.length > 0) sink(piece);
+      return;
     }
     forEachUnit(pieces, (unit) => {
       this.push(unit);
