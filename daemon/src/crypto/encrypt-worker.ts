@@ -104,13 +104,9 @@ port.on('message', (m: ToWorker) => {
     case 'data': {
       const s = streams.get(m.id);
       if (!s) return;
-      const { chunk, giveBack } = m;
+      const { chunk } = m;
       const len = chunk.length;
       s.enc.write(Buffer.from(chunk.buffer, chunk.byteOffset, len), () => {
-        if (!giveBack) {
-          port.postMessage({ t: 'ack', id: m.id, bytes: len });
-          return;
-        }
         // The encoder took the chunk; what its framing still holds of it is copied, and the
         // buffer goes back for the next piece.
         s.enc.detachInput();

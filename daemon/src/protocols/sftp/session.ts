@@ -12,7 +12,6 @@ import type { Download } from '../../core/deliveries.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import type { TreeEntry, TreeWrite } from '../../core/tree.ts';
-import { handOver } from '../../crypto/encrypt-pool.ts';
 import { recyclerOf, type Recycle } from '../../util/recycle.ts';
 import { sftpStatus } from './status.ts';
 
@@ -196,9 +195,7 @@ export class SftpSession {
     }
     // Answer once the upload buffer has room again: the client's window of outstanding writes
     // and this buffer bound the memory, while the pipeline keeps running.
-    // ssh2 assembles each WRITE of more than one SSH packet in a buffer of its own and drops it
-    // after this event: the upload may move it instead of copying.
-    const accepted = h.tw.upload.write(handOver(data));
+    const accepted = h.tw.upload.write(data);
     accepted.catch(() => undefined);
     // Above its share of the upload buffer budget (4 MiB alone; at 1 MiB 8 parallel uploads ran
     // ~10% slower) the session stops reading the connection until the buffer is back at it.
