@@ -31,7 +31,21 @@ export class SizeLimit extends Transform {
       return;
     }
     cb(null, chunk);
-    if (this.waiters.length) this.settle(null);
+  }
+
+  /**
+   * Settles the waiters whenever a chunk's write completes. That is not always inside
+   * _transform: when the readable side is full, Transform completes the write later, once the
+   * consumer reads. The writer may be waiting for exactly that (an SFTP session that stopped
+   * reading its client above its share writes nothing more), so waiting for the next
+   * _transform could wait forever: 16 parallel uploads stalled that way until the client's
+   * keepalive ran out.
+   */
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    super._write(chunk, encoding, (err?: Error | null) => {
+      callback(err);
+      if (this.waiters.length) this.settle(null);
+    });
   }
 
   /** Resolves once at most `maxBuffered` bytes wait in the input buffer; rejects if the stream failed. */

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncryptPool, STAGE_BYTES } from './encrypt-pool.ts';
 import { createSeipdV1Encryptor } from './seipd-v1.ts';
@@ -15,7 +16,7 @@ async function collect(chunks: Buffer[], t: NodeJS.ReadWriteStream): Promise<Buf
   return Buffer.concat(out);
 }
 
-/** The pieces a copied (not handed-over) input reaches the worker in: all of it, cut every STAGE_BYTES. */
+/** The pieces the input reaches the worker in: all of it, cut every STAGE_BYTES. */
 function staged(chunks: Buffer[]): Buffer[] {
   const all = Buffer.concat(chunks);
   const out: Buffer[] = [];
@@ -107,6 +108,25 @@ describe('EncryptPool', () => {
       expect(pooled.equals(direct), `mdcInWorker ${mdcInWorker}`).toBe(true);
       expect(input.every((b, i) => b.equals(plain[i] as Buffer)), 'nothing was moved away or changed').toBe(true);
     }
+  });
+
+  it('lets the writer go on when a read makes room and nothing else is in flight (no lost wake-up)', async () => {
+    // An in-flight bound of 0 is clamped to one staging buffer (256 KiB); output comes in ~1 MiB
+    // chunks. Once one waits unread, the writer waits on it alone: the read must release it.
+    const enc = pool.createEncryptor({ sessionKey: randomBytes(32) }, true, () => 0);
+    let completed = 0;
+    for (let i = 0; i < 24; i++) enc.write(randomBytes(STAGE_BYTES), () => completed++);
+    const until = async (cond: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 500 && !cond(); i++) await sleep(10);
+      if (!cond()) throw new Error(`timed out waiting for ${what}`);
+    };
+    await until(() => enc.readableLength >= 1024 * 1024, 'the first output chunk');
+    await sleep(100); // every ack is in: the unread output is all that holds the writer
+    const before = completed;
+    expect(before).toBeLessThan(24);
+    while (enc.read() !== null);
+    await until(() => completed > before, 'the writer to go on after the read');
+    enc.destroy();
   });
 
   it('runs several streams at once and reports encoder errors', async () => {

@@ -223,7 +223,11 @@ class WorkerEncryptor extends Duplex {
   }
 
   override _read(): void {
-    this.wake();
+    // Readable calls _read() before it takes from its buffer what the consumer reads: right
+    // now readableLength still counts that, so look again once it is gone. Looking only now
+    // left a writer waiting for good when that read was the last event (no output or ack in
+    // flight): 16 parallel SFTP uploads stalled that way within a few rounds.
+    process.nextTick(() => this.wake());
   }
 
   override _final(cb: (err?: Error | null) => void): void {
