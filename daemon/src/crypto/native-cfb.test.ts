@@ -16,6 +16,18 @@ function rng(seed: number): () => number {
   };
 }
 
+/** The addon itself, typed loosely: the tests also pass it wrong arguments. */
+interface Addon {
+  create(key: unknown, iv: unknown): object;
+  update(state: unknown, input: unknown, output: unknown, hash: unknown): void;
+  digest(state: unknown): Buffer;
+  wipe(state: unknown): void;
+}
+
+function loadAddon(): Addon {
+  return createRequire(import.meta.url)('@sealdrop/cfb-sha1') as Addon;
+}
+
 function native() {
   const cfb = createNativeCfb(randomBytes(32), randomBytes(16));
   if (cfb === null) {
@@ -33,12 +45,7 @@ describe('the cfb-sha1 addon', () => {
 
   it('gives the bytes of node:crypto AES-256-CFB and SHA-1 for any chunking, hash cut-off and in-place use', () => {
     native().wipe();
-    const addon = createRequire(import.meta.url)('@sealdrop/cfb-sha1') as {
-      create(key: Uint8Array, iv: Uint8Array): object;
-      update(state: object, input: Uint8Array, output: Uint8Array, hash: boolean): void;
-      digest(state: object): Buffer;
-      wipe(state: object): void;
-    };
+    const addon = loadAddon();
     const random = rng(42);
     for (let trial = 0; trial < 120; trial++) {
       const key = randomBytes(32);
@@ -69,12 +76,7 @@ describe('the cfb-sha1 addon', () => {
   });
 
   it('refuses misuse with clear errors instead of crashing', () => {
-    const addon = createRequire(import.meta.url)('@sealdrop/cfb-sha1') as {
-      create(key: unknown, iv: unknown): object;
-      update(state: unknown, input: unknown, output: unknown, hash: unknown): void;
-      digest(state: unknown): Buffer;
-      wipe(state: unknown): void;
-    };
+    const addon = loadAddon();
     const key = randomBytes(32);
     const iv = randomBytes(16);
     expect(() => addon.create(key.subarray(1), iv)).toThrow(/key must be a Uint8Array of 32 bytes/);
