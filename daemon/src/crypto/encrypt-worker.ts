@@ -16,6 +16,11 @@ const OUT_CHUNK = 1024 * 1024;
  * end); the margin lets most encoder output go in whole.
  */
 const OUT_CAP = OUT_CHUNK + 256 * 1024;
+/**
+ * A stream's first output buffer when no pooled one is free: small, so that many uploads of
+ * small files at once do not hold a pooled buffer each; posted when full, like the others.
+ */
+const FIRST_CAP = 64 * 1024;
 /** Output buffers the main thread gave back once written, for the next streams' output. */
 const free: ArrayBuffer[] = [];
 const FREE_KEEP = 8;
@@ -26,6 +31,8 @@ interface Output {
   outLength: number;
   /** Whether `out` came back from the main thread (counted there, for tests). */
   reused: boolean;
+  /** Whether this stream has had an output buffer yet. */
+  started: boolean;
 }
 
 interface StreamState {
@@ -43,14 +50,15 @@ function take(id: number, s: Output, unit: Uint8Array): void {
     if (s.out === null) {
       const reused = free.pop();
       s.reused = reused !== undefined;
-      s.out = Buffer.from(reused ?? (Buffer.allocUnsafeSlow(OUT_CAP).buffer as ArrayBuffer));
+      s.out = Buffer.from(reused ?? (Buffer.allocUnsafeSlow(s.started ? OUT_CAP : FIRST_CAP).buffer as ArrayBuffer));
       s.outLength = 0;
+      s.started = true;
     }
-    const n = Math.min(unit.length - offset, OUT_CAP - s.outLength);
+    const n = Math.min(unit.length - offset, s.out.length - s.outLength);
     s.out.set(offset === 0 && n === unit.length ? unit : unit.subarray(offset, offset + n), s.outLength);
     s.outLength += n;
     offset += n;
-    if (s.outLength >= OUT_CHUNK) post(id, s);
+    if (s.outLength >= Math.min(OUT_CHUNK, s.out.length)) post(id, s);
   }
 }
 
@@ -62,7 +70,7 @@ function post(id: number, s: Output): void {
   const reused = s.reused;
   s.out = null;
   s.outLength = 0;
-  port?.postMessage({ t: 'out', id, chunk, pooled: true, reused }, [backing]);
+  port?.postMessage({ t: 'out', id, chunk, pooled: backing.byteLength === OUT_CAP, reused }, [backing]);
 }
 
 function giveBack(buffer: ArrayBuffer): void {
@@ -80,7 +88,7 @@ port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'open': {
       try {
-        const output: Output = { out: null, outLength: 0, reused: false };
+        const output: Output = { out: null, outLength: 0, reused: false, started: false };
         // The encoder hands its output over synchronously (its ciphertext buffer is reused), and
         // it is copied straight into the output buffer: no buffer per 64 KiB in this thread.
         const enc = createSeipdV1Encryptor({ sessionKey: m.sessionKey, filename: m.filename, externalMdc: m.externalMdc, sink: (unit) => take(m.id, output, unit), ...(m.date !== undefined ? { date: new Date(m.date) } : {}), ...(m.prefix ? { prefix: m.prefix } : {}) });
