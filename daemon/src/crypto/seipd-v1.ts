@@ -394,8 +394,9 @@ export class SeipdV1Encryptor extends Transform {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // The native cipher's key schedule is wiped now, not when it is collected (final() after the
-    // last byte does it on the normal path; a second wipe does nothing).
-    this.fused?.wipe();
+    // last byte does it on the normal path; a second wipe does nothing). It is `fused` or, with
+    // an external MDC, a native cipher that only encrypts.
+    if (this.cipher instanceof NativeCfb) this.cipher.wipe();
     callback(error);
   }
 
