@@ -351,7 +351,7 @@ export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Re
   print(`- sealdrop PUT: into a subject folder under /dav/outbox/<receiver>/, encrypted as it arrives (level 3: OpenPGP SEIPDv1, AES-256-CFB + SHA-1 MDC, a session key per file) and fsynced to the blob store before the answer; each run's folder is then sent with a \`.ready\` PUT (untimed)`);
   print(`- sealdrop GET: the receiver fetches the delivered .pgp from /dav/inbox/ (the stored ciphertext with the PKESK in front), counted at its real size`);
   print(`- nginx: private instance, \`dav_methods PUT DELETE MKCOL COPY MOVE\` + dav_ext (libnginx-mod-http-dav-ext), Basic auth (sha512-crypt), \`sendfile on\`, 1 worker; PUT writes plaintext (the body goes to client_body_temp_path, then is renamed), no fsync; GET reads it back`);
-  print(`- cipher ceiling: \`openssl enc -aes-256-cfb -K … -iv … -in file -out file\` in the work folder: encrypt + write to disk only; sealdrop also computes the SHA-1 MDC (in the main thread, as each piece moves to the encryption worker, which runs the CFB) and fsyncs the blob`);
+  print(`- cipher ceiling: \`openssl enc -aes-256-cfb -K … -iv … -in file -out file\` in the work folder: encrypt + write to disk only; sealdrop also computes the SHA-1 MDC (with the cfb-sha1 addon in the same pass as the CFB, in the encryption worker; without it in the main thread, as each piece moves to the worker) and fsyncs the blob`);
   print(`- each run: openssl, nginx PUT, sealdrop PUT (+ send), nginx GET, sealdrop GET, with \`sync\` before each; an untimed ${WARMUP_MiB} MiB sealdrop PUT + send + GET comes first (it starts the daemon's encryption workers); deliveries sent: ${outcome?.deliveries ?? 0}`);
   print();
 
