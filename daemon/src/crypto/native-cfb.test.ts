@@ -3,18 +3,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { createAes256CfbEncryptor } from './cfb.ts';
 import { createNativeCfb, nativeCfbStatus, useNativeCfb } from './native-cfb.ts';
-
-/** A seeded generator, so a failing case can be run again. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../test/support/prng.ts';
 
 /** The addon itself, typed loosely: the tests also pass it wrong arguments. */
 interface Addon {
@@ -46,7 +35,7 @@ describe('the cfb-sha1 addon', () => {
   it('gives the bytes of node:crypto AES-256-CFB and SHA-1 for any chunking, hash cut-off and in-place use', () => {
     native().wipe();
     const addon = loadAddon();
-    const random = rng(42);
+    const random = prng(42);
     for (let trial = 0; trial < 120; trial++) {
       const key = randomBytes(32);
       const iv = randomBytes(16);

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPacketHeader, splitPkesks } from './packets.ts';
 import { createSeipdV1Encryptor, SeipdV1Plaintext } from './seipd-v1.ts';
 import { useNativeCfb } from './native-cfb.ts';
+import { prng } from '../../test/support/prng.ts';
 import type { SeipdV1Options } from './seipd-v1.ts';
 
 const execFileAsync = promisify(execFile);
@@ -44,18 +45,6 @@ beforeAll(async () => {
 /** Deterministic pseudo-random plaintext (AES-CTR keystream). */
 function plaintext(size: number): Buffer {
   return createCipheriv('aes-128-ctr', Buffer.alloc(16, 1), Buffer.alloc(16, 2)).update(Buffer.alloc(size));
-}
-
-/** mulberry32: small seeded PRNG for reproducible chunk sizes. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function fixedChunks(data: Uint8Array, size: number): Uint8Array[] {
