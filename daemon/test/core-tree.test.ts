@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../src/core/context.ts';
 import { isSealdropError, type ErrorCode } from '../src/core/errors.ts';
 import type { TreeWrite } from '../src/core/tree.ts';
+import { EncryptPool, STAGE_BYTES } from '../src/crypto/encrypt-pool.ts';
 import { Core } from '../src/core/index.ts';
 import { DeliveryFileSchema, DeliverySchema, FolderActivitySchema, ProtocolSessionSchema } from '../src/store/entities.ts';
 import { createHarness, sessionPrincipal, type Harness } from './support/core-harness.ts';
@@ -374,5 +375,53 @@ describe('the virtual tree', () => {
     await h.core.tree.removeTree(alice, '/outbox/bob@example.org/Contract');
     expect(await h.core.deliveries.folderDelivery(alice, 'outbox/bob@example.org/Contract')).toBeNull();
     await expectCode(h.core.tree.removeTree(alice, '/outbox/bob@example.org'), 'SEALDROP_E_FORBIDDEN');
+  });
+});
+
+describe('SFTP-style writes through the encryption pool', () => {
+  let pool: EncryptPool;
+  beforeEach(async () => {
+    // As the daemon runs: uploads are encrypted in a worker, and Upload.write stages its input.
+    await h.close();
+    pool = new EncryptPool(1);
+    h = await createHarness({}, 'sqlite', pool);
+  });
+  afterEach(async () => pool.close());
+
+  it('copies written data as it arrives: the caller may reuse its buffer at once; staged bytes count', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    const data = randomBytes(3 * STAGE_BYTES + 12_345);
+    const w = (await h.core.tree.openWrite(alice, '/outbox/bob@example.org/s.bin', { readBack: true })) as TreeWrite & { kind: 'upload' };
+    // One scratch buffer for every write, overwritten as soon as write() returns (as ssh2 may
+    // reuse a packet buffer): what was stored must be the bytes at the time of each call.
+    const scratch = Buffer.alloc(100_000);
+    const sizes = [1, 99_999, 70_000, 100_000, 5];
+    for (let off = 0, i = 0; off < data.length; i++) {
+      const n = Math.min(sizes[i % sizes.length] as number, data.length - off);
+      data.copy(scratch, 0, off, off + n);
+      const accepted = w.upload.write(scratch.subarray(0, n));
+      scratch.fill(0xee);
+      off += n;
+      expect(w.upload.bytes).toBe(off);
+      await accepted;
+    }
+    await h.core.tree.closeWrite(alice, w);
+    const back = Buffer.concat(await (await h.core.tree.openRead(alice, '/outbox/bob@example.org/s.bin')).stream.toArray());
+    expect(back.equals(data)).toBe(true);
+    expect((await h.core.tree.stat(alice, '/outbox/bob@example.org/s.bin')).size).toBe(data.length);
+
+    // Aborted with bytes still staged: nothing remains.
+    const blobKeys = async () => {
+      const keys: string[] = [];
+      for await (const k of h.blobs.list()) keys.push(k);
+      return keys.sort();
+    };
+    const blobsBefore = await blobKeys();
+    const a = (await h.core.tree.openWrite(alice, '/outbox/bob@example.org/gone.bin')) as TreeWrite & { kind: 'upload' };
+    await a.upload.write(randomBytes(1000));
+    expect(a.upload.buffered).toBe(1000);
+    await h.core.tree.abortWrite(alice, a);
+    expect((await h.core.tree.list(alice, '/outbox/bob@example.org')).map((e) => e.name)).toEqual(['s.bin']);
+    expect(await blobKeys()).toEqual(blobsBefore);
   });
 });

@@ -12,6 +12,7 @@ import { checkClientWrap, unwrapSessionKey, wrapSessionKey } from '../crypto/key
 import { MessageSplitter } from '../crypto/message-split.ts';
 import { parsePkesk } from '../crypto/packets.ts';
 import { createSeipdV1Encryptor } from '../crypto/seipd-v1.ts';
+import type { StagingSource } from '../util/recycle.ts';
 import type { DropFolderConfig } from '../config/schema.ts';
 import {
   AccountSchema,
@@ -451,6 +452,7 @@ export class DeliveryService {
     let upload: Upload<DeliveryFile>;
     try {
       let encrypt: (plain: Readable) => Promise<Readable> | Readable;
+      let staging: StagingSource | undefined;
       if (options.clientEncrypted) {
         // Encrypted on the sender's device: store the data packet as is, the PKESKs as wraps.
         if (delivery.level < 3) throw fail('SEALDROP_E_WRONG_STATE', 'levels 1 and 2 are encrypted by the server: upload the plain file');
@@ -468,12 +470,14 @@ export class DeliveryService {
         if (readBackSeconds > 0) readBackKey = Buffer.from(sessionKey);
         sessionKey.fill(0);
         encrypt = (plain) => pipeline(plain, encryptor, () => undefined);
+        staging = this.deps.encryptPool?.staging;
       } else {
         const key = this.deliveryKey(delivery);
         encrypt = (plain) => encryptSeipdV2(plain, key, literalName);
       }
       upload = await Upload.start<DeliveryFile>({
         holdBytes: () => share.bytes,
+        staging,
         blobs: this.deps.blobs,
         maxBytes: Math.min(this.cfg.maxFileBytes, options.maxBytes ?? Number.MAX_SAFE_INTEGER),
         encrypt,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EncryptPool, STAGE_BYTES } from './encrypt-pool.ts';
 import { createSeipdV1Encryptor } from './seipd-v1.ts';
@@ -14,6 +14,16 @@ async function collect(chunks: Buffer[], t: NodeJS.ReadWriteStream): Promise<Buf
   const out: Buffer[] = [];
   await pipeline(Readable.from(chunks), t, new Writable({ write(c: Buffer, _e, cb) { out.push(c); cb(); } }));
   return Buffer.concat(out);
+}
+
+/** Everything a stream outputs (written to separately). */
+function drain(t: NodeJS.ReadableStream): Promise<Buffer> {
+  const out: Buffer[] = [];
+  return new Promise((resolve, reject) => {
+    t.on('data', (c: Buffer) => out.push(c));
+    t.on('end', () => resolve(Buffer.concat(out)));
+    t.on('error', reject);
+  });
 }
 
 /** The pieces the input reaches the worker in: all of it, cut every STAGE_BYTES. */
@@ -110,6 +120,49 @@ describe('EncryptPool', () => {
       const pooled = await collect(input, pool.createEncryptor({ sessionKey, prefix, date }, mdcInWorker));
       expect(pooled.equals(direct), `mdcInWorker ${mdcInWorker}`).toBe(true);
       expect(input.every((b, i) => b.equals(plain[i] as Buffer)), 'nothing was moved away or changed').toBe(true);
+    }
+  });
+
+  it('moves a staging buffer of the pool written whole, copies one behind a partial piece, and gives that one back', async () => {
+    const sessionKey = randomBytes(32);
+    const prefix = Buffer.alloc(18, 4);
+    const date = new Date('2026-01-02T03:04:05Z');
+    const fill = (n: number) => {
+      const b = pool.staging.take();
+      expect(b.length).toBe(STAGE_BYTES);
+      randomBytes(n).copy(b);
+      return n === STAGE_BYTES ? b : b.subarray(0, n);
+    };
+    for (const mdcInWorker of [true, false]) {
+      // Whole staging buffers (as Upload.write passes them on), then a partial last one.
+      const whole = [fill(STAGE_BYTES), fill(STAGE_BYTES), fill(1000)];
+      const plain = whole.map((b) => Buffer.from(b));
+      const enc = pool.createEncryptor({ sessionKey, prefix, date }, mdcInWorker);
+      const out = drain(enc);
+      for (const b of whole) enc.write(b);
+      await tick();
+      // Moved to the worker, not copied: their memory is gone from this thread.
+      expect(whole.map((b) => b.buffer.byteLength)).toEqual([0, 0, 0]);
+      enc.end();
+      const direct = await collect(plain, createSeipdV1Encryptor({ sessionKey, prefix, date }));
+      expect((await out).equals(direct), `mdcInWorker ${mdcInWorker}`).toBe(true);
+
+      // A foreign buffer starts a partial piece; the staging buffer after it is copied behind
+      // that piece (the worker's pieces stay STAGE_BYTES) and goes back to the pool at once.
+      const foreign = randomBytes(100);
+      const behind = fill(STAGE_BYTES);
+      const plain2 = [Buffer.from(foreign), Buffer.from(behind)];
+      const enc2 = pool.createEncryptor({ sessionKey, prefix, date }, mdcInWorker);
+      const out2 = drain(enc2);
+      enc2.write(foreign);
+      enc2.write(behind);
+      await tick();
+      expect(foreign.equals(plain2[0] as Buffer), 'a foreign buffer is neither moved nor changed').toBe(true);
+      expect(behind.buffer.byteLength).toBe(STAGE_BYTES);
+      const free = Array.from({ length: 20 }, () => pool.staging.take());
+      expect(free.some((b) => b.buffer === behind.buffer), 'given back to the pool').toBe(true);
+      enc2.end();
+      expect((await out2).equals(await collect(staged(plain2), createSeipdV1Encryptor({ sessionKey, prefix, date })))).toBe(true);
     }
   });
 

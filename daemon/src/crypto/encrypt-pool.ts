@@ -8,7 +8,7 @@
 import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { lendsChunks } from '../util/recycle.ts';
+import { lendsChunks, type StagingSource } from '../util/recycle.ts';
 import { nativeCfbStatus } from './native-cfb.ts';
 import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 
@@ -36,18 +36,31 @@ const STAGES_KEPT = 16;
  * Staging buffers shared by the streams of a pool. Each one goes to a worker and comes back
  * once encrypted: a buffer dropped by the thread that received it is garbage that only a full
  * collection frees there, so at upload speed a new buffer per piece keeps that thread's
- * collector busy and its memory growing.
+ * collector busy and its memory growing. A writer may also take one, fill it and write it
+ * whole to an encryptor, which then moves it to the worker without copying it again.
  */
-class StageBuffers {
+class StageBuffers implements StagingSource {
+  readonly size = STAGE_BYTES;
   private readonly free: ArrayBuffer[] = [];
+  /** Buffers taken and not written to an encryptor yet (a dropped one is simply collected). */
+  private readonly lent = new WeakSet<ArrayBuffer>();
   /** How many times take() returned a buffer that came back (for tests and measurements). */
   reused = 0;
 
   take(): Buffer {
     const buffer = this.free.pop();
-    if (!buffer) return Buffer.allocUnsafeSlow(STAGE_BYTES);
-    this.reused++;
-    return Buffer.from(buffer);
+    if (buffer) this.reused++;
+    const taken = buffer ? Buffer.from(buffer) : Buffer.allocUnsafeSlow(STAGE_BYTES);
+    this.lent.add(taken.buffer as ArrayBuffer);
+    return taken;
+  }
+
+  /**
+   * True if `chunk` starts a buffer this pool lent out; its lender gives up the buffer, which
+   * now belongs to the caller (to move to a worker, or to give back).
+   */
+  claim(chunk: Uint8Array): boolean {
+    return chunk.byteOffset === 0 && this.lent.delete(chunk.buffer as ArrayBuffer);
   }
 
   give(buffer: ArrayBuffer): void {
@@ -115,6 +128,15 @@ export class EncryptPool {
     return enc;
   }
 
+  /**
+   * Staging buffers of this pool for writers that copy their input as it arrives (SFTP: its
+   * WRITE data then dies young in ssh2's buffers); an encryptor moves such a buffer to its
+   * worker as it is.
+   */
+  get staging(): StagingSource {
+    return this.stages;
+  }
+
   /** How many staging buffers were used again after a worker gave them back. */
   get reusedStages(): number {
     return this.stages.reused;
@@ -169,14 +191,25 @@ class WorkerEncryptor extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    // Copied into a staging buffer that moves once full: one message per STAGE_BYTES, not one
-    // per small chunk (an HTTP body comes in pieces of up to 64 KiB), and posting a view would
-    // clone its whole backing ArrayBuffer. The buffer comes back with the worker's ack, so the
-    // worker makes no garbage of it; the producer's chunk stays garbage of this thread, whose
-    // young collections free it within milliseconds. Moving an SFTP WRITE's own buffer to the
-    // worker instead (until 2026-11-30) saved the copy, but every moved buffer then waited
-    // there for a collection that comes rarely: peak RSS of a 1 GiB upload 192-208 MB against
-    // 175-190 with the copy, at the same speed.
+    // A staging buffer of the pool, filled by the writer (Upload.write), moves to the worker as
+    // it is: the writer copied its input already.
+    if (this.staged === 0 && this.stages.claim(chunk)) this.post(chunk);
+    else this.copyIn(chunk);
+    if (this.hasRoom()) cb();
+    else this.waiting = cb;
+  }
+
+  /**
+   * Copies a chunk into staging buffers, each moved to the worker once full: one message per
+   * STAGE_BYTES, not one per small chunk (an HTTP body comes in pieces of up to 64 KiB), and
+   * posting a view would clone its whole backing ArrayBuffer. The buffer comes back with the
+   * worker's ack, so the worker makes no garbage of it; the producer's chunk stays garbage of
+   * this thread, whose young collections free it within milliseconds. Moving an SFTP WRITE's
+   * own buffer to the worker instead (until 2026-11-30) saved the copy, but every moved buffer
+   * then waited there for a collection that comes rarely: peak RSS of a 1 GiB upload 192-208
+   * MB against 175-190 with the copy, at the same speed.
+   */
+  private copyIn(chunk: Buffer): void {
     for (let off = 0; off < chunk.length; ) {
       this.stage ??= this.stages.take();
       const n = chunk.copy(this.stage, this.staged, off);
@@ -184,8 +217,8 @@ class WorkerEncryptor extends Duplex {
       off += n;
       if (this.staged === STAGE_BYTES) this.postStage();
     }
-    if (this.hasRoom()) cb();
-    else this.waiting = cb;
+    // A pool buffer that arrived behind a partial stage: copied now, so it can be reused.
+    if (this.stages.claim(chunk)) this.stages.give(chunk.buffer as ArrayBuffer);
   }
 
   /** Moves the staged bytes, if any, to the worker, which gives the buffer back once it took them. */

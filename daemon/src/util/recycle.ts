@@ -13,6 +13,18 @@ import type { Readable } from 'node:stream';
 
 const RECYCLER = Symbol('sealdrop.recycler');
 
+/**
+ * Where a writer gets buffers to copy its input into as it arrives, each written on whole once
+ * full to a stream that takes it over (the encryption pool's staging buffers: its encryptor
+ * moves them to a worker as they are, and they come back for reuse).
+ */
+export interface StagingSource {
+  /** Bytes of each buffer. */
+  readonly size: number;
+  /** A buffer of `size` bytes, the caller's until it writes it on. */
+  take(): Buffer;
+}
+
 /** Takes back a chunk the stream emitted; chunks it does not know are ignored. */
 export type Recycle = (chunk: Buffer) => void;
 

@@ -15,6 +15,7 @@ import type { Principal } from '../../src/core/context.ts';
 import { CoreEvents } from '../../src/core/events.ts';
 import { Core } from '../../src/core/index.ts';
 import { Kek } from '../../src/crypto/at-rest.ts';
+import type { EncryptPool } from '../../src/crypto/encrypt-pool.ts';
 import type { BlobStore } from '../../src/store/blob-store.ts';
 import { OutboxMessageSchema } from '../../src/store/entities.ts';
 import { FsBlobStore } from '../../src/store/fs-blob-store.ts';
@@ -74,8 +75,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** Creates a harness on `dialect` (PostgreSQL: a new database of the test cluster); `env` adds configuration overrides. */
-export async function createHarness(env: Record<string, string> = {}, dialect: Dialect = 'sqlite'): Promise<Harness> {
+/**
+ * Creates a harness on `dialect` (PostgreSQL: a new database of the test cluster); `env` adds
+ * configuration overrides; `encryptPool` encrypts uploads in worker threads as the daemon does
+ * (the caller closes it).
+ */
+export async function createHarness(env: Record<string, string> = {}, dialect: Dialect = 'sqlite', encryptPool?: EncryptPool): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sealdrop-core-'));
   const db = dialect === 'postgresql' ? await createTestDatabase() : undefined;
   const loaded = loadConfig({ env: { ...CHEAP_ARGON2_ENV, SEALDROP_STORAGE__DATA_DIR: path.join(dir, 'data'), ...(db ? postgresEnv(db.url) : {}), ...env }, cwd: dir });
@@ -91,7 +96,7 @@ export async function createHarness(env: Record<string, string> = {}, dialect: D
       return new Date(Date.now() + this.offsetMs);
     },
   };
-  const core = new Core({ orm, config, blobs, kek, log: pino({ level: 'silent' }), clock, events: new CoreEvents() });
+  const core = new Core({ orm, config, blobs, kek, log: pino({ level: 'silent' }), clock, events: new CoreEvents(), encryptPool });
   return {
     core,
     orm,

@@ -178,32 +178,50 @@ export class SftpSession {
     }
   }
 
-  private async write(reqid: number, hbuf: Buffer, offset: number, data: Buffer): Promise<void> {
-    const h = this.handleOf(hbuf);
-    if (h.kind !== 'write') throw fail('SEALDROP_E_VALIDATION', 'the file is not open for writing');
-    if (h.failed) throw h.failed;
-    if (offset !== h.offset) {
-      h.failed = fail('SEALDROP_E_WRONG_STATE', `writes must be in order from the start (expected offset ${h.offset}, got ${offset}); resuming is not supported`);
-      await this.abortWrite(h);
-      throw h.failed;
+  /**
+   * WRITE. The data is taken (copied by the upload) before anything waits, and only the
+   * continuation waits: an async handler would keep its arguments, views of the ~256 KiB packet
+   * ssh2 assembled, until the client's write is acknowledged. OpenSSH keeps 64 WRITEs
+   * outstanding, so that held up to 16 MB, long enough to outlive the young collections.
+   */
+  private write(reqid: number, hbuf: Buffer, offset: number, data: Buffer): Promise<void> {
+    let h: WriteHandle;
+    let accepted: Promise<void>;
+    try {
+      const handle = this.handleOf(hbuf);
+      if (handle.kind !== 'write') throw fail('SEALDROP_E_VALIDATION', 'the file is not open for writing');
+      h = handle;
+      if (h.failed) throw h.failed;
+      if (offset !== h.offset) {
+        const failed = fail('SEALDROP_E_WRONG_STATE', `writes must be in order from the start (expected offset ${h.offset}, got ${offset}); resuming is not supported`);
+        h.failed = failed;
+        return this.abortWrite(h).then(() => Promise.reject(failed));
+      }
+      h.offset += data.length;
+      if (h.tw.kind === 'trigger') {
+        h.tw.bytes += data.length;
+        this.ok(reqid);
+        return Promise.resolve();
+      }
+      // Answer once the upload buffer has room again: the client's window of outstanding writes
+      // and this buffer bound the memory, while the pipeline keeps running.
+      accepted = h.tw.upload.write(data);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    h.offset += data.length;
-    if (h.tw.kind === 'trigger') {
-      h.tw.bytes += data.length;
-      this.ok(reqid);
-      return;
-    }
-    // Answer once the upload buffer has room again: the client's window of outstanding writes
-    // and this buffer bound the memory, while the pipeline keeps running.
-    const accepted = h.tw.upload.write(data);
+    return this.acknowledge(reqid, h, h.tw.upload, accepted);
+  }
+
+  /** Answers a WRITE once its data is accepted, in the order the writes came. */
+  private async acknowledge(reqid: number, h: WriteHandle, upload: Extract<TreeWrite, { kind: 'upload' }>['upload'], accepted: Promise<void>): Promise<void> {
     accepted.catch(() => undefined);
     // Above its share of the upload buffer budget (4 MiB alone; at 1 MiB 8 parallel uploads ran
     // ~10% slower) the session stops reading the connection until the buffer is back at it.
     // ssh2 re-opens the channel window as soon as data arrives, so without this the client's
     // outstanding WRITEs (OpenSSH: 64 × 255 KiB) would all be held in memory; paused, they wait
     // in the kernel's socket buffer instead.
-    const hold = h.tw.upload.holdBytes;
-    if (h.tw.upload.buffered > hold) this.hold(h.tw.upload.room(hold));
+    const hold = upload.holdBytes;
+    if (upload.buffered > hold) this.hold(upload.room(hold));
     h.chain = h.chain.then(() => accepted);
     await h.chain.catch((err: unknown) => {
       h.failed ??= isSealdropError(err) ? err : fail('SEALDROP_E_ABORTED', 'the upload failed');

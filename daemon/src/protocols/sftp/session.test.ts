@@ -1,0 +1,67 @@
+import { EventEmitter } from 'node:events';
+import { setImmediate as tick } from 'node:timers/promises';
+import pino from 'pino';
+import type { SFTPWrapper } from 'ssh2';
+import { describe, expect, it } from 'vitest';
+import type { Principal } from '../../core/context.ts';
+import type { Core } from '../../core/index.ts';
+import { loadGc } from '../../util/young-gc.ts';
+import { SftpSession } from './session.ts';
+
+const OPEN_WRITE_CREATE_TRUNCATE = 0x02 | 0x08 | 0x10;
+const STATUS_OK = 0;
+
+/** An SFTP channel as ssh2 presents it to the session: requests in, replies recorded. */
+class FakeSftp extends EventEmitter {
+  readonly handles = new Map<number, Buffer>();
+  readonly statuses = new Map<number, number>();
+  handle(reqid: number, h: Buffer): void {
+    this.handles.set(reqid, Buffer.from(h));
+  }
+  status(reqid: number, code: number): void {
+    this.statuses.set(reqid, code);
+  }
+}
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await tick();
+  if (!cond()) throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('SftpSession', () => {
+  it("lets go of a WRITE's packet while the write waits to be acknowledged", async () => {
+    const loaded = loadGc();
+    if (!('gc' in loaded)) throw new Error(loaded.reason);
+    const { gc } = loaded;
+    // An upload that copies what it is given (as Upload.write does with staging) and accepts
+    // it only when told.
+    let accept: () => void = () => undefined;
+    const accepted = new Promise<void>((resolve) => (accept = resolve));
+    const taken: Buffer[] = [];
+    const upload = { write: (data: Buffer) => (taken.push(Buffer.from(data)), accepted), holdBytes: 4 << 20, buffered: 0, room: () => Promise.resolve() };
+    const core = { tree: { openWrite: async () => ({ kind: 'upload', upload, folderKey: 'k', name: 'f.bin', transferId: 't' }) } } as unknown as Core;
+    const sftp = new FakeSftp();
+    new SftpSession(core, {} as Principal, sftp as unknown as SFTPWrapper, pino({ level: 'silent' }));
+
+    sftp.emit('OPEN', 1, '/outbox/x@example.org/f.bin', OPEN_WRITE_CREATE_TRUNCATE, {});
+    await until('the OPEN reply', () => sftp.handles.has(1));
+    // As ssh2 parses it: the handle and the data are views of one packet buffer.
+    let packet: Buffer | null = Buffer.alloc(256 * 1024, 7);
+    (sftp.handles.get(1) as Buffer).copy(packet, 9);
+    const packetMemory = new WeakRef(packet.buffer);
+    sftp.emit('WRITE', 2, packet.subarray(9, 13), 0, packet.subarray(13));
+    packet = null;
+    await tick();
+    gc();
+    await tick();
+    expect(sftp.statuses.has(2), 'not acknowledged before the upload accepts the data').toBe(false);
+    expect(packetMemory.deref(), 'the packet is collectable while the WRITE waits').toBeUndefined();
+
+    accept();
+    await until('the WRITE reply', () => sftp.statuses.has(2));
+    expect(sftp.statuses.get(2)).toBe(STATUS_OK);
+    expect(taken.length).toBe(1);
+    expect(taken[0]?.length).toBe(256 * 1024 - 13);
+    expect(taken[0]?.every((b) => b === 7)).toBe(true);
+  });
+});
