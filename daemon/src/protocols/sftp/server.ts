@@ -12,6 +12,7 @@ import type { Config } from '../../config/schema.ts';
 import type { Principal } from '../../core/context.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
+import { loadGc, YoungGcPacer } from '../../util/young-gc.ts';
 import { loadHostKeys, type HostKey } from './host-keys.ts';
 import { SftpSession } from './session.ts';
 
@@ -31,6 +32,9 @@ export interface SftpServer {
   close(timeoutMs: number): Promise<void>;
 }
 
+/** A young collection after each this many bytes of SFTP WRITE data (see util/young-gc.ts). */
+const YOUNG_GC_BYTES = 4 * 1024 * 1024;
+
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
 /** Starts the SFTP server on the configured address. */
@@ -40,6 +44,9 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   const clients = new Set<Connection>();
   const perAccount = new Map<string, number>();
   const cfg = config.sftp;
+  const gc = loadGc();
+  if ('reason' in gc) slog.info({ reason: gc.reason }, 'young collections are not paced by upload bytes');
+  const pacer = new YoungGcPacer('gc' in gc ? gc.gc : null, YOUNG_GC_BYTES);
 
   const server = new ssh2.Server(
     {
@@ -109,7 +116,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           const session = acceptSession();
           session.on('sftp', (acceptSftp) => {
             const sftp = acceptSftp();
-            sessions.push(new SftpSession(core, p, sftp, clog, batch, hold));
+            sessions.push(new SftpSession(core, p, sftp, clog, batch, hold, pacer));
             sftp.on('end', () => {
               channelEnded = true;
               sftp.end();

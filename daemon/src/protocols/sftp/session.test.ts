@@ -5,7 +5,7 @@ import type { SFTPWrapper } from 'ssh2';
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../core/context.ts';
 import type { Core } from '../../core/index.ts';
-import { loadGc } from '../../util/young-gc.ts';
+import { loadGc, YoungGcPacer } from '../../util/young-gc.ts';
 import { SftpSession } from './session.ts';
 
 const OPEN_WRITE_CREATE_TRUNCATE = 0x02 | 0x08 | 0x10;
@@ -41,7 +41,8 @@ describe('SftpSession', () => {
     const upload = { write: (data: Buffer) => (taken.push(Buffer.from(data)), accepted), holdBytes: 4 << 20, buffered: 0, room: () => Promise.resolve() };
     const core = { tree: { openWrite: async () => ({ kind: 'upload', upload, folderKey: 'k', name: 'f.bin', transferId: 't' }) } } as unknown as Core;
     const sftp = new FakeSftp();
-    new SftpSession(core, {} as Principal, sftp as unknown as SFTPWrapper, pino({ level: 'silent' }));
+    const pacer = new YoungGcPacer(() => undefined, 1);
+    new SftpSession(core, {} as Principal, sftp as unknown as SFTPWrapper, pino({ level: 'silent' }), undefined, undefined, pacer);
 
     sftp.emit('OPEN', 1, '/outbox/x@example.org/f.bin', OPEN_WRITE_CREATE_TRUNCATE, {});
     await until('the OPEN reply', () => sftp.handles.has(1));
@@ -56,6 +57,7 @@ describe('SftpSession', () => {
     await tick();
     expect(sftp.statuses.has(2), 'not acknowledged before the upload accepts the data').toBe(false);
     expect(packetMemory.deref(), 'the packet is collectable while the WRITE waits').toBeUndefined();
+    expect(pacer.collections).toBe(1);
 
     accept();
     await until('the WRITE reply', () => sftp.statuses.has(2));

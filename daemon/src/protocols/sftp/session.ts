@@ -13,6 +13,7 @@ import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import type { TreeEntry, TreeWrite } from '../../core/tree.ts';
 import { recyclerOf, type Recycle } from '../../util/recycle.ts';
+import type { YoungGcPacer } from '../../util/young-gc.ts';
 import { sftpStatus } from './status.ts';
 
 const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;
@@ -84,6 +85,8 @@ export class SftpSession {
     private readonly batch: () => void = () => undefined,
     /** Stops reading the connection until `until` settles. */
     private readonly hold: (until: Promise<unknown>) => void = () => undefined,
+    /** Paces young collections by the WRITE data taken (ssh2's buffers of it are garbage then). */
+    private readonly pacer?: YoungGcPacer,
   ) {
     const on = <A extends unknown[]>(event: string, fn: (reqid: number, ...args: A) => Promise<void>) => {
       sftp.on(event, (reqid: number, ...args: A) => {
@@ -206,6 +209,7 @@ export class SftpSession {
       // Answer once the upload buffer has room again: the client's window of outstanding writes
       // and this buffer bound the memory, while the pipeline keeps running.
       accepted = h.tw.upload.write(data);
+      this.pacer?.note(data.length);
     } catch (err) {
       return Promise.reject(err);
     }
