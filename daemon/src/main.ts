@@ -18,6 +18,7 @@ import { Metrics, startMetricsServer, type MetricsServer } from './metrics.ts';
 import { startHttpServer, type HttpServer } from './protocols/http/server.ts';
 import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
+import { IdleReclaimer, loadGc } from './util/gc.ts';
 import { loadMallocControl, MallocTrimmer } from './util/malloc-trim.ts';
 import { nativeCfbStatus } from './crypto/native-cfb.ts';
 import { FsBlobStore } from './store/fs-blob-store.ts';
@@ -130,6 +131,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   );
   idle.unref();
   const trimmer = startMemoryTrimmer(config.server.memoryTrimSeconds, log, metrics);
+  const reclaimer = startIdleReclaimer(core, trimmer, log);
   const cfb = nativeCfbStatus();
   if (cfb.native) log.info('encrypting with the native AES-256-CFB + SHA-1 addon (AES-NI, SHA extensions)');
   else log.info({ reason: cfb.reason }, 'encrypting with node:crypto: the native AES-256-CFB + SHA-1 addon is not in use');
@@ -143,6 +145,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
       clearInterval(expiry);
       clearInterval(idle);
       trimmer?.stop();
+      reclaimer?.stop();
       const metricsClosed = metricsServer?.close();
       const sftpClosed = sftp?.close(config.server.shutdownTimeoutSeconds * 1000);
       if (http) {
@@ -212,6 +215,21 @@ async function checkDropFolders(core: Core, log: Logger): Promise<void> {
     const owner = await em.findOne(AccountSchema, { email: folder.owner });
     if (!owner || owner.state !== 'active') log.warn({ folder: folder.name, owner: folder.owner }, 'drop folder owner has no active account; uploads into it are refused until it has');
   }
+}
+
+/** How often the idle reclaimer looks whether a burst of uploads is over (see util/gc.ts). */
+const RECLAIM_CHECK_MS = 1000;
+
+/** One full collection and a malloc trim after each burst of uploads (util/gc.ts). */
+function startIdleReclaimer(core: Core, trimmer: MallocTrimmer | undefined, log: Logger): IdleReclaimer | undefined {
+  const loaded = loadGc();
+  if ('reason' in loaded) {
+    log.info({ reason: loaded.reason }, 'memory is not reclaimed after uploads');
+    return undefined;
+  }
+  const reclaimer = new IdleReclaimer({ busy: () => core.deliveries.uploadsRunning > 0, gc: loaded.gc, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS });
+  reclaimer.start();
+  return reclaimer;
 }
 
 /** Memory that malloc holds freed, from which on it is given back (see util/malloc-trim.ts). */

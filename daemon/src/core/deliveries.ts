@@ -172,6 +172,11 @@ export class DeliveryService {
     this.uploadBudget = new TransferBudget(deps.config.server.uploadBufferBytes);
   }
 
+  /** Uploads in progress in this process. */
+  get uploadsRunning(): number {
+    return this.uploadBudget.uploads;
+  }
+
   /** Wires the services this one calls back into (they call this one too). */
   attach(accounts: AccountService, secupass: SecuPassService): void {
     this.accounts = accounts;

@@ -12,7 +12,7 @@ import type { Config } from '../../config/schema.ts';
 import type { Principal } from '../../core/context.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
-import { loadGc, YoungGcPacer } from '../../util/young-gc.ts';
+import { loadGc, YoungGcPacer } from '../../util/gc.ts';
 import { loadHostKeys, type HostKey } from './host-keys.ts';
 import { SftpSession } from './session.ts';
 
@@ -32,7 +32,7 @@ export interface SftpServer {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** A young collection after each this many bytes of SFTP WRITE data (see util/young-gc.ts). */
+/** A young collection after each this many bytes of SFTP WRITE data (see util/gc.ts). */
 const YOUNG_GC_BYTES = 4 * 1024 * 1024;
 
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];

@@ -5,7 +5,7 @@ import type { SFTPWrapper } from 'ssh2';
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../core/context.ts';
 import type { Core } from '../../core/index.ts';
-import { loadGc, YoungGcPacer } from '../../util/young-gc.ts';
+import { loadGc, YoungGcPacer } from '../../util/gc.ts';
 import { SftpSession } from './session.ts';
 
 const OPEN_WRITE_CREATE_TRUNCATE = 0x02 | 0x08 | 0x10;

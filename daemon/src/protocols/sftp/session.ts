@@ -13,7 +13,7 @@ import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import type { TreeEntry, TreeWrite } from '../../core/tree.ts';
 import { recyclerOf, type Recycle } from '../../util/recycle.ts';
-import type { YoungGcPacer } from '../../util/young-gc.ts';
+import type { YoungGcPacer } from '../../util/gc.ts';
 import { sftpStatus } from './status.ts';
 
 const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadGc, YoungGcPacer } from './young-gc.ts';
+import { IdleReclaimer, loadGc, YoungGcPacer } from './gc.ts';
 
 describe('young collections paced by bytes', () => {
   it('collects once per `everyBytes` noted, whatever the pieces', () => {
@@ -33,5 +33,29 @@ describe('young collections paced by bytes', () => {
     loaded.gc({ type: 'minor' });
     for (let i = 0; i < 50 && process.memoryUsage().arrayBuffers > before - 8e6; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(process.memoryUsage().arrayBuffers).toBeLessThanOrEqual(before - 8 * 1024 * 1024);
+  });
+
+  it('reclaims once after a burst of transfers ends, never while one runs or while idle', () => {
+    let busy = false;
+    const calls: string[] = [];
+    const reclaimer = new IdleReclaimer({ busy: () => busy, gc: (o) => calls.push(`gc ${o?.type}`), trim: () => calls.push('trim'), intervalMs: 1000 });
+    expect(reclaimer.check()).toBe(false); // idle since start: nothing to reclaim
+    busy = true;
+    expect(reclaimer.check()).toBe(false);
+    expect(reclaimer.check()).toBe(false);
+    busy = false;
+    expect(reclaimer.check()).toBe(true);
+    expect(calls).toEqual(['gc major', 'trim']);
+    expect(reclaimer.check()).toBe(false); // still idle: once per burst
+    busy = true;
+    reclaimer.check();
+    busy = false;
+    reclaimer.check();
+    expect(reclaimer.reclaims).toBe(2);
+    // Without a collector it does nothing (and starts no timer).
+    const none = new IdleReclaimer({ busy: () => false, gc: null, intervalMs: 1000 });
+    none.start();
+    expect(none.check()).toBe(false);
+    none.stop();
   });
 });
