@@ -32,8 +32,11 @@ export interface SftpServer {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** A young collection after each this many bytes of SFTP WRITE data (see util/gc.ts). */
-const YOUNG_GC_BYTES = 4 * 1024 * 1024;
+/**
+ * A young collection after each this many bytes of SFTP WRITE data (see util/gc.ts): ~500 per
+ * GiB, each well under a millisecond with so little surviving.
+ */
+const YOUNG_GC_BYTES = 2 * 1024 * 1024;
 
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
