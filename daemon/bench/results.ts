@@ -84,11 +84,26 @@ export interface RssRecord {
   label: string;
   before: number;
   peak: number;
+  /** Anonymous and file-backed parts of the peak sample. */
+  peakAnon: number;
+  peakFile: number;
   /** Peak over the first quarter of the samples. */
   earlyPeak: number;
   after: number;
   hwm: number;
   samples: number;
+}
+
+/** The memory table of a part of the bench. */
+export function printRssTable(title: string, rss: RssRecord[]): void {
+  print(title);
+  print();
+  print(`| transfer | RSS before | peak RSS, first quarter | peak RSS (anon + file) | RSS after | VmHWM after | samples |`);
+  print(`|---|---:|---:|---:|---:|---:|---:|`);
+  for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.earlyPeak)} | ${fmtMB(r.peak)} (${fmtMB(r.peakAnon)} + ${fmtMB(r.peakFile)}) | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
+  print();
+  print(`anon: heaps and buffers; file: the pages of the node binary, libraries and addons the daemon has touched (about 55 MB here, mostly the node binary: a bare \`node -e\` has ~41 MB of RSS).`);
+  print();
 }
 
 export function fmtMbps(v: number | undefined): string {

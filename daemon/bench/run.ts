@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { cpuSnapshot, otherCores, reapedChildrenCpu, serverCpu } from './cpu.ts';
 import { boundMbps, CORES, measureEncryptionFloor, type EncryptionFloor } from './floor.ts';
 import { abort, AbortedError, checkAborted, print, progress, runCommand, sleep, stopAllChildren } from './proc.ts';
-import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, Results, sampleOf, type RssRecord, type Sample, type Timed } from './results.ts';
+import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, printRssTable, Results, sampleOf, type RssRecord, type Sample, type Timed } from './results.ts';
 import { makeKey, RECEIVER, ROOT, SENDER, startOpenSsh, startSealdrop, tail, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, quote, RssSampler, sftpBatch, type SftpTarget } from './sftp.ts';
 import { reportWebdav, runWebdav, webdavVersions, type WebdavOutcome } from './webdav.ts';
@@ -661,12 +661,7 @@ function reportSftp(opt: Options, results: Results, rss: RssRecord[], floor: Enc
   }
   print();
 
-  print(`## sealdrop daemon memory (VmRSS sampled every 50 ms; MB = 1e6 bytes)`);
-  print();
-  print(`| transfer | RSS before | peak RSS, first quarter | peak RSS | RSS after | VmHWM after | samples |`);
-  print(`|---|---:|---:|---:|---:|---:|---:|`);
-  for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.earlyPeak)} | ${fmtMB(r.peak)} | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
-  print();
+  printRssTable(`## sealdrop daemon memory (VmRSS sampled every 50 ms; MB = 1e6 bytes)`, rss);
 }
 
 /** What the daemon left in its log and on stderr. */

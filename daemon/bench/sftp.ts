@@ -82,6 +82,10 @@ export async function makeRandomFile(file: string, bytes: number): Promise<void>
 export interface ProcMemory {
   rss: number;
   hwm: number;
+  /** Anonymous pages of the RSS (heaps, buffers). */
+  anon: number;
+  /** File-backed pages of the RSS (the node binary, libraries, addons). */
+  file: number;
 }
 
 /** Reads VmRSS and VmHWM of a process (bytes), or null if it is gone. */
@@ -96,20 +100,22 @@ export function readProcMemory(pid: number): ProcMemory | null {
     const m = new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
     return m ? Number(m[1]) * 1024 : 0;
   };
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
 }
 
 /** Samples a process's VmRSS every `intervalMs` until stopped. */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;
-  private readonly series: number[] = [];
+  private readonly series: ProcMemory[] = [];
+  private readonly first: ProcMemory | null;
   readonly before: number;
 
   constructor(
     private readonly pid: number,
     private readonly intervalMs = 50,
   ) {
-    this.before = readProcMemory(pid)?.rss ?? 0;
+    this.first = readProcMemory(pid);
+    this.before = this.first?.rss ?? 0;
   }
 
   start(): this {
@@ -119,23 +125,28 @@ export class RssSampler {
 
   private sample(): void {
     const m = readProcMemory(this.pid);
-    if (m) this.series.push(m.rss);
+    if (m) this.series.push(m);
   }
 
   /**
    * Stops sampling; returns before/peak/after RSS, the peak of the first quarter of the samples
    * (the transfer's working set once it is under way; whatever rises after it grew with the
-   * bytes moved) and the process's VmHWM (lifetime peak).
+   * bytes moved), the anonymous and file-backed parts of the peak sample, and the process's
+   * VmHWM (lifetime peak).
    */
-  stop(): { before: number; peak: number; earlyPeak: number; after: number; hwm: number; samples: number } {
+  stop(): { before: number; peak: number; peakAnon: number; peakFile: number; earlyPeak: number; after: number; hwm: number; samples: number } {
     if (this.timer) clearInterval(this.timer);
     this.sample();
     const m = readProcMemory(this.pid);
+    const all = this.first ? [this.first, ...this.series] : this.series;
+    const top = all.reduce<ProcMemory | undefined>((a, b) => (a === undefined || b.rss > a.rss ? b : a), undefined);
     const early = this.series.slice(0, Math.max(1, Math.ceil(this.series.length / 4)));
     return {
       before: this.before,
-      peak: Math.max(this.before, ...this.series),
-      earlyPeak: Math.max(this.before, ...early),
+      peak: Math.max(this.before, ...this.series.map((x) => x.rss)),
+      peakAnon: top?.anon ?? 0,
+      peakFile: top?.file ?? 0,
+      earlyPeak: Math.max(this.before, ...early.map((x) => x.rss)),
       after: m?.rss ?? 0,
       hwm: m?.hwm ?? 0,
       samples: this.series.length,

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkAborted, print, progress, runTimed, sleep } from './proc.ts';
 import { boundMbps, CORES, type EncryptionFloor } from './floor.ts';
-import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, sampleOf, type Results, type RssRecord, type Sample, type Timed } from './results.ts';
+import { clientCpuPerGB, cpuPerGB, fmtCpu, fmtMB, fmtMbps, mbps, printForeignLoad, printRssTable, sampleOf, type Results, type RssRecord, type Sample, type Timed } from './results.ts';
 import { api, PASSWORD, RECEIVER, SENDER, startNginx, tail, type NginxServer, type RunningServer, type SealdropServer } from './servers.ts';
 import { makeRandomFile, RssSampler } from './sftp.ts';
 
@@ -428,10 +428,5 @@ export function reportWebdav(opt: { sizeMiB: number; runs: number }, results: Re
   }
   print();
 
-  print(`### sealdrop daemon memory during WebDAV PUTs (VmRSS sampled every 50 ms; MB = 1e6 bytes)`);
-  print();
-  print(`| transfer | RSS before | peak RSS, first quarter | peak RSS | RSS after | VmHWM after | samples |`);
-  print(`|---|---:|---:|---:|---:|---:|---:|`);
-  for (const r of rss) print(`| ${r.label} | ${fmtMB(r.before)} | ${fmtMB(r.earlyPeak)} | ${fmtMB(r.peak)} | ${fmtMB(r.after)} | ${fmtMB(r.hwm)} | ${r.samples} |`);
-  print();
+  printRssTable(`### sealdrop daemon memory during WebDAV PUTs (VmRSS sampled every 50 ms; MB = 1e6 bytes)`, rss);
 }
