@@ -155,7 +155,7 @@ export class Upload<T> {
         if (this.staged === this.stage.length) this.flushStage();
       }
     }
-    return this.limit.room(maxBuffered);
+    return this.room(maxBuffered);
   }
 
   /** Passes the staged bytes on. */
@@ -174,7 +174,8 @@ export class Upload<T> {
 
   /** Resolves once at most `maxBuffered` bytes wait in the input buffer; rejects if the upload failed. */
   room(maxBuffered: number): Promise<void> {
-    return this.limit.room(maxBuffered);
+    // `buffered` counts the staged bytes too; they wait in no stream.
+    return this.limit.room(Math.max(0, maxBuffered - this.staged));
   }
 
   /** Plaintext bytes received so far. */
