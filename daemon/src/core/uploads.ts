@@ -89,7 +89,6 @@ export interface UploadPlan<T> {
   staging?: StagingSource | undefined;
 }
 
-
 /** The buffer of an upload without a budget. */
 const DEFAULT_HOLD_BYTES = 4 * 1024 * 1024;
 
