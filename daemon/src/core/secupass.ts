@@ -4,7 +4,8 @@
  * the key, and the admin reset that destroys the key and every wrap made for it.
  */
 import { randomUUID } from 'node:crypto';
-import { generateSecuPassKey, inspectClientKeyPair, unlockPrivateKey, type KeyMaterial } from '../crypto/keys.ts';
+import { generateSecuPassKeyIsolated, unlockPrivateKeyIsolated } from '../crypto/isolated-keys.ts';
+import { inspectClientKeyPair, type KeyMaterial } from '../crypto/keys.ts';
 import { AccountSchema, SecuPassKeySchema, type Account, type SecuPassKey } from '../store/entities.ts';
 import { scrubDeleted } from '../store/orm.ts';
 import { audit } from './audit.ts';
@@ -67,7 +68,7 @@ export class SecuPassService {
       if (account.passwordHash && (await verifyPassword(account.passwordHash, secupass))) {
         throw fail('SEALDROP_E_PASSWORD_POLICY', 'secupass must differ from the login password');
       }
-      material = await generateSecuPassKey(account.email, secupass, this.deps.config.crypto.s2kArgon2);
+      material = await generateSecuPassKeyIsolated(account.email, secupass, this.deps.config.crypto.s2kArgon2);
       origin = 'server';
     } else if (input.publicKey !== undefined || input.privateKey !== undefined) {
       if (typeof input.publicKey !== 'string' || typeof input.privateKey !== 'string') throw fail('SEALDROP_E_VALIDATION', 'publicKey and privateKey must both be armored keys');
@@ -154,7 +155,7 @@ export class SecuPassService {
     }
     if (typeof secupass !== 'string' || secupass.length === 0 || secupass.length > 1024) throw fail('SEALDROP_E_WRONG_SECUPASS');
     try {
-      const unlocked = await unlockPrivateKey(key.privateKey, secupass);
+      const unlocked = await unlockPrivateKeyIsolated(key.privateKey, secupass);
       await inTx(this.deps, (tem) => clearHits(tem, rateKey));
       return unlocked;
     } catch (err) {

@@ -1,0 +1,57 @@
+/**
+ * Argon2-protected key work in a thread of its own that ends with it: SecuPass key generation
+ * and unlocking. openpgp.js runs argon2 in WebAssembly memory as large as its cost (64 MiB by
+ * default), grows it on the first derivation and keeps it for the life of the module, so one
+ * SecuPass activation left a daemon ~70 MB larger for good (measured: idle RSS 106 MB, 177 MB
+ * after one activation at 64 MiB). A worker takes that memory with it when it exits; each task
+ * pays the worker's start (openpgp.js loaded anew, tens of ms) beside argon2's own ~0.3 s.
+ * The CLI, a short-lived process, calls keys.ts directly.
+ */
+import { Worker } from 'node:worker_threads';
+import * as openpgp from 'openpgp';
+import { ERROR_CODES, fail, type ErrorCode } from '../core/errors.ts';
+import type { Argon2Params, KeyMaterial } from './keys.ts';
+import type { KeyTask, KeyTaskResult } from './key-worker.ts';
+
+function runTask(task: KeyTask): Promise<KeyTaskResult> {
+  // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
+  const entry = import.meta.url.endsWith('.ts') ? './key-worker-entry.mjs' : './key-worker.mjs';
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL(entry, import.meta.url), { workerData: task });
+    let answered = false;
+    worker.once('message', (m: KeyTaskResult) => {
+      answered = true;
+      resolve(m);
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (!answered) reject(new Error(`the key worker exited (code ${code}) without an answer`));
+    });
+  });
+}
+
+function failure(result: Extract<KeyTaskResult, { ok: false }>): Error {
+  return result.code !== undefined && result.code in ERROR_CODES ? fail(result.code as ErrorCode) : new Error(`key work failed: ${result.message}`);
+}
+
+/** generateSecuPassKey (keys.ts) in a worker thread. */
+export async function generateSecuPassKeyIsolated(email: string, secupass: string, argon2: Argon2Params): Promise<KeyMaterial> {
+  const result = await runTask({ op: 'generate', email, secupass, argon2 });
+  if (!result.ok) throw failure(result);
+  if (!('material' in result)) throw new Error('the key worker answered the wrong task');
+  return result.material;
+}
+
+/** unlockPrivateKey (keys.ts) in a worker thread: a wrong SecuPass raises SEALDROP_E_WRONG_SECUPASS. */
+export async function unlockPrivateKeyIsolated(armored: string, secupass: string): Promise<openpgp.PrivateKey> {
+  const result = await runTask({ op: 'unlock', armored, secupass });
+  if (!result.ok) throw failure(result);
+  if (!('unlocked' in result)) throw new Error('the key worker answered the wrong task');
+  try {
+    // openpgp.js keeps views into the bytes it parses: it gets a copy of its own (the key's
+    // memory from now on, as an unlocked key's always is), and the transferred one is wiped.
+    return await openpgp.readPrivateKey({ binaryKey: Uint8Array.from(result.unlocked) });
+  } finally {
+    result.unlocked.fill(0);
+  }
+}
