@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSealdropError } from '../core/errors.ts';
-import { generateSecuPassKeyIsolated, unlockPrivateKeyIsolated } from './isolated-keys.ts';
+import { generateSecuPassKeyIsolated, keyWorkersRunning, MAX_KEY_WORKERS, unlockPrivateKeyIsolated } from './isolated-keys.ts';
 import { unwrapSessionKey, wrapSessionKey } from './keys.ts';
 
 const CHEAP = { passes: 1, parallelism: 1, memoryExponent: 10 };
@@ -22,5 +22,21 @@ describe('argon2 key work in a worker thread', () => {
   it('reports an unreadable stored key as an error, not a crash', async () => {
     await expect(unlockPrivateKeyIsolated('garbage', 'whatever')).rejects.toThrow(/key work failed/);
     await expect(generateSecuPassKeyIsolated('w@example.org', 'worker secupass', { passes: 1, parallelism: 1, memoryExponent: 99 })).rejects.toThrow(/key work failed/);
+  });
+
+  it(`runs at most ${MAX_KEY_WORKERS} key workers at once; the others wait their turn`, async () => {
+    const key = await generateSecuPassKeyIsolated('w@example.org', 'worker secupass', CHEAP);
+    let most = 0;
+    const timer = setInterval(() => (most = Math.max(most, keyWorkersRunning())), 1);
+    try {
+      const tasks = Array.from({ length: MAX_KEY_WORKERS + 3 }, (_, i) => (i % 2 ? unlockPrivateKeyIsolated(key.privateKey, 'worker secupass') : unlockPrivateKeyIsolated(key.privateKey, 'wrong').catch((e: unknown) => e)));
+      const results = await Promise.all(tasks);
+      expect(results.filter((r) => isSealdropError(r, 'SEALDROP_E_WRONG_SECUPASS')).length).toBe(Math.ceil((MAX_KEY_WORKERS + 3) / 2));
+    } finally {
+      clearInterval(timer);
+    }
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(MAX_KEY_WORKERS);
+    expect(keyWorkersRunning()).toBe(0);
   });
 });

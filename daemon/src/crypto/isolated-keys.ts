@@ -7,13 +7,40 @@
  * pays the worker's start (openpgp.js loaded anew, tens of ms) beside argon2's own ~0.3 s.
  * The CLI, a short-lived process, calls keys.ts directly.
  */
+import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
 import { ERROR_CODES, fail, type ErrorCode } from '../core/errors.ts';
 import type { Argon2Params, KeyMaterial } from './keys.ts';
 import type { KeyTask, KeyTaskResult } from './key-worker.ts';
 
-function runTask(task: KeyTask): Promise<KeyTaskResult> {
+/**
+ * Key workers running at once; more tasks wait. Each holds openpgp.js and argon2's memory
+ * (~64 MiB at the default cost) while it runs, so unbounded, a burst of releases would take
+ * that many times as much; in the main thread they ran one after another.
+ */
+export const MAX_KEY_WORKERS = Math.max(1, Math.min(4, os.availableParallelism()));
+
+let running = 0;
+const waiting: Array<() => void> = [];
+
+/** Key workers running now (for tests). */
+export function keyWorkersRunning(): number {
+  return running;
+}
+
+async function runTask(task: KeyTask): Promise<KeyTaskResult> {
+  while (running >= MAX_KEY_WORKERS) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await runWorker(task);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+function runWorker(task: KeyTask): Promise<KeyTaskResult> {
   // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
   const entry = import.meta.url.endsWith('.ts') ? './key-worker-entry.mjs' : './key-worker.mjs';
   return new Promise((resolve, reject) => {
