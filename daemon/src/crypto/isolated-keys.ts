@@ -3,8 +3,9 @@
  * and unlocking. openpgp.js runs argon2 in WebAssembly memory as large as its cost (64 MiB by
  * default), grows it on the first derivation and keeps it for the life of the module, so one
  * SecuPass activation left a daemon ~70 MB larger for good (measured: idle RSS 106 MB, 177 MB
- * after one activation at 64 MiB). A worker takes that memory with it when it exits; each task
- * pays the worker's start (openpgp.js loaded anew, tens of ms) beside argon2's own ~0.3 s.
+ * after one activation at 64 MiB; 112 MB after two with the worker). A worker takes that memory
+ * with it when it exits; each task pays the worker's start, openpgp.js loaded anew: ~0.25 s
+ * from the bundle, beside argon2's own ~0.5 s at 64 MiB.
  * The CLI, a short-lived process, calls keys.ts directly.
  */
 import os from 'node:os';
