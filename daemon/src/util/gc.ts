@@ -11,7 +11,7 @@
  * have piled up (twice its default maximum semi-space, whatever --max-semi-space-size says),
  * so a single 1 GiB SFTP upload held ~30 MB of dead buffers at any time. A young collection
  * after every few MiB received keeps that pile at a few MB. Measured (1 GiB uploads, fresh
- * daemon): peak RSS 169-173 MB without, 150-160 with one per 4 MiB of WRITE data, and (three
+ * daemon): peak RSS 169-179 MB without, 150-160 with one per 4 MiB of WRITE data, and (three
  * uploads 3 s apart, two daemons each way, alternating) 142-151 with one per 2 MiB against
  * 148-160 per 4 MiB, at the same speed.
  *
