@@ -227,7 +227,7 @@ function startIdleReclaimer(core: Core, trimmer: MallocTrimmer | undefined, log:
     log.info({ reason: loaded.reason }, 'memory is not reclaimed after uploads');
     return undefined;
   }
-  const reclaimer = new IdleReclaimer({ busy: () => core.deliveries.uploadsRunning > 0, gc: loaded.gc, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS });
+  const reclaimer = new IdleReclaimer({ busy: () => core.deliveries.uploadsRunning > 0, collector: loaded.collector, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS });
   reclaimer.start();
   return reclaimer;
 }

@@ -49,7 +49,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   const cfg = config.sftp;
   const gc = loadGc();
   if ('reason' in gc) slog.info({ reason: gc.reason }, 'young collections are not paced by upload bytes');
-  const pacer = new YoungGcPacer('gc' in gc ? gc.gc : null, YOUNG_GC_BYTES);
+  const pacer = new YoungGcPacer('collector' in gc ? gc.collector : null, YOUNG_GC_BYTES);
 
   const server = new ssh2.Server(
     {

@@ -31,8 +31,8 @@ async function until(what: string, cond: () => boolean): Promise<void> {
 describe('SftpSession', () => {
   it("lets go of a WRITE's packet while the write waits to be acknowledged", async () => {
     const loaded = loadGc();
-    if (!('gc' in loaded)) throw new Error(loaded.reason);
-    const { gc } = loaded;
+    if (!('collector' in loaded)) throw new Error(loaded.reason);
+    const { collector } = loaded;
     // An upload that copies what it is given (as Upload.write does with staging) and accepts
     // it only when told.
     let accept: () => void = () => undefined;
@@ -41,7 +41,7 @@ describe('SftpSession', () => {
     const upload = { write: (data: Buffer) => (taken.push(Buffer.from(data)), accepted), holdBytes: 4 << 20, buffered: 0, room: () => Promise.resolve() };
     const core = { tree: { openWrite: async () => ({ kind: 'upload', upload, folderKey: 'k', name: 'f.bin', transferId: 't' }) } } as unknown as Core;
     const sftp = new FakeSftp();
-    const pacer = new YoungGcPacer(() => undefined, 1);
+    const pacer = new YoungGcPacer({ minor: () => undefined, major: () => undefined }, 1);
     new SftpSession(core, {} as Principal, sftp as unknown as SFTPWrapper, pino({ level: 'silent' }), undefined, undefined, pacer);
 
     sftp.emit('OPEN', 1, '/outbox/x@example.org/f.bin', OPEN_WRITE_CREATE_TRUNCATE, {});
@@ -53,7 +53,7 @@ describe('SftpSession', () => {
     sftp.emit('WRITE', 2, packet.subarray(9, 13), 0, packet.subarray(13));
     packet = null;
     await tick();
-    gc();
+    collector.major();
     await tick();
     expect(sftp.statuses.has(2), 'not acknowledged before the upload accepts the data').toBe(false);
     expect(packetMemory.deref(), 'the packet is collectable while the WRITE waits').toBeUndefined();
