@@ -136,18 +136,40 @@ async function settle(): Promise<void> {
   await runCommand('sync', []);
 }
 
-/** Newest modification time (ISO) of the non-test files under `dir`. */
-function newestSource(dir: string): string {
+/** Newest modification time (ISO) of the non-test files under `dir`, and that file. */
+function newestSource(dir: string): { iso: string; file: string } {
   let newest = 0;
+  let file = '';
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (!e.name.endsWith('.test.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+      else if (!e.name.endsWith('.test.ts')) {
+        const t = statSync(p).mtimeMs;
+        if (t > newest) [newest, file] = [t, p];
+      }
     }
   };
   walk(dir);
-  return new Date(newest).toISOString();
+  return { iso: new Date(newest).toISOString(), file: path.relative(ROOT, file) };
+}
+
+/**
+ * Throws when a source file changed after the bundle was built: daemon/bin/sealdrop.js would
+ * then run the TypeScript sources under tsx, a different program (~30 MB more RSS here).
+ */
+function ensureBundleFresh(when: string): void {
+  if (process.env.SEALDROP_FROM_SOURCE) return;
+  let build: string;
+  try {
+    build = statSync(path.join(ROOT, 'dist/BUILD')).mtime.toISOString();
+  } catch {
+    throw new Error(`${when}: dist/BUILD is missing (npm run build)`);
+  }
+  const newest = newestSource(path.join(ROOT, 'daemon/src'));
+  if (newest.iso > build) {
+    throw new Error(`${when}: ${newest.file} changed at ${newest.iso}, after the bundle was built (${build}), so the daemon would run from the TypeScript sources, not the bundle that \`npm start\` runs. Run the benchmark again and leave daemon/src alone while it runs.`);
+  }
 }
 
 function machineInfo(parts: ReadonlySet<Part>): string[] {
@@ -173,7 +195,7 @@ function machineInfo(parts: ReadonlySet<Part>): string[] {
   };
   const bundle = mtime('dist/sealdrop.mjs');
   const build = mtime('dist/BUILD');
-  const fresh = build !== undefined && build >= newestSource(path.join(ROOT, 'daemon/src'));
+  const fresh = build !== undefined && build >= newestSource(path.join(ROOT, 'daemon/src')).iso;
   const entry = `daemon/bin/sealdrop.js; dist/ bundle ${bundle ? `present, ${fresh ? 'newer than' : 'OLDER than'} daemon/src (dist/BUILD ${build ?? 'missing'})` : 'absent'}${process.env.SEALDROP_FROM_SOURCE ? `, SEALDROP_FROM_SOURCE=${process.env.SEALDROP_FROM_SOURCE}` : ''}`;
   return [
     `- date: ${new Date().toISOString()}`,
@@ -233,8 +255,11 @@ async function main(): Promise<number> {
     ossh = await startOpenSsh(path.join(work, 'openssh'), `${senderKey}.pub`);
     servers.push(ossh);
   }
+  ensureBundleFresh('before starting the daemon');
   const sd: SealdropServer = await startSealdrop(work, { sender: senderKey, receiver: receiverKey }, 2 ** 40);
   servers.push(sd);
+  // The bin chose between the bundle and the sources as the daemon started.
+  ensureBundleFresh('as the daemon started');
   const sdPid = sd.child.pid as number;
   progress(`${ossh ? `OpenSSH on port ${ossh.port} (pid ${ossh.child.pid}); ` : ''}sealdrop SFTP on ${sd.port}, HTTP on ${sd.httpPort} (pid ${sdPid})`);
 
