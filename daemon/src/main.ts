@@ -20,6 +20,7 @@ import { startSftpServer, type SftpServer } from './protocols/sftp/server.ts';
 import { AccountSchema } from './store/entities.ts';
 import { IdleReclaimer, loadGc } from './util/gc.ts';
 import { loadMallocControl, MallocTrimmer } from './util/malloc-trim.ts';
+import { keyWorkWatch } from './crypto/isolated-keys.ts';
 import { nativeCfbStatus } from './crypto/native-cfb.ts';
 import { FsBlobStore } from './store/fs-blob-store.ts';
 import { openStore, pendingMigrations, storeOptionsFrom, type Orm } from './store/orm.ts';
@@ -220,14 +221,18 @@ async function checkDropFolders(core: Core, log: Logger): Promise<void> {
 /** How often the idle reclaimer looks whether a burst of uploads is over (see util/gc.ts). */
 const RECLAIM_CHECK_MS = 1000;
 
-/** One full collection and a malloc trim after each burst of uploads (util/gc.ts). */
+/** One full collection and a malloc trim after each burst of uploads or key work (util/gc.ts). */
 function startIdleReclaimer(core: Core, trimmer: MallocTrimmer | undefined, log: Logger): IdleReclaimer | undefined {
   const loaded = loadGc();
   if ('reason' in loaded) {
     log.info({ reason: loaded.reason }, 'memory is not reclaimed after uploads');
     return undefined;
   }
-  const reclaimer = new IdleReclaimer({ busy: () => core.deliveries.uploadsRunning > 0, collector: loaded.collector, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS });
+  // Key work (SecuPass activation, unlocking for a release) runs in worker threads that end with
+  // the task and leave garbage and freed malloc memory behind, like an upload.
+  const keyWork = keyWorkWatch();
+  const busy = () => keyWork() || core.deliveries.uploadsRunning > 0;
+  const reclaimer = new IdleReclaimer({ busy, collector: loaded.collector, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS });
   reclaimer.start();
   return reclaimer;
 }

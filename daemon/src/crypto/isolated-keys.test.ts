@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSealdropError } from '../core/errors.ts';
-import { generateSecuPassKeyIsolated, keyWorkersRunning, MAX_KEY_WORKERS, unlockPrivateKeyIsolated } from './isolated-keys.ts';
+import { generateSecuPassKeyIsolated, keyWorkersRunning, keyWorkWatch, MAX_KEY_WORKERS, unlockPrivateKeyIsolated } from './isolated-keys.ts';
 import { unwrapSessionKey, wrapSessionKey } from './keys.ts';
 
 const CHEAP = { passes: 1, parallelism: 1, memoryExponent: 10 };
@@ -17,6 +17,19 @@ describe('argon2 key work in a worker thread', () => {
     const pkesk = await wrapSessionKey(sessionKey, key.publicKey);
     expect(Buffer.from(await unwrapSessionKey(pkesk, unlocked)).equals(Buffer.from(sessionKey))).toBe(true);
     await expect(unlockPrivateKeyIsolated(key.privateKey, 'not it')).rejects.toSatisfy((e) => isSealdropError(e, 'SEALDROP_E_WRONG_SECUPASS'));
+  });
+
+  it('tells a watcher that key work ran since its last look, even a task that began and ended in between', async () => {
+    const watch = keyWorkWatch();
+    expect(watch()).toBe(false);
+    const task = unlockPrivateKeyIsolated('garbage', 'whatever').catch(() => undefined);
+    expect(watch(), 'while the task runs').toBe(true);
+    await task;
+    expect(watch(), 'nothing since the last look').toBe(false);
+    await unlockPrivateKeyIsolated('garbage', 'whatever').catch(() => undefined);
+    expect(keyWorkersRunning()).toBe(0);
+    expect(watch(), 'a task that came and went between two looks').toBe(true);
+    expect(watch()).toBe(false);
   });
 
   it('reports an unreadable stored key as an error, not a crash', async () => {

@@ -23,16 +23,32 @@ import type { KeyTask, KeyTaskResult } from './key-worker.ts';
 export const MAX_KEY_WORKERS = Math.max(1, Math.min(4, os.availableParallelism()));
 
 let running = 0;
+let started = 0;
 const waiting: Array<() => void> = [];
 
-/** Key workers running now (for tests). */
+/** Key workers running now. */
 export function keyWorkersRunning(): number {
   return running;
+}
+
+/**
+ * A look at key work: each call tells whether a key worker ran since the previous call, a task
+ * that started and ended in between included (the idle reclaimer looks once a second, and a
+ * task takes a fraction of one).
+ */
+export function keyWorkWatch(): () => boolean {
+  let seen = started;
+  return () => {
+    const ran = running > 0 || started !== seen;
+    seen = started;
+    return ran;
+  };
 }
 
 async function runTask(task: KeyTask): Promise<KeyTaskResult> {
   while (running >= MAX_KEY_WORKERS) await new Promise<void>((resolve) => waiting.push(resolve));
   running++;
+  started++;
   try {
     return await runWorker(task);
   } finally {
