@@ -1,7 +1,7 @@
 // Bundles the daemon for running without the TypeScript loader: dist/sealdrop.mjs (the CLI and
-// daemon), dist/encrypt-worker.mjs (the encryption worker thread) and dist/key-worker.mjs (argon2 key
-// work, crypto/isolated-keys.ts). Runs on `npm install` (prepare) and before `npm start`; takes
-// about a second.
+// daemon), dist/encrypt-worker.mjs (the encryption worker thread), dist/key-worker.mjs (argon2 key
+// work, crypto/isolated-keys.ts) and dist/migrate-worker.mjs (migrations at start, store/orm.ts).
+// Runs on `npm install` (prepare) and before `npm start`; takes about a second.
 //
 // Memory: V8 keeps the source text of every loaded module for the life of the process, as two bytes
 // per character when the text has a single non-ASCII character. So the bundles are written in ASCII
@@ -55,5 +55,5 @@ const common = {
   logLevel: 'warning',
 };
 mkdirSync('dist', { recursive: true });
-await build({ ...common, outExtension: { '.js': '.mjs' }, entryPoints: { sealdrop: 'daemon/src/cli/main.ts', 'encrypt-worker': 'daemon/src/crypto/encrypt-worker.ts', 'key-worker': 'daemon/src/crypto/key-worker.ts' }, outdir: 'dist' });
+await build({ ...common, outExtension: { '.js': '.mjs' }, entryPoints: { sealdrop: 'daemon/src/cli/main.ts', 'encrypt-worker': 'daemon/src/crypto/encrypt-worker.ts', 'key-worker': 'daemon/src/crypto/key-worker.ts', 'migrate-worker': 'daemon/src/store/migrate-worker.ts' }, outdir: 'dist' });
 writeFileSync('dist/BUILD', `${new Date().toISOString()}\n`);

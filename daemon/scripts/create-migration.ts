@@ -2,7 +2,8 @@
  * Developer tool: writes the next migration of each dialect from the difference between the
  * entity definitions and the schema the existing migrations build on a scratch database (a
  * temporary SQLite file; a throwaway PostgreSQL cluster, as in the tests). Both files get the
- * same name and timestamp; add them to migrations/<dialect>/index.ts and read them over.
+ * same name and timestamp; add them to migrations/<dialect>/index.ts and the name to
+ * migrations/names.ts, and read them over.
  *
  * Usage: npm run migration:create -- <name> [--dialect sqlite|postgresql]
  * A full existing name (Migration20261129140937_instances) writes that migration's missing twin.
@@ -11,7 +12,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DIALECTS, initOrm, migrate, type Dialect, type StoreOptions } from '../src/store/orm.ts';
+import { migrate } from '../src/store/migrate.ts';
+import { DIALECTS, initOrm, type Dialect, type StoreOptions } from '../src/store/orm.ts';
 import { schemaDrift } from '../src/store/schema-drift.ts';
 import { startPostgresCluster } from '../test/support/postgres.ts';
 
@@ -60,7 +62,7 @@ async function create(dialect: Dialect, options: StoreOptions): Promise<void> {
       return;
     }
     writeFileSync(file, source(dialect, up));
-    console.log(`${dialect}: created ${path.relative(process.cwd(), file)}; add it to migrations/${dialect}/index.ts`);
+    console.log(`${dialect}: created ${path.relative(process.cwd(), file)}; add it to migrations/${dialect}/index.ts (and its name to migrations/names.ts)`);
   } finally {
     await orm.close();
   }

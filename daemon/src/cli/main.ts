@@ -23,7 +23,7 @@ import { startDaemon } from '../main.ts';
 import { FsBlobStore } from '../store/fs-blob-store.ts';
 import { AccountSchema, ApiTokenSchema } from '../store/entities.ts';
 import type { Principal } from '../core/context.ts';
-import { migrate, openStore, storeOptionsFrom } from '../store/orm.ts';
+import { migrateIsolated, openStore, storeOptionsFrom } from '../store/orm.ts';
 
 export { EXIT } from './exit.ts';
 
@@ -328,14 +328,9 @@ async function migrateCommand(args: string[]): Promise<number> {
     console.log(HELP.migrate);
     return EXIT.ok;
   }
-  const orm = await openStore(storeOptionsFrom(load(values.config as string | undefined)));
-  try {
-    const applied = await migrate(orm);
-    console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
-    return EXIT.ok;
-  } finally {
-    await orm.close();
-  }
+  const applied = await migrateIsolated(storeOptionsFrom(load(values.config as string | undefined)));
+  console.log(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
+  return EXIT.ok;
 }
 
 /** A core over the configured store, for one-shot admin commands. */

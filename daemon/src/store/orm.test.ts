@@ -1,12 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/postgres.ts';
 import { AccountSchema, DeliveryFileSchema, DeliverySchema, NotificationSchema } from './entities.ts';
-import { DIALECTS, MIGRATIONS, dialectOf, openStore, pendingMigrations, scrubDeleted, type Dialect, type StoreOptions } from './orm.ts';
+import { MIGRATIONS } from './migrate.ts';
+import { MIGRATION_NAMES } from './migrations/names.ts';
+import { DIALECTS, dialectOf, openStore, pendingMigrations, scrubDeleted, type Dialect, type StoreOptions } from './orm.ts';
 import { enumChecks, schemaDrift } from './schema-drift.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sealdrop-orm-'));
@@ -25,8 +27,9 @@ async function emptyStore(dialect: Dialect): Promise<StoreOptions> {
 }
 
 describe('store migrations', () => {
-  it('exist under the same names in every dialect', () => {
+  it('exist under the same names in every dialect, the names the daemon checks without the migrator', () => {
     expect(MIGRATIONS.postgresql.map((m) => m.name)).toEqual(MIGRATIONS.sqlite.map((m) => m.name));
+    expect(MIGRATIONS.sqlite.map((m) => m.name)).toEqual(MIGRATION_NAMES);
   });
 
   it('build every table and column the entities declare, with the SQLite settings on', async () => {
@@ -81,6 +84,30 @@ describe('store migrations', () => {
     // Without a CA file, verification uses the system's CAs, which do not know the test cluster.
     await expect(sslOf({ mode: 'verify-full' })).rejects.toThrow(/self[- ]signed|unable to verify|certificate/i);
     await expect(sslOf({ mode: 'verify-full', caFile: path.join(dir, 'missing.pem') })).rejects.toThrow(/database\.tls\.caFile: cannot read .*missing\.pem: ENOENT/);
+  });
+
+  it('are applied in a worker thread: the opening thread never loads the migrator', () => {
+    // A process of its own: this test file loads the migrator itself (MIGRATIONS).
+    const script = [
+      "import { createRequire } from 'node:module';",
+      `const { openStore, pendingMigrations } = await import(${JSON.stringify(path.join(import.meta.dirname, 'orm.ts'))});`,
+      `const orm = await openStore({ driver: 'sqlite', sqlitePath: ${JSON.stringify(path.join(dir, 'isolated.sqlite'))}, migrate: true });`,
+      'const pending = await pendingMigrations(orm);',
+      'await orm.close();',
+      // Modules only: MikroORM reads the package.json of each of its packages it finds.
+      'const loaded = Object.keys(createRequire(import.meta.url).cache).filter((f) => /(@mikro-orm[\\/]migrations|umzug|@rushstack)[\\/].*\\.js$/.test(f));',
+      'console.log(JSON.stringify({ pending, loaded }));',
+    ].join('\n');
+    const file = path.join(dir, 'isolated.mjs');
+    writeFileSync(file, script);
+    const out = execFileSync(process.execPath, ['--import', 'tsx/esm', file], { encoding: 'utf8' });
+    expect(JSON.parse(out.trim().split('\n').pop() as string)).toEqual({ pending: [], loaded: [] });
+  });
+
+  it('report a migration that fails in the worker as an error of the caller', async () => {
+    const { migrateIsolated } = await import('./orm.ts');
+    // A port nothing listens on: the worker cannot connect, and says so.
+    await expect(migrateIsolated({ driver: 'postgresql', url: 'postgres://sealdrop@127.0.0.1:1/none' })).rejects.toThrow(/^migration failed: .*ECONNREFUSED/);
   });
 
   it('migrate once when two instances start on one PostgreSQL database at the same moment', async () => {

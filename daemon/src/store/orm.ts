@@ -1,22 +1,23 @@
 /**
  * Opening the store: MikroORM on SQLite (embedded default) or PostgreSQL, chosen by the
- * configuration; migrations from an explicit list per dialect; and the database settings the
- * security model needs. The core sees only the knex `EntityManager`, the same on both.
+ * configuration; whether migrations are pending, and applying them in a worker thread
+ * (store/migrate.ts holds the migrator and the lists); and the database settings the security
+ * model needs. The core sees only the knex `EntityManager`, the same on both.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
+import { Worker } from 'node:worker_threads';
 import { BetterSqliteDriver, MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
-import type { MigrationObject, MigrationsOptions, MikroORM } from '@mikro-orm/core';
+import type { MigrationsOptions, MikroORM } from '@mikro-orm/core';
 import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
-import { Migrator } from '@mikro-orm/migrations';
 // The PostgreSQL driver (with knex's pg client) is loaded only when configured: ~4 MB of
 // memory that a SQLite deployment never needs.
 import type { Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
 import { databaseTls, type DatabaseTlsMode, type LoadedConfig } from '../config/load.ts';
 import { ALL_ENTITIES } from './entities.ts';
-import { POSTGRESQL_MIGRATIONS } from './migrations/postgresql/index.ts';
-import { SQLITE_MIGRATIONS } from './migrations/sqlite/index.ts';
+import type { MigrateResult } from './migrate-worker.ts';
+import { MIGRATION_NAMES, MIGRATIONS_TABLE } from './migrations/names.ts';
 
 /** The ORM handle the daemon uses, on either dialect. */
 export type Orm = MikroORM<AbstractSqlDriver, EntityManager>;
@@ -27,11 +28,8 @@ export type Dialect = 'sqlite' | 'postgresql';
 /** Every dialect, SQLite first. */
 export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgresql'];
 
-/** The migrations of each dialect, oldest first (the same names in both). */
-export const MIGRATIONS: Record<Dialect, MigrationObject[]> = { sqlite: SQLITE_MIGRATIONS, postgresql: POSTGRESQL_MIGRATIONS };
-
 interface CommonStoreOptions {
-  /** Run pending migrations now (the daemon's default; `sealdrop migrate` does it explicitly). */
+  /** Apply pending migrations now (migrateIsolated). */
   migrate?: boolean;
 }
 
@@ -72,17 +70,15 @@ interface SqliteHandle {
   pragma(sql: string): unknown;
 }
 
-function commonConfig(dialect: Dialect, migrations: MigrationsOptions) {
+function commonConfig(migrations: MigrationsOptions) {
   return {
     entities: ALL_ENTITIES,
-    extensions: [Migrator],
     debug: false,
     allowGlobalContext: false,
     forceUtcTimezone: true,
     discovery: { warnWhenNoEntities: true },
     migrations: {
-      migrationsList: MIGRATIONS[dialect],
-      tableName: 'mikro_orm_migrations',
+      tableName: MIGRATIONS_TABLE,
       transactional: true,
       allOrNothing: true,
       silent: true,
@@ -97,7 +93,7 @@ function commonConfig(dialect: Dialect, migrations: MigrationsOptions) {
  */
 function sqliteConfig(options: SqliteStoreOptions, migrations: MigrationsOptions): SqliteOptions {
   return {
-    ...commonConfig('sqlite', migrations),
+    ...commonConfig(migrations),
     dbName: options.sqlitePath,
     pool: {
       min: 1,
@@ -123,7 +119,7 @@ function postgresqlConfig(options: PostgreSqlStoreOptions, migrations: Migration
   const url = new URL(options.url);
   const password = options.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
   return {
-    ...commonConfig('postgresql', migrations),
+    ...commonConfig(migrations),
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: url.port ? Number(url.port) : 5432,
     ...(url.username ? { user: decodeURIComponent(url.username) } : {}),
@@ -166,12 +162,20 @@ export async function initOrm(options: StoreOptions, migrations: MigrationsOptio
   return SqliteMikroORM.init(sqliteConfig(options, migrations));
 }
 
-/** Opens the store (creating the SQLite folder) and applies pending migrations if asked. */
-export async function openStore(options: StoreOptions): Promise<Orm> {
+/** Creates the folder of a SQLite database file (owner only). */
+function ensureSqliteFolder(options: StoreOptions): void {
   if (options.driver === 'sqlite') mkdirSync(path.dirname(options.sqlitePath), { recursive: true, mode: 0o700 });
+}
+
+/**
+ * Opens the store (creating the SQLite folder) and, if asked, applies pending migrations
+ * (migrateIsolated: a worker thread that loads the migrator only when something is pending).
+ */
+export async function openStore(options: StoreOptions): Promise<Orm> {
+  ensureSqliteFolder(options);
   const orm = await initOrm(options);
   try {
-    if (options.migrate) await migrate(orm);
+    if (options.migrate && (await pendingMigrations(orm)).length > 0) await migrateIsolated(options);
   } catch (err) {
     await orm.close();
     throw err;
@@ -184,25 +188,44 @@ export function dialectOf(orm: Orm): Dialect {
   return orm.em.getDriver() instanceof BetterSqliteDriver ? 'sqlite' : 'postgresql';
 }
 
-/** Applies pending migrations; returns the names applied. */
-export async function migrate(orm: Orm): Promise<string[]> {
-  if (dialectOf(orm) !== 'postgresql') return (await orm.getMigrator().up()).map((m) => m.name);
-  // Several instances may start at once: a transaction-scoped advisory lock lets one migrate
-  // while the others wait, then find nothing pending.
-  const knex = (orm.em.getConnection() as unknown as { getKnex(): { transaction<T>(fn: (trx: { raw(sql: string, args: unknown[]): Promise<unknown> }) => Promise<T>): Promise<T> } }).getKnex();
-  return knex.transaction(async (trx) => {
-    await trx.raw('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK_ID]);
-    return (await orm.getMigrator().up()).map((m) => m.name);
-  });
+/**
+ * Names of this build's migrations not applied yet, oldest first. Read from the migrations
+ * table without the migrator (and without creating the table, which the migrator would).
+ */
+export async function pendingMigrations(orm: Orm): Promise<string[]> {
+  const knex = orm.em.getConnection().getKnex();
+  const applied = new Set<string>();
+  if (await knex.schema.hasTable(MIGRATIONS_TABLE)) {
+    const rows: Array<{ name: string }> = await knex.select('name').from(MIGRATIONS_TABLE);
+    // MikroORM stores names without a .js/.ts extension.
+    for (const { name } of rows) applied.add(name.replace(/\.(js|ts)$/, ''));
+  }
+  return MIGRATION_NAMES.filter((name) => !applied.has(name));
 }
 
-/** Advisory lock key for migrations ("sealdrop" in ASCII, as a bigint). */
-const MIGRATION_LOCK_ID = '8315159405179072368';
-
-/** Names of migrations not applied yet. */
-export async function pendingMigrations(orm: Orm): Promise<string[]> {
-  const pending = await orm.getMigrator().getPendingMigrations();
-  return pending.map((m) => m.name);
+/**
+ * Applies pending migrations in a worker thread with a store of its own, which it closes
+ * before it ends; returns the names applied. The migrator (@mikro-orm/migrations with umzug
+ * and its command-line and file-search dependencies, ~3 MB of heap) leaves with the thread,
+ * so a daemon that migrated at start does not hold it for good.
+ */
+export function migrateIsolated(options: StoreOptions): Promise<string[]> {
+  ensureSqliteFolder(options);
+  // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
+  const entry = import.meta.url.endsWith('.ts') ? './migrate-worker-entry.mjs' : './migrate-worker.mjs';
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL(entry, import.meta.url), { workerData: options });
+    let answered = false;
+    worker.once('message', (result: MigrateResult) => {
+      answered = true;
+      if (result.ok) resolve(result.applied);
+      else reject(new Error(`migration failed: ${result.message}`));
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      if (!answered) reject(new Error(`the migration worker exited (code ${code}) without an answer`));
+    });
+  });
 }
 
 /** The tables that held destroyed key material (private keys, key wraps). */
