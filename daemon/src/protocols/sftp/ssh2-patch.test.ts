@@ -3,6 +3,7 @@
  * on for reusing download buffers, checked on ssh2's SFTP object with a recording channel.
  */
 import { createRequire } from 'node:module';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 
@@ -62,5 +63,33 @@ describe('ssh2 patch: SFTP READ replies', () => {
     sftp.outgoing.window += 1 << 20;
     sftp._chunkcb?.();
     expect(Buffer.concat(sent).equals(reply(9, Buffer.from('tiny')))).toBe(true);
+  });
+});
+
+describe('ssh2 patch: the WebAssembly poly1305', () => {
+  it('is not loaded when the native binding does chacha20-poly1305, which still works', () => {
+    // A process of its own, which loads nothing else. The module (poly1305.js) instantiates the
+    // WebAssembly with 16 MiB of memory: ~4 MB of RSS.
+    const script = `
+      const crypto = require('ssh2/lib/protocol/crypto.js');
+      crypto.init.then(() => {
+        const keys = { cipherKey: Buffer.alloc(64, 7), cipherIV: Buffer.alloc(0), macKey: Buffer.alloc(0), macInfo: undefined };
+        const info = crypto.CIPHER_INFO['chacha20-poly1305@openssh.com'];
+        const sent = [];
+        const cipher = crypto.createCipher({ outbound: { onWrite: (b) => sent.push(Buffer.from(b)), cipherInfo: info, cipherKey: keys.cipherKey, seqno: 0, forceNative: true } });
+        const packet = cipher.allocPacket(5);
+        packet.write('hello', 5);
+        cipher.encrypt(packet);
+        const got = [];
+        const decipher = crypto.createDecipher({ inbound: { onPayload: (p) => got.push(Buffer.from(p).toString()), decipherInfo: info, decipherKey: keys.cipherKey, seqno: 0, forceNative: true } });
+        const wire = Buffer.concat(sent);
+        decipher.decrypt(wire, 0, wire.length);
+        const wasm = Object.keys(require.cache).filter((f) => f.endsWith('poly1305.js'));
+        console.log(JSON.stringify({ binding: crypto.bindingAvailable, wasm, got }));
+      });`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd: import.meta.dirname }).trim()) as { binding: boolean; wasm: string[]; got: string[] };
+    expect(out.binding, "ssh2's native binding (built on npm install with python3, make and g++)").toBe(true);
+    expect(out.wasm).toEqual([]);
+    expect(out.got).toEqual(['hello']);
   });
 });
