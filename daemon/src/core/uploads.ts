@@ -132,6 +132,11 @@ export class Upload<T> {
     return this.plan.holdBytes?.() ?? DEFAULT_HOLD_BYTES;
   }
 
+  /** True if write() copies the data before it returns (plan.staging): the caller may reuse its buffer at once. */
+  get copiesInput(): boolean {
+    return this.plan.staging !== undefined;
+  }
+
   /**
    * Writes plaintext; resolves once the upload's buffer holds at most `maxBuffered` bytes
    * (default: half its holdBytes), the point to acknowledge the data to the client. Rejects if

@@ -38,7 +38,7 @@ describe('SftpSession', () => {
     let accept: () => void = () => undefined;
     const accepted = new Promise<void>((resolve) => (accept = resolve));
     const taken: Buffer[] = [];
-    const upload = { write: (data: Buffer) => (taken.push(Buffer.from(data)), accepted), holdBytes: 4 << 20, buffered: 0, room: () => Promise.resolve() };
+    const upload = { write: (data: Buffer) => (taken.push(Buffer.from(data)), accepted), copiesInput: true, holdBytes: 4 << 20, buffered: 0, room: () => Promise.resolve() };
     const core = { tree: { openWrite: async () => ({ kind: 'upload', upload, folderKey: 'k', name: 'f.bin', transferId: 't' }) } } as unknown as Core;
     const sftp = new FakeSftp();
     const pacer = new YoungGcPacer({ minor: () => undefined, major: () => undefined }, 1);
@@ -65,5 +65,27 @@ describe('SftpSession', () => {
     expect(taken.length).toBe(1);
     expect(taken[0]?.length).toBe(256 * 1024 - 13);
     expect(taken[0]?.every((b) => b === 7)).toBe(true);
+  });
+
+  it("gives an upload that keeps its input a copy of the WRITE data, since ssh2 reuses the packet's buffer", async () => {
+    // Levels 1 and 2 (no staging): Upload.write keeps the Buffer it is given.
+    const kept: Buffer[] = [];
+    const upload = { write: (data: Buffer) => (kept.push(data), Promise.resolve()), copiesInput: false, holdBytes: 4 << 20, buffered: 0, room: () => Promise.resolve() };
+    const core = { tree: { openWrite: async () => ({ kind: 'upload', upload, folderKey: 'k', name: 'f.bin', transferId: 't' }) } } as unknown as Core;
+    const sftp = new FakeSftp();
+    new SftpSession(core, {} as Principal, sftp as unknown as SFTPWrapper, pino({ level: 'silent' }));
+    expect((sftp as unknown as { reuseWriteBuffer: boolean }).reuseWriteBuffer, 'the session asks ssh2 to reuse it').toBe(true);
+
+    sftp.emit('OPEN', 1, '/outbox/x@example.org/f.bin', OPEN_WRITE_CREATE_TRUNCATE, {});
+    await until('the OPEN reply', () => sftp.handles.has(1));
+    const packet = Buffer.alloc(64 * 1024, 1);
+    (sftp.handles.get(1) as Buffer).copy(packet, 9);
+    sftp.emit('WRITE', 2, packet.subarray(9, 13), 0, packet.subarray(13));
+    // ssh2 assembles the next WRITE in the same buffer.
+    packet.fill(2, 13);
+    await until('the WRITE reply', () => sftp.statuses.has(2));
+    expect(sftp.statuses.get(2)).toBe(STATUS_OK);
+    expect(kept.length).toBe(1);
+    expect(kept[0]?.every((b) => b === 1), 'the upload kept the bytes of its WRITE').toBe(true);
   });
 });

@@ -93,6 +93,9 @@ export class SftpSession {
         fn.call(this, reqid, ...args).catch((err: unknown) => this.fail(reqid, err));
       });
     };
+    // The ssh2 patch then assembles each WRITE that arrives in pieces in one reused buffer
+    // instead of a new ~256 KiB one; write() below keeps nothing of it once it returns.
+    (sftp as unknown as { reuseWriteBuffer: boolean }).reuseWriteBuffer = true;
     on('OPEN', this.open);
     on('WRITE', this.write);
     on('READ', this.read);
@@ -185,7 +188,8 @@ export class SftpSession {
    * WRITE. The data is taken (copied by the upload) before anything waits, and only the
    * continuation waits: an async handler would keep its arguments, views of the ~256 KiB packet
    * ssh2 assembled, until the client's write is acknowledged. OpenSSH keeps 64 WRITEs
-   * outstanding, so that held up to 16 MB, long enough to outlive the young collections.
+   * outstanding, so that held up to 16 MB, long enough to outlive the young collections. And
+   * ssh2 (reuseWriteBuffer) overwrites that packet with the next WRITE.
    */
   private write(reqid: number, hbuf: Buffer, offset: number, data: Buffer): Promise<void> {
     let h: WriteHandle;
@@ -208,7 +212,10 @@ export class SftpSession {
       }
       // Answer once the upload buffer has room again: the client's window of outstanding writes
       // and this buffer bound the memory, while the pipeline keeps running.
-      accepted = h.tw.upload.write(data);
+      // `data` is a view of ssh2's reused packet buffer: an upload that keeps what it is
+      // given (no staging: levels 1 and 2) gets a copy.
+      const upload = h.tw.upload;
+      accepted = upload.write(upload.copiesInput ? data : Buffer.from(data));
       this.pacer?.note(data.length);
     } catch (err) {
       return Promise.reject(err);

@@ -4,7 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 
 const { SFTP } = createRequire(import.meta.url)('ssh2/lib/protocol/SFTP.js') as { SFTP: new (...a: unknown[]) => SftpLike };
@@ -91,5 +91,62 @@ describe('ssh2 patch: the WebAssembly poly1305', () => {
     expect(out.binding, "ssh2's native binding (built on npm install with python3, make and g++)").toBe(true);
     expect(out.wasm).toEqual([]);
     expect(out.got).toEqual(['hello']);
+  });
+});
+
+describe('ssh2 patch: WRITE assembly', () => {
+  /** An SFTP WRITE request as the client sends it. */
+  function writePacket(reqid: number, handle: Buffer, offset: number, data: Buffer): Buffer {
+    const head = Buffer.alloc(4 + 1 + 4 + 4 + handle.length + 8 + 4);
+    let p = head.writeUInt32BE(head.length - 4 + data.length, 0);
+    p = head.writeUInt8(6, p); // SSH_FXP_WRITE
+    p = head.writeUInt32BE(reqid, p);
+    p = head.writeUInt32BE(handle.length, p);
+    p += handle.copy(head, p);
+    p = head.writeBigUInt64BE(BigInt(offset), p);
+    head.writeUInt32BE(data.length, p);
+    return Buffer.concat([head, data]);
+  }
+
+  const digest = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+  /** Feeds `bytes` to the SFTP parser in pieces of `piece` bytes, as channel data arrives. */
+  function feed(sftp: unknown, bytes: Buffer, piece: number): void {
+    const push = (sftp as { push(data: Buffer): void }).push.bind(sftp);
+    for (let p = 0; p < bytes.length; p += piece) push(Buffer.from(bytes.subarray(p, p + piece)));
+  }
+
+  function writes(reuse: boolean) {
+    const { sftp } = server(1 << 20);
+    (sftp as unknown as { reuseWriteBuffer: boolean }).reuseWriteBuffer = reuse;
+    const seen: Array<{ reqid: number; handle: string; offset: number; data: string; memory: ArrayBufferLike }> = [];
+    (sftp as unknown as NodeJS.EventEmitter).on('WRITE', (reqid: number, handle: Buffer, offset: number, data: Buffer) => {
+      seen.push({ reqid, handle: handle.toString('hex'), offset, data: digest(data), memory: data.buffer });
+    });
+    feed(sftp, Buffer.from([0, 0, 0, 5, 1, 0, 0, 0, 3]), 9); // SSH_FXP_INIT, version 3
+    const handle = Buffer.from([0, 0, 0, 1]);
+    const chunks = [randomBytes(200_000), randomBytes(200_000), randomBytes(100_000)];
+    let offset = 0;
+    const expected = chunks.map((data, i) => {
+      const e = { reqid: 10 + i, handle: handle.toString('hex'), offset, data: digest(data) };
+      feed(sftp, writePacket(10 + i, handle, offset, data), 32_768);
+      offset += data.length;
+      return e;
+    });
+    return { seen, expected };
+  }
+
+  it('assembles each WRITE that arrives in pieces in one reused buffer when asked, with every byte right', () => {
+    const { seen, expected } = writes(true);
+    expect(seen.map(({ memory: _m, ...w }) => w)).toEqual(expected);
+    // Compared as booleans: a failing comparison of two ArrayBuffers prints them whole.
+    expect(seen[1]?.memory === seen[0]?.memory, "the second WRITE reuses the first one's buffer").toBe(true);
+    expect(seen[2]?.memory === seen[0]?.memory, 'and so does the third').toBe(true);
+  });
+
+  it('gives each WRITE a buffer of its own by default', () => {
+    const { seen, expected } = writes(false);
+    expect(seen.map(({ memory: _m, ...w }) => w)).toEqual(expected);
+    expect(seen[1]?.memory === seen[0]?.memory).toBe(false);
   });
 });
