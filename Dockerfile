@@ -49,5 +49,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # Logs go to stdout as JSON lines.
 # One malloc arena, fixed thresholds and a 2 MiB trim threshold (README, "Memory").
 ENV GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=2097152
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=100", "/app/daemon/bin/sealdrop.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--heap-growing-percent=100", "--single-threaded-gc", "/app/daemon/bin/sealdrop.js"]
 CMD ["serve"]

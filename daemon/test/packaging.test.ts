@@ -536,7 +536,7 @@ describe('how the daemon is run', () => {
   it('uses the same node options and malloc settings for npm start, the systemd unit and the image', () => {
     const start = npmStart();
     // The young generation and heap growth settings README "Memory" explains.
-    expect(start.flags).toEqual(['--max-semi-space-size=1', '--heap-growing-percent=100']);
+    expect(start.flags).toEqual(['--max-semi-space-size=1', '--heap-growing-percent=100', '--single-threaded-gc']);
     expect(start.tunables).toMatch(/^glibc\.malloc\.arena_max=1:/);
     expect(unit(), 'systemd/sealdrop.service').toEqual(start);
     expect(image(), 'Dockerfile').toEqual(start);
