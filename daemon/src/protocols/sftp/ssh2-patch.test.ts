@@ -4,6 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 
@@ -148,5 +149,13 @@ describe('ssh2 patch: WRITE assembly', () => {
     const { seen, expected } = writes(false);
     expect(seen.map(({ memory: _m, ...w }) => w)).toEqual(expected);
     expect(seen[1]?.memory === seen[0]?.memory).toBe(false);
+  });
+});
+
+describe('ssh2 patch file', () => {
+  it('changes source files only: build output differs per machine and makes npm ci fail to apply it', () => {
+    const patch = readFileSync(new URL('../../../patches/ssh2+1.17.0.patch', import.meta.url), 'utf8');
+    const files = [...patch.matchAll(/^diff --git a\/(\S+)/gm)].map((m) => m[1]);
+    expect(files).toEqual(['node_modules/ssh2/lib/protocol/SFTP.js', 'node_modules/ssh2/lib/protocol/crypto.js']);
   });
 });
