@@ -9,9 +9,9 @@
  * The CLI, a short-lived process, calls keys.ts directly.
  */
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
 import { ERROR_CODES, fail, type ErrorCode } from '../core/errors.ts';
+import { runOnce } from '../util/one-shot-worker.ts';
 import type { Argon2Params, KeyMaterial } from './keys.ts';
 import type { KeyTask, KeyTaskResult } from './key-worker.ts';
 
@@ -60,18 +60,7 @@ async function runTask(task: KeyTask): Promise<KeyTaskResult> {
 function runWorker(task: KeyTask): Promise<KeyTaskResult> {
   // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
   const entry = import.meta.url.endsWith('.ts') ? './key-worker-entry.mjs' : './key-worker.mjs';
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(entry, import.meta.url), { workerData: task });
-    let answered = false;
-    worker.once('message', (m: KeyTaskResult) => {
-      answered = true;
-      resolve(m);
-    });
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      if (!answered) reject(new Error(`the key worker exited (code ${code}) without an answer`));
-    });
-  });
+  return runOnce<KeyTaskResult>(new URL(entry, import.meta.url), task, 'key worker');
 }
 
 function failure(result: Extract<KeyTaskResult, { ok: false }>): Error {

@@ -7,7 +7,6 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
-import { Worker } from 'node:worker_threads';
 import { BetterSqliteDriver, MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
 import type { MigrationsOptions, MikroORM } from '@mikro-orm/core';
 import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
@@ -15,6 +14,7 @@ import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 // memory that a SQLite deployment never needs.
 import type { Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
 import { databaseTls, type DatabaseTlsMode, type LoadedConfig } from '../config/load.ts';
+import { runOnce } from '../util/one-shot-worker.ts';
 import { ALL_ENTITIES } from './entities.ts';
 import type { MigrateResult } from './migrate-worker.ts';
 import { MIGRATION_NAMES, MIGRATIONS_TABLE } from './migrations/names.ts';
@@ -209,23 +209,13 @@ export async function pendingMigrations(orm: Orm): Promise<string[]> {
  * and its command-line and file-search dependencies, ~3 MB of heap) leaves with the thread,
  * so a daemon that migrated at start does not hold it for good.
  */
-export function migrateIsolated(options: StoreOptions): Promise<string[]> {
+export async function migrateIsolated(options: StoreOptions): Promise<string[]> {
   ensureSqliteFolder(options);
   // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
   const entry = import.meta.url.endsWith('.ts') ? './migrate-worker-entry.mjs' : './migrate-worker.mjs';
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(entry, import.meta.url), { workerData: options });
-    let answered = false;
-    worker.once('message', (result: MigrateResult) => {
-      answered = true;
-      if (result.ok) resolve(result.applied);
-      else reject(new Error(`migration failed: ${result.message}`));
-    });
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      if (!answered) reject(new Error(`the migration worker exited (code ${code}) without an answer`));
-    });
-  });
+  const result = await runOnce<MigrateResult>(new URL(entry, import.meta.url), options, 'migration worker');
+  if (!result.ok) throw new Error(`migration failed: ${result.message}`);
+  return result.applied;
 }
 
 /** The tables that held destroyed key material (private keys, key wraps). */
