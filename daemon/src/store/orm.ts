@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import { BetterSqliteDriver, MikroORM as SqliteMikroORM, type Options as SqliteOptions } from '@mikro-orm/better-sqlite';
-import type { MigrationsOptions, MikroORM } from '@mikro-orm/core';
+import type { MikroORM } from '@mikro-orm/core';
 import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 // The PostgreSQL driver (with knex's pg client) is loaded only when configured: ~4 MB of
 // memory that a SQLite deployment never needs.
@@ -70,7 +70,7 @@ interface SqliteHandle {
   pragma(sql: string): unknown;
 }
 
-function commonConfig(migrations: MigrationsOptions) {
+function commonConfig() {
   return {
     entities: ALL_ENTITIES,
     debug: false,
@@ -82,7 +82,6 @@ function commonConfig(migrations: MigrationsOptions) {
       transactional: true,
       allOrNothing: true,
       silent: true,
-      ...migrations,
     },
   };
 }
@@ -91,9 +90,9 @@ function commonConfig(migrations: MigrationsOptions) {
  * SQLite: `secure_delete` overwrites deleted content (destroyed keys and wraps leave no readable
  * copy in the file), WAL gives concurrent readers, foreign keys are enforced. One connection.
  */
-function sqliteConfig(options: SqliteStoreOptions, migrations: MigrationsOptions): SqliteOptions {
+function sqliteConfig(options: SqliteStoreOptions): SqliteOptions {
   return {
-    ...commonConfig(migrations),
+    ...commonConfig(),
     dbName: options.sqlitePath,
     pool: {
       min: 1,
@@ -115,11 +114,11 @@ function sqliteConfig(options: SqliteStoreOptions, migrations: MigrationsOptions
 }
 
 /** PostgreSQL: the URL taken apart (MikroORM would read a missing port as 0), a bounded pool, no database creation. */
-function postgresqlConfig(options: PostgreSqlStoreOptions, migrations: MigrationsOptions): PostgreSqlOptions {
+function postgresqlConfig(options: PostgreSqlStoreOptions): PostgreSqlOptions {
   const url = new URL(options.url);
   const password = options.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
   return {
-    ...commonConfig(migrations),
+    ...commonConfig(),
     host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: url.port ? Number(url.port) : 5432,
     ...(url.username ? { user: decodeURIComponent(url.username) } : {}),
@@ -151,15 +150,15 @@ function postgresTls(tls: { mode: DatabaseTlsMode; caFile?: string | undefined }
 }
 
 /**
- * Starts MikroORM for `options` without touching the schema; `migrations` adds migrator
- * settings (the migration tool sets a folder to write to).
+ * Starts MikroORM for `options` without touching the schema (store/migrate.ts adds the
+ * migrator to an ORM that is to migrate).
  */
-export async function initOrm(options: StoreOptions, migrations: MigrationsOptions = {}): Promise<Orm> {
+export async function initOrm(options: StoreOptions): Promise<Orm> {
   if (options.driver === 'postgresql') {
     const { MikroORM: PostgreSqlMikroORM } = await import('@mikro-orm/postgresql');
-    return PostgreSqlMikroORM.init(postgresqlConfig(options, migrations));
+    return PostgreSqlMikroORM.init(postgresqlConfig(options));
   }
-  return SqliteMikroORM.init(sqliteConfig(options, migrations));
+  return SqliteMikroORM.init(sqliteConfig(options));
 }
 
 /** Creates the folder of a SQLite database file (owner only). */
