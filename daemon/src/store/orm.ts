@@ -204,8 +204,8 @@ export async function pendingMigrations(orm: Orm): Promise<string[]> {
 
 /**
  * Applies pending migrations in a worker thread with a store of its own, which it closes
- * before it ends; returns the names applied. The migrator (@mikro-orm/migrations with umzug
- * and its command-line and file-search dependencies, ~3 MB of heap) leaves with the thread,
+ * before it ends; returns the names applied. The migrator (@mikro-orm/migrations with umzug,
+ * @rushstack's command-line libraries, ajv: 22 packages, ~3 MB of heap) leaves with the thread,
  * so a daemon that migrated at start does not hold it for good.
  */
 export async function migrateIsolated(options: StoreOptions): Promise<string[]> {
