@@ -51,8 +51,8 @@ export class FsBlobStore implements BlobStore {
     // than the copy: measured 185 → 295 MB/s for the encrypted upload path). Its own buffers
     // are small: the encryption pool's ~1 MiB chunks pass through whole, and each chunk held
     // in a stage of this chain is one more in flight (256 KiB here and 1 MiB in the sink,
-    // against 1 MiB and 2 MiB, with one young collection per 1 MiB of SFTP data instead of
-    // 2 MiB, measured together: 1 GiB SFTP upload peaks ~3 MB lower).
+    // against 1 MiB and 2 MiB: 1 GiB SFTP upload peaks ~3 MB lower, measured together with a
+    // young collection per 1 MiB of SFTP data, the pacing of that time; see sftp/server.ts).
     let parts: Buffer[] = [];
     let pending = 0;
     const meter = new Transform({
