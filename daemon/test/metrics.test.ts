@@ -102,6 +102,9 @@ describe('Prometheus metrics', () => {
     // Default process metrics, unprefixed; the DB gauges are there from the start.
     expect(before.has('process_cpu_user_seconds_total')).toBe(true);
     expect(before.has('nodejs_eventloop_lag_seconds')).toBe(true);
+    expect(before.has('nodejs_heap_space_size_used_bytes')).toBe(true);
+    // Left out: it costs every garbage collection a call into JavaScript (metrics.ts).
+    expect(before.text).not.toContain('nodejs_gc_duration_seconds');
     expect(before.get('sealdrop_deliveries', { state: 'open' })).toBe(0);
     expect(before.has('sealdrop_outbox_depth')).toBe(true);
     expect(before.get('sealdrop_transfers_active', { protocol: 'api' })).toBe(0);
