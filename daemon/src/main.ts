@@ -132,7 +132,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   );
   idle.unref();
   const trimmer = startMemoryTrimmer(config.server.memoryTrimSeconds, log, metrics);
-  const reclaimer = startIdleReclaimer(core, trimmer, log);
+  const reclaimer = startIdleReclaimer(core, events, trimmer, log);
   const cfb = nativeCfbStatus();
   if (cfb.native) log.info('encrypting with the native AES-256-CFB + SHA-1 addon (AES-NI, SHA extensions)');
   else log.info({ reason: cfb.reason }, 'encrypting with node:crypto: the native AES-256-CFB + SHA-1 addon is not in use');
@@ -220,9 +220,14 @@ async function checkDropFolders(core: Core, log: Logger): Promise<void> {
 
 /** How often the idle reclaimer looks whether a burst of uploads is over (see util/gc.ts). */
 const RECLAIM_CHECK_MS = 1000;
+/** Bytes stored by a burst from which its last upload reclaims as it ends (IdleReclaimer.transferEnded). */
+const EARLY_RECLAIM_BYTES = 64 * 1024 * 1024;
 
-/** One full collection and a malloc trim after each burst of uploads or key work (util/gc.ts). */
-function startIdleReclaimer(core: Core, trimmer: MallocTrimmer | undefined, log: Logger): IdleReclaimer | undefined {
+/**
+ * One full collection and a malloc trim after each burst of uploads or key work; as its last
+ * upload ends when the burst stored EARLY_RECLAIM_BYTES or more (util/gc.ts).
+ */
+function startIdleReclaimer(core: Core, events: CoreEvents, trimmer: MallocTrimmer | undefined, log: Logger): IdleReclaimer | undefined {
   const loaded = loadGc();
   if ('reason' in loaded) {
     log.info({ reason: loaded.reason }, 'memory is not reclaimed after uploads');
@@ -232,7 +237,13 @@ function startIdleReclaimer(core: Core, trimmer: MallocTrimmer | undefined, log:
   // the task and leave garbage and freed malloc memory behind, like an upload.
   const keyWork = keyWorkWatch();
   const busy = () => keyWork() || core.deliveries.uploadsRunning > 0;
-  const reclaimer = new IdleReclaimer({ busy, collector: loaded.collector, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS });
+  const reclaimer = new IdleReclaimer({ busy, collector: loaded.collector, trim: trimmer ? () => trimmer.check() : undefined, intervalMs: RECLAIM_CHECK_MS, earlyBytes: EARLY_RECLAIM_BYTES });
+  let storedBytes = 0;
+  events.on('file.stored', ({ bytes }) => (storedBytes += bytes));
+  events.on('upload.finished', () => {
+    reclaimer.transferEnded(storedBytes);
+    storedBytes = 0;
+  });
   reclaimer.start();
   return reclaimer;
 }

@@ -77,6 +77,34 @@ describe('young collections paced by bytes', () => {
     expect(none.check()).toBe(false);
     none.stop();
   });
+
+  it('reclaims as the last transfer of a big burst ends, and lets the next check reclaim after small ones', () => {
+    let running = 0;
+    const calls: string[] = [];
+    const reclaimer = new IdleReclaimer({ busy: () => running > 0, collector: { minor: () => calls.push('gc minor'), major: () => calls.push('gc major') }, trim: () => calls.push('trim'), intervalMs: 1000, earlyBytes: 100 });
+    // Two transfers of 60 bytes each: the first ends while the second runs, the second ends the burst.
+    running = 1;
+    expect(reclaimer.transferEnded(60)).toBe(false);
+    running = 0;
+    expect(reclaimer.transferEnded(60)).toBe(true);
+    expect(calls).toEqual(['gc major', 'trim']);
+    expect(reclaimer.check()).toBe(false); // that burst is reclaimed already
+    // A small burst that ran between two checks: the next check reclaims it, once.
+    expect(reclaimer.transferEnded(10)).toBe(false);
+    expect(calls).toHaveLength(2);
+    expect(reclaimer.check()).toBe(true);
+    expect(reclaimer.check()).toBe(false);
+    // After a reclaim the bytes count anew: 95 + 10 reach the bound.
+    expect(reclaimer.transferEnded(10)).toBe(false);
+    expect(reclaimer.check()).toBe(true);
+    expect(reclaimer.transferEnded(95)).toBe(false);
+    expect(reclaimer.transferEnded(10)).toBe(true);
+    expect(reclaimer.reclaims).toBe(4);
+    // Without earlyBytes only the checks reclaim.
+    const late = new IdleReclaimer({ busy: () => false, collector: { minor: () => undefined, major: () => undefined }, intervalMs: 1000 });
+    expect(late.transferEnded(1 << 30)).toBe(false);
+    expect(late.check()).toBe(true);
+  });
 });
 
 function tick(): Promise<void> {

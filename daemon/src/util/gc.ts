@@ -90,6 +90,11 @@ export interface IdleReclaimerOptions {
   trim?: (() => void) | undefined;
   /** Milliseconds between checks; the reclaim follows the end of a burst within one to two. */
   intervalMs: number;
+  /**
+   * Bytes transferred since the last reclaim from which the end of the last running transfer
+   * reclaims at once (transferEnded) instead of at the next check (default: never at once).
+   */
+  earlyBytes?: number | undefined;
 }
 
 /**
@@ -102,10 +107,20 @@ export interface IdleReclaimerOptions {
  * 143 to 157 MB when the reclaim ran a young collection only (Node 20 read the `{ type: 'major' }`
  * it was first called with as "young"; see Collector). (Ending the idle encryption worker too
  * took the idle RSS lower, but the next uploads then peaked ~8 MB higher; not done.)
+ *
+ * When a burst moved enough bytes, the reclaim runs as its last transfer ends (transferEnded),
+ * in the same turn, while that transfer's session is still open. A full collection discards the
+ * optimized code that refers to objects it finds dead; collected a second later, the session's
+ * objects are dead and the next upload recompiles its hot path. Measured (trace-opt, 1 GiB SFTP
+ * uploads): ~100 functions optimized again per upload when reclaimed a second later, ~45 when
+ * reclaimed at the end, ~10 when never reclaimed; the daemon spent ~0.065 CPU-s per GiB less.
+ * Small files do not do it: a burst of many would collect after each one.
  */
 export class IdleReclaimer {
   private timer: NodeJS.Timeout | undefined;
   private wasBusy = false;
+  /** Bytes of the transfers that ended since the last reclaim. */
+  private endedBytes = 0;
   /** Reclaims done so far (for tests and measurements). */
   reclaims = 0;
 
@@ -129,8 +144,27 @@ export class IdleReclaimer {
       this.wasBusy = true;
       return false;
     }
-    if (!this.wasBusy || this.options.collector === null) return false;
+    if (!this.wasBusy) return false;
+    return this.reclaim();
+  }
+
+  /**
+   * A transfer of `bytes` ended. Reclaims now if no transfer runs any more and the transfers
+   * since the last reclaim moved at least `earlyBytes`; otherwise the next check does.
+   */
+  transferEnded(bytes: number): boolean {
+    this.endedBytes += bytes;
+    const early = this.options.earlyBytes;
+    if (early !== undefined && this.endedBytes >= early && !this.options.busy()) return this.reclaim();
+    // Shorter than a check interval, it may have run between two: the next check reclaims.
+    this.wasBusy = true;
+    return false;
+  }
+
+  private reclaim(): boolean {
+    if (this.options.collector === null) return false;
     this.wasBusy = false;
+    this.endedBytes = 0;
     this.options.collector.major();
     this.options.trim?.();
     this.reclaims++;
