@@ -1,6 +1,7 @@
 /**
  * The parts of the ssh2 patch (daemon/patches/ssh2+1.17.0.patch) that the SFTP session relies
- * on for reusing download buffers, checked on ssh2's SFTP object with a recording channel.
+ * on for reusing download buffers, checked on ssh2's SFTP object with a recording channel; the
+ * other parts (poly1305, WRITE assembly, channel window) checked on their own.
  */
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
@@ -152,10 +153,54 @@ describe('ssh2 patch: WRITE assembly', () => {
   });
 });
 
+describe('ssh2 patch: channel window', () => {
+  it('gives a client 3 MiB of window on a session channel, and refills it to 3 MiB', async () => {
+    const ssh2 = createRequire(import.meta.url)('ssh2') as typeof import('ssh2');
+    const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+    const server = new ssh2.Server({ hostKeys: [hostKey] }, (client) => {
+      client.on('authentication', (ctx) => ctx.accept());
+      client.on('session', (accept) => {
+        accept().on('exec', (acceptExec) => {
+          const stream = acceptExec();
+          stream.on('data', () => undefined);
+          stream.on('end', () => {
+            stream.exit(0);
+            stream.end();
+          });
+        });
+      });
+      client.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const conn = new ssh2.Client();
+    try {
+      const windows = await new Promise<number[]>((resolve, reject) => {
+        conn.on('error', reject).on('ready', () => {
+          conn.exec('x', (err, channel) => {
+            if (err) return reject(err);
+            const outgoing = (channel as unknown as { outgoing: { window: number } }).outgoing;
+            const opened = outgoing.window;
+            // Send 2 MiB: the server refills the window once half of it is used.
+            channel.resume();
+            channel.end(Buffer.alloc(2 * 1024 * 1024));
+            channel.on('close', () => resolve([opened, outgoing.window]));
+          });
+        });
+        conn.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'u', password: 'p' });
+      });
+      expect(windows[0]).toBe(3 * 1024 * 1024);
+      expect(windows[1]).toBeGreaterThan(2 * 1024 * 1024);
+    } finally {
+      conn.end();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe('ssh2 patch file', () => {
   it('changes source files only: build output differs per machine and makes npm ci fail to apply it', () => {
     const patch = readFileSync(new URL('../../../patches/ssh2+1.17.0.patch', import.meta.url), 'utf8');
     const files = [...patch.matchAll(/^diff --git a\/(\S+)/gm)].map((m) => m[1]);
-    expect(files).toEqual(['node_modules/ssh2/lib/protocol/SFTP.js', 'node_modules/ssh2/lib/protocol/crypto.js']);
+    expect(files).toEqual(['node_modules/ssh2/lib/Channel.js', 'node_modules/ssh2/lib/protocol/SFTP.js', 'node_modules/ssh2/lib/protocol/crypto.js']);
   });
 });
