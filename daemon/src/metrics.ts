@@ -1,9 +1,9 @@
 /**
  * Prometheus metrics (prom-client) in a registry of their own: counters fed by core events,
  * the mail worker and the HTTP request log; gauges read from the database at scrape time;
- * Node's default process metrics but one (see defaultMetrics). Served by a separate plain listener (startMetricsServer),
- * never by the public HTTP server. Label values are bounded (protocols, levels, states, route
- * patterns): never addresses, file names, ids or tokens.
+ * Node's default process metrics but one (defaultMetrics). Served by a separate plain listener
+ * (startMetricsServer), never by the public HTTP server. Label values are bounded (protocols,
+ * levels, states, route patterns): never addresses, file names, ids or tokens.
  */
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -54,7 +54,7 @@ export function defaultMetrics(registry: Registry): string[] {
   for (const name of collectDefaultMetrics.metricsList) {
     if (DEFAULT_METRICS_LEFT_OUT.has(name)) continue;
     const collector = require(`prom-client/lib/metrics/${name}`) as (registry: Registry, config: object) => void;
-    collector(registry, { eventLoopMonitoringPrecision: 10 });
+    collector(registry, { eventLoopMonitoringPrecision: 10 }); // collectDefaultMetrics' default
     registered.push(name);
   }
   return registered;
