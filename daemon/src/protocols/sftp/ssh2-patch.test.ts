@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
+import ssh2 from 'ssh2';
 import { describe, expect, it } from 'vitest';
 
 const { SFTP } = createRequire(import.meta.url)('ssh2/lib/protocol/SFTP.js') as { SFTP: new (...a: unknown[]) => SftpLike };
@@ -155,7 +156,6 @@ describe('ssh2 patch: WRITE assembly', () => {
 
 describe('ssh2 patch: channel window', () => {
   it('gives a client 3 MiB of window on a session channel, and refills it to 3 MiB', async () => {
-    const ssh2 = createRequire(import.meta.url)('ssh2') as typeof import('ssh2');
     const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
     const server = new ssh2.Server({ hostKeys: [hostKey] }, (client) => {
       client.on('authentication', (ctx) => ctx.accept());
