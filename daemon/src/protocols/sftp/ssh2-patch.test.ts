@@ -155,7 +155,7 @@ describe('ssh2 patch: WRITE assembly', () => {
 });
 
 describe('ssh2 patch: channel window', () => {
-  it('gives a client 3 MiB of window on a session channel, and refills it to 3 MiB', async () => {
+  it('gives a client 3 MiB of window on a session channel, and refills it once half of it is used', async () => {
     const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
     const server = new ssh2.Server({ hostKeys: [hostKey] }, (client) => {
       client.on('authentication', (ctx) => ctx.accept());
