@@ -9,6 +9,7 @@ import os from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { lendsChunks, type StagingSource } from '../util/recycle.ts';
+import { workerEntry } from '../util/worker-entry.ts';
 import { nativeCfbStatus } from './native-cfb.ts';
 import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 
@@ -79,9 +80,7 @@ export class EncryptPool {
 
   private worker(): { worker: Worker; streams: Map<number, WorkerEncryptor> } {
     if (this.workers.length < this.size) {
-      // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
-      const entry = import.meta.url.endsWith('.ts') ? './encrypt-worker-entry.mjs' : './encrypt-worker.mjs';
-      const worker = new Worker(new URL(entry, import.meta.url));
+      const worker = new Worker(workerEntry(import.meta.url, 'encrypt-worker'));
       worker.unref();
       const slot = { worker, streams: new Map<number, WorkerEncryptor>() };
       worker.on('message', (m: FromWorker) => slot.streams.get(m.id)?.onMessage(m));

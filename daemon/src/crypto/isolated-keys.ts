@@ -12,6 +12,7 @@ import os from 'node:os';
 import * as openpgp from 'openpgp';
 import { ERROR_CODES, fail, type ErrorCode } from '../core/errors.ts';
 import { runOnce } from '../util/one-shot-worker.ts';
+import { workerEntry } from '../util/worker-entry.ts';
 import type { Argon2Params, KeyMaterial } from './keys.ts';
 import type { KeyTask, KeyTaskResult } from './key-worker.ts';
 
@@ -58,9 +59,7 @@ async function runTask(task: KeyTask): Promise<KeyTaskResult> {
 }
 
 function runWorker(task: KeyTask): Promise<KeyTaskResult> {
-  // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
-  const entry = import.meta.url.endsWith('.ts') ? './key-worker-entry.mjs' : './key-worker.mjs';
-  return runOnce<KeyTaskResult>(new URL(entry, import.meta.url), task, 'key worker');
+  return runOnce<KeyTaskResult>(workerEntry(import.meta.url, 'key-worker'), task, 'key worker');
 }
 
 function failure(result: Extract<KeyTaskResult, { ok: false }>): Error {

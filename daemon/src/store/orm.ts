@@ -15,6 +15,7 @@ import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 import type { Options as PostgreSqlOptions } from '@mikro-orm/postgresql';
 import { databaseTls, type DatabaseTlsMode, type LoadedConfig } from '../config/load.ts';
 import { runOnce } from '../util/one-shot-worker.ts';
+import { workerEntry } from '../util/worker-entry.ts';
 import { ALL_ENTITIES } from './entities.ts';
 import type { MigrateResult } from './migrate-worker.ts';
 import { MIGRATION_NAMES, MIGRATIONS_TABLE } from './migrations/names.ts';
@@ -210,9 +211,7 @@ export async function pendingMigrations(orm: Orm): Promise<string[]> {
  */
 export async function migrateIsolated(options: StoreOptions): Promise<string[]> {
   ensureSqliteFolder(options);
-  // From the sources (tsx) the entry registers the loader; in the bundle the worker is plain JS beside it.
-  const entry = import.meta.url.endsWith('.ts') ? './migrate-worker-entry.mjs' : './migrate-worker.mjs';
-  const result = await runOnce<MigrateResult>(new URL(entry, import.meta.url), options, 'migration worker');
+  const result = await runOnce<MigrateResult>(workerEntry(import.meta.url, 'migrate-worker'), options, 'migration worker');
   if (!result.ok) throw new Error(`migration failed: ${result.message}`);
   return result.applied;
 }
