@@ -78,6 +78,8 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       let opened: Promise<unknown> | undefined;
       let clean = false;
       let channelEnded = false;
+      /** A client broke the SFTP protocol (a malformed packet): its session never ends cleanly. */
+      let violated = false;
       const sessions: SftpSession[] = [];
       const authTimer = setTimeout(() => {
         clog.info('authentication timed out');
@@ -124,6 +126,13 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           session.on('sftp', (acceptSftp) => {
             const sftp = acceptSftp();
             sessions.push(new SftpSession(core, p, sftp, clog, batch, hold, pacer));
+            // ssh2 emits this for a malformed packet (a handle over 256 bytes, a truncated
+            // request) and closes the channel itself. Without a listener the event would throw
+            // inside ssh2's parser, which then drops the whole connection with its other channels.
+            sftp.on('error', (err: Error) => {
+              violated = true;
+              clog.info({ error: err.message }, 'sftp protocol error: channel closed');
+            });
             sftp.on('end', () => {
               channelEnded = true;
               sftp.end();
@@ -139,7 +148,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
 
       client.on('end', () => {
         // The client closed the connection after ending its SFTP channel: a clean end.
-        clean = channelEnded;
+        clean = channelEnded && !violated;
       });
       client.on('error', (err: Error) => {
         clean = false;

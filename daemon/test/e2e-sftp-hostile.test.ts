@@ -1,0 +1,205 @@
+/**
+ * Hostile SFTP requests against the real daemon, sent with ssh2's client (which, unlike
+ * OpenSSH's, sends whatever handle, offset, flags and name it is given): every one gets an SFTP
+ * status with the core's error code in its message, the daemon logs no internal error, stays
+ * up, and keeps no blob, temp file or delivery of anything it refused.
+ */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import ssh2 from 'ssh2';
+import type { SFTPWrapper } from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Api } from './support/api.ts';
+import { filesUnder } from './support/canary.ts';
+import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
+import { delay, until } from './support/wait.ts';
+
+const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;
+const PW = 'hostile sftp password 1';
+const USER = 'mallory@example.org';
+const SECUPASS = 'hostile sftp secupass';
+
+let sb: Sandbox;
+let daemon: DaemonProcess;
+let conn: ssh2.Client;
+let sftp: SFTPWrapper;
+
+/** What a request answered: a value, or the status code and message of its error. */
+type Outcome<T> = { ok: true; value: T } | { ok: false; code: number; message: string };
+
+function call<T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<Outcome<T>> {
+  return new Promise((resolve) => {
+    fn((err, value) => {
+      if (err) resolve({ ok: false, code: (err as Error & { code?: number }).code ?? -1, message: err.message });
+      else resolve({ ok: true, value: value as T });
+    });
+  });
+}
+
+/** Expects a refusal with `code` whose message names one of the core's error codes. */
+function refused(o: Outcome<unknown>, code: number, sealdropCode?: RegExp): void {
+  expect(o.ok, JSON.stringify(o)).toBe(false);
+  if (o.ok) return;
+  expect(o.code, o.message).toBe(code);
+  if (sealdropCode) expect(o.message).toMatch(sealdropCode);
+}
+
+const open = (p: string, flags: number) => call<Buffer>((cb) => sftp.open(p, flags, {}, cb));
+const WRITE_NEW = OPEN_MODE.WRITE | OPEN_MODE.CREAT | OPEN_MODE.TRUNC;
+
+function connect(): Promise<ssh2.Client> {
+  const c = new ssh2.Client();
+  return new Promise((resolve, reject) => {
+    c.on('ready', () => resolve(c)).on('error', reject);
+    c.connect({ host: '127.0.0.1', port: daemon.sftpPort, username: USER, password: PW, hostVerifier: () => true });
+  });
+}
+
+function sftpOf(c: ssh2.Client): Promise<SFTPWrapper> {
+  return new Promise((resolve, reject) => c.sftp((err, s) => (err ? reject(err) : resolve(s))));
+}
+
+beforeAll(async () => {
+  sb = sandbox();
+  const r = await runCli(sb, ['account', 'add', '--email', USER, '--role', 'member', '--password-stdin'], PW);
+  expect(r.code, r.stderr).toBe(0);
+  daemon = await startDaemonProcess(sb);
+  // Level 3 uploads need the sender's key.
+  await (await new Api(daemon.url).login(USER, PW)).ok('POST', '/api/v1/secupass', { secupass: SECUPASS }, 201);
+  conn = await connect();
+  sftp = await sftpOf(conn);
+});
+
+afterAll(async () => {
+  conn?.end();
+  await daemon?.stop();
+  sb?.remove();
+});
+
+describe('hostile SFTP requests', () => {
+  it('refuses names outside the tree, odd names and writes where the caller may not write', async () => {
+    for (const p of [
+      '/outbox/../etc/passwd',
+      '/outbox/x@example.org/../../y.bin',
+      '/../../../../tmp/z.bin',
+      '/outbox/not-an-address/f.bin',
+      '/outbox/x@example.org/a\u0000b.bin',
+      '/outbox/x@example.org/a\nb.bin',
+      `/outbox/x@example.org/${'n'.repeat(5000)}.bin`,
+      '/outbox/x@example.org/',
+      '/f.bin',
+    ]) {
+      const o = await open(p, WRITE_NEW);
+      expect(o.ok, `${JSON.stringify(p.slice(0, 60))}: ${JSON.stringify(o)}`).toBe(false);
+      if (!o.ok) expect(o.message, p.slice(0, 60)).toMatch(/SEALDROP_E_[A-Z_]+/);
+    }
+    refused(await open('/inbox/anything/f.bin', WRITE_NEW), STATUS_CODE.PERMISSION_DENIED, /SEALDROP_E_FORBIDDEN/);
+    refused(await call((cb) => sftp.mkdir('/inbox/new', cb)), STATUS_CODE.PERMISSION_DENIED, /SEALDROP_E_FORBIDDEN/);
+    refused(await call((cb) => sftp.unlink('/inbox/anything/f.bin.pgp', cb)), STATUS_CODE.PERMISSION_DENIED, /SEALDROP_E_FORBIDDEN/);
+    refused(await call((cb) => sftp.rmdir('/inbox', cb)), STATUS_CODE.PERMISSION_DENIED);
+    refused(await call((cb) => sftp.rmdir('/', cb)), STATUS_CODE.PERMISSION_DENIED);
+    refused(await open('/inbox/nothing-here/f.bin.pgp', OPEN_MODE.READ), STATUS_CODE.NO_SUCH_FILE, /SEALDROP_E_NOT_FOUND/);
+    refused(await call((cb) => sftp.stat('/nowhere/at/all', cb)), STATUS_CODE.NO_SUCH_FILE);
+  });
+
+  it('answers bogus handles, wrong-way handles and unsupported requests with a status', async () => {
+    for (const h of [Buffer.alloc(0), Buffer.from('abc'), Buffer.from([0, 0, 0, 99]), Buffer.alloc(256, 0xff)]) {
+      refused(await call((cb) => sftp.close(h, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_VALIDATION: invalid handle/);
+      refused(await call((cb) => sftp.write(h, Buffer.from('x'), 0, 1, 0, cb)), STATUS_CODE.FAILURE, /invalid handle/);
+      refused(await call((cb) => sftp.read(h, Buffer.alloc(16), 0, 16, 0, cb)), STATUS_CODE.FAILURE, /invalid handle/);
+      refused(await call((cb) => sftp.fstat(h, cb)), STATUS_CODE.FAILURE, /invalid handle/);
+      refused(await call((cb) => sftp.readdir(h, cb)), STATUS_CODE.FAILURE, /invalid handle/);
+    }
+    // Read and write at once is refused; a directory handle is not a file.
+    refused(await open('/outbox/rw@example.org/f.bin', OPEN_MODE.READ | OPEN_MODE.WRITE | OPEN_MODE.CREAT), STATUS_CODE.FAILURE, /SEALDROP_E_VALIDATION/);
+    const dir = await call<Buffer>((cb) => sftp.opendir('/', cb));
+    expect(dir.ok).toBe(true);
+    if (dir.ok) {
+      refused(await call((cb) => sftp.write(dir.value, Buffer.from('x'), 0, 1, 0, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_VALIDATION/);
+      refused(await call((cb) => sftp.read(dir.value, Buffer.alloc(16), 0, 16, 0, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_VALIDATION/);
+      expect((await call((cb) => sftp.close(dir.value, cb))).ok).toBe(true);
+      refused(await call((cb) => sftp.close(dir.value, cb)), STATUS_CODE.FAILURE, /invalid handle/);
+    }
+    refused(await call((cb) => sftp.symlink('/outbox/a', '/outbox/b', cb)), STATUS_CODE.OP_UNSUPPORTED);
+    refused(await call((cb) => sftp.readlink('/outbox', cb)), STATUS_CODE.OP_UNSUPPORTED);
+  });
+
+  it('refuses writes out of order and keeps nothing of that file', async () => {
+    const folder = '/outbox/gap@example.org';
+    const h = await open(`${folder}/gap.bin`, WRITE_NEW);
+    expect(h.ok, JSON.stringify(h)).toBe(true);
+    if (!h.ok) return;
+    expect((await call((cb) => sftp.write(h.value, Buffer.alloc(1000, 1), 0, 1000, 0, cb))).ok).toBe(true);
+    // A gap, a rewrite of the start, and a write far beyond the end: each one refused.
+    refused(await call((cb) => sftp.write(h.value, Buffer.alloc(10, 2), 0, 10, 5000, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_WRONG_STATE/);
+    refused(await call((cb) => sftp.write(h.value, Buffer.alloc(10, 2), 0, 10, 1000, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_WRONG_STATE/);
+    refused(await call((cb) => sftp.write(h.value, Buffer.alloc(10, 2), 0, 10, 2 ** 52, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_WRONG_STATE/);
+    const closed = await call((cb) => sftp.close(h.value, cb));
+    expect(closed.ok, 'a failed upload does not close as stored').toBe(false);
+    refused(await call((cb) => sftp.stat(`${folder}/gap.bin`, cb)), STATUS_CODE.NO_SUCH_FILE);
+  });
+
+  it('opens no more than the handle limit, and closing frees handles again', async () => {
+    const h = await open('/outbox/cap@example.org/small.bin', WRITE_NEW);
+    expect(h.ok).toBe(true);
+    if (!h.ok) return;
+    expect((await call((cb) => sftp.write(h.value, Buffer.from('hello'), 0, 5, 0, cb))).ok).toBe(true);
+    expect((await call((cb) => sftp.close(h.value, cb))).ok).toBe(true);
+    const handles: Buffer[] = [];
+    let limited: Outcome<Buffer> | undefined;
+    for (let i = 0; i < 70 && !limited; i++) {
+      const o = await call<Buffer>((cb) => sftp.opendir('/', cb));
+      if (o.ok) handles.push(o.value);
+      else limited = o;
+    }
+    expect(handles).toHaveLength(64);
+    refused(limited as Outcome<Buffer>, STATUS_CODE.FAILURE, /SEALDROP_E_LIMIT/);
+    for (const d of handles) expect((await call((cb) => sftp.close(d, cb))).ok).toBe(true);
+    expect((await call((cb) => sftp.opendir('/', cb))).ok, 'handles free again after closing').toBe(true);
+  });
+
+  it('ends only the SFTP channel on a protocol violation (a handle over 256 bytes); that session never ends cleanly', async () => {
+    // A connection of its own, with a finished upload waiting in its folder: a clean end of
+    // the session would send it (tree.sendOnSessionEnd).
+    const c2 = await connect();
+    let s2 = await sftpOf(c2);
+    const h = await call<Buffer>((cb) => s2.open('/outbox/viol@example.org/v.bin', WRITE_NEW, {}, cb));
+    expect(h.ok).toBe(true);
+    if (!h.ok) return;
+    expect((await call((cb) => s2.write(h.value, Buffer.from('data'), 0, 4, 0, cb))).ok).toBe(true);
+    expect((await call((cb) => s2.close(h.value, cb))).ok).toBe(true);
+    const gone = await call((cb) => s2.close(Buffer.alloc(257, 1), cb));
+    expect(gone.ok).toBe(false);
+    s2 = await sftpOf(c2);
+    expect((await call((cb) => s2.stat('/outbox', cb))).ok, 'a new SFTP channel on the same connection works').toBe(true);
+    s2.end();
+    const closed = new Promise<void>((resolve) => c2.once('close', () => resolve()));
+    c2.end();
+    await closed;
+    const user = await new Api(daemon.url).login(USER, PW);
+    const stateOfV = async () => {
+      const out = await user.ok<{ deliveries: Array<{ state: string; files: Array<{ name: string }> }> }>('GET', '/api/v1/deliveries?box=outbox');
+      return out.deliveries.find((d) => d.files.some((f) => f.name === 'v.bin'))?.state;
+    };
+    const ended = () => daemon.output().split('\n').find((l) => l.includes('sftp session ended'));
+    await until('the session end to be recorded', () => ended() !== undefined);
+    expect(ended()).toContain('"clean":false');
+    await delay(300);
+    expect(await stateOfV(), 'not sent: the session broke the protocol').toBe('open');
+  });
+
+  it('stays healthy, logged no internal error, and kept no blob or temp file of what it refused', async () => {
+    const health = await new Api(daemon.url).call('GET', '/healthz');
+    expect(health.status).toBe(200);
+    const internal = daemon
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('SEALDROP_E_INTERNAL') || /"level":"(error|fatal)"/.test(l));
+    expect(internal, internal.join('\n')).toEqual([]);
+    // Only the two files written whole above are stored; the refused and failed ones left nothing.
+    const blobDir = path.join(sb.dataDir, 'blobs');
+    const blobs = filesUnder(blobDir).map((f) => path.relative(blobDir, f));
+    expect(blobs.filter((f) => !f.startsWith(`tmp${path.sep}`))).toHaveLength(2);
+    expect(readdirSync(path.join(blobDir, 'tmp')), 'no temporary file left').toEqual([]);
+  });
+});
