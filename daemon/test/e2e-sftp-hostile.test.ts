@@ -188,6 +188,48 @@ describe('hostile SFTP requests', () => {
     expect(await stateOfV(), 'not sent: the session broke the protocol').toBe('open');
   });
 
+  it('closes the channel of a client that sends requests but never takes the replies', async () => {
+    const c3 = await connect();
+    const s3 = await sftpOf(c3);
+    // The client never re-opens its channel window: every reply the daemon sends beyond the
+    // first window waits in the daemon, unless it stops taking requests.
+    (c3 as unknown as { _protocol: { channelWindowAdjust: () => void } })._protocol.channelWindowAdjust = () => undefined;
+    let answered = 0;
+    let failed = 0;
+    const sent = 150_000;
+    for (let i = 0; i < sent; i++) {
+      s3.stat('/outbox', (err) => (err ? failed++ : answered++));
+      if (i % 10_000 === 9_999) await delay(10);
+    }
+    await until('the daemon to close that channel', () => daemon.output().includes('the client does not take its replies'));
+    await until('every request to be settled', () => answered + failed === sent);
+    // What fitted into the window was answered; the rest failed when the channel closed.
+    expect(answered).toBeGreaterThan(0);
+    expect(failed).toBeGreaterThan(10_000);
+    const closed = new Promise<void>((resolve) => c3.once('close', () => resolve()));
+    c3.end();
+    await closed;
+  });
+
+  it('opens at most 10 session channels on one connection', async () => {
+    const c4 = await connect();
+    try {
+      const open: SFTPWrapper[] = [];
+      for (let i = 0; i < 10; i++) open.push(await sftpOf(c4));
+      await expect(sftpOf(c4)).rejects.toThrow();
+      const first = open[0] as SFTPWrapper;
+      const gone = new Promise<void>((resolve) => first.once('close', () => resolve()));
+      first.end();
+      await gone;
+      const again = await sftpOf(c4);
+      expect((await call((cb) => again.stat('/outbox', cb))).ok, 'a closed channel makes room for a new one').toBe(true);
+    } finally {
+      const closed = new Promise<void>((resolve) => c4.once('close', () => resolve()));
+      c4.end();
+      await closed;
+    }
+  });
+
   it('stays healthy, logged no internal error, and kept no blob or temp file of what it refused', async () => {
     const health = await new Api(daemon.url).call('GET', '/healthz');
     expect(health.status).toBe(200);

@@ -42,6 +42,9 @@ export interface SftpServer {
  */
 const YOUNG_GC_BYTES = 2 * 1024 * 1024;
 
+/** Session channels one connection may have open at once. */
+const MAX_CHANNELS = 10;
+
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
 /** Starts the SFTP server on the configured address. */
@@ -80,6 +83,8 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       let channelEnded = false;
       /** A client broke the SFTP protocol (a malformed packet): its session never ends cleanly. */
       let violated = false;
+      /** Session channels open on this connection. */
+      let channels = 0;
       const sessions: SftpSession[] = [];
       const authTimer = setTimeout(() => {
         clog.info('authentication timed out');
@@ -121,10 +126,26 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
             client.end();
           });
         }
-        client.on('session', (acceptSession) => {
+        client.on('session', (acceptSession, rejectSession) => {
+          // Each channel is an SFTP session with its own state: at most MAX_CHANNELS at once
+          // per connection (OpenSSH's MaxSessions default), or one connection could open any number.
+          if (channels >= MAX_CHANNELS) {
+            clog.info({ max: MAX_CHANNELS }, 'session channel refused: too many on this connection');
+            rejectSession();
+            return;
+          }
+          channels++;
+          let live = true;
+          const release = () => {
+            if (live) channels--;
+            live = false;
+          };
           const session = acceptSession();
+          // ssh2 reports a channel's close on the session until a subsystem starts, then on it.
+          session.once('close', release);
           session.on('sftp', (acceptSftp) => {
             const sftp = acceptSftp();
+            sftp.once('close', release);
             sessions.push(new SftpSession(core, p, sftp, clog, batch, hold, pacer));
             // ssh2 emits this for a malformed packet (a handle over 256 bytes, a truncated
             // request) and closes the channel itself. Without a listener the event would throw

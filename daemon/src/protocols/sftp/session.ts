@@ -27,6 +27,10 @@ export const SFTP_LIMITS = {
 };
 
 
+/** Replies ssh2 may hold for window space before the client counts as not taking them. */
+const MAX_HELD_REPLIES = 1024;
+const MAX_HELD_REPLY_BYTES = 4 * 1024 * 1024;
+
 type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
 /**
  * A file open for reading. `pending` holds what was read and not yet sent, `origins` the chunk of
@@ -90,6 +94,8 @@ export class SftpSession {
   ) {
     const on = <A extends unknown[]>(event: string, fn: (reqid: number, ...args: A) => Promise<void>) => {
       sftp.on(event, (reqid: number, ...args: A) => {
+        // Requests that still arrive on a closed channel are dropped unanswered.
+        if (this.closed || this.repliesPiledUp()) return;
         fn.call(this, reqid, ...args).catch((err: unknown) => this.fail(reqid, err));
       });
     };
@@ -127,6 +133,27 @@ export class SftpSession {
     on('EXTENDED', this.extended);
     on('READLINK', async (reqid: number) => this.sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED, 'there are no links'));
     on('SYMLINK', async (reqid: number) => this.sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED, 'links cannot be made'));
+  }
+
+  /**
+   * True, and the channel closed as an SFTP protocol error, when the client keeps sending
+   * requests but does not take the replies: ssh2 holds every reply that finds the channel
+   * window shut, without a bound (a client that never re-opened its window grew the daemon by
+   * 220 MB in ten seconds of STAT requests). Pausing the socket would not do: the window
+   * adjustment that lets the replies out arrives on it. A client that plays by the rules has at
+   * most its outstanding requests' replies waiting (OpenSSH: 64), and READ replies wait here
+   * rather than in ssh2 (`windowWait`).
+   */
+  private repliesPiledUp(): boolean {
+    const held = (this.sftp as unknown as { _buffer?: Array<{ length: number }> })._buffer;
+    if (!held || held.length <= 64) return false;
+    let bytes = 0;
+    for (const r of held) bytes += r.length;
+    if (held.length <= MAX_HELD_REPLIES && bytes <= MAX_HELD_REPLY_BYTES) return false;
+    this.closed = true;
+    this.sftp.emit('error', new Error(`the client does not take its replies (${held.length} replies, ${bytes} bytes waiting for window space)`));
+    this.sftp.destroy();
+    return true;
   }
 
   private ok(reqid: number): void {
