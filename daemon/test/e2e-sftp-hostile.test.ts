@@ -5,6 +5,7 @@
  * up, and keeps no blob, temp file or delivery of anything it refused.
  */
 import { readdirSync } from 'node:fs';
+import net, { type Socket } from 'node:net';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { SFTPWrapper } from 'ssh2';
@@ -60,7 +61,7 @@ function sftpOf(c: ssh2.Client): Promise<SFTPWrapper> {
 }
 
 beforeAll(async () => {
-  sb = sandbox();
+  sb = sandbox({ SEALDROP_SFTP__MAX_UNAUTHENTICATED: '4', SEALDROP_SFTP__AUTH_TIMEOUT_SECONDS: '3' });
   const r = await runCli(sb, ['account', 'add', '--email', USER, '--role', 'member', '--password-stdin'], PW);
   expect(r.code, r.stderr).toBe(0);
   daemon = await startDaemonProcess(sb);
@@ -228,6 +229,29 @@ describe('hostile SFTP requests', () => {
       c4.end();
       await closed;
     }
+  });
+
+  it('closes connections beyond sftp.maxUnauthenticated, and a silent one after sftp.authTimeoutSeconds', async () => {
+    // Raw TCP connections that never even send an SSH version line.
+    const silent = async (): Promise<{ socket: Socket; closed: Promise<number> }> => {
+      const socket = net.connect(daemon.sftpPort, '127.0.0.1');
+      const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now())));
+      socket.on('error', () => undefined);
+      socket.resume(); // reads (and drops) the server's greeting, so its end is seen
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return { socket, closed };
+    };
+    const t0 = Date.now();
+    const starts = [];
+    for (let i = 0; i < 4; i++) starts.push(await silent());
+    const fifth = await silent();
+    expect((await fifth.closed) - t0, 'the fifth is closed at once').toBeLessThan(2000);
+    await until('the refusal in the log', () => daemon.output().includes('too many connections not logged in yet'), 5000);
+    // The four others are closed by the log-in timeout (3 s here), not before.
+    const closedAt = await Promise.all(starts.map((s) => s.closed));
+    for (const t of closedAt) expect(t - t0).toBeGreaterThanOrEqual(2500);
+    // Their places are free again.
+    (await connect()).end();
   });
 
   it('stays healthy, logged no internal error, and kept no blob or temp file of what it refused', async () => {

@@ -250,6 +250,8 @@ export const configSchema = z.strictObject({
       maxSessionsPerAccount: int(1, 1000).default(8),
       /** Seconds a connection may take to authenticate. */
       authTimeoutSeconds: int(1, 600).default(30),
+      /** Connections not authenticated yet, at most (more are closed at once: OpenSSH's MaxStartups). */
+      maxUnauthenticated: int(1, 100_000).default(100),
       /** Seconds without traffic before an idle session is closed (0: never). */
       idleTimeoutSeconds: int(0, 86_400).default(3600),
     })

@@ -5,7 +5,7 @@
  * chacha20-poly1305 offered, and `sftp.end()` when the client ends the channel.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import ssh2, { type AuthContext, type Connection } from 'ssh2';
 import type { Config } from '../../config/schema.ts';
@@ -58,6 +58,10 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   if ('reason' in gc) slog.info({ reason: gc.reason }, 'young collections are not paced by upload bytes');
   const pacer = new YoungGcPacer('collector' in gc ? gc.collector : null, YOUNG_GC_BYTES);
 
+  /** Sockets that have not logged in yet, each with what ends its start-up (logged in or gone). */
+  const startups = new Map<Socket, () => void>();
+  let refusedStarts = 0;
+
   const server = new ssh2.Server(
     {
       hostKeys: hostKeys.map((k) => k.privateKey),
@@ -86,11 +90,6 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       /** Session channels open on this connection. */
       let channels = 0;
       const sessions: SftpSession[] = [];
-      const authTimer = setTimeout(() => {
-        clog.info('authentication timed out');
-        client.end();
-      }, cfg.authTimeoutSeconds * 1000);
-      authTimer.unref();
 
       client.on('authentication', (ctx: AuthContext) => {
         authenticate(core, ctx, ip).then(
@@ -113,13 +112,13 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       });
 
       client.on('ready', () => {
-        clearTimeout(authTimer);
+        const sock = (client as unknown as { _sock?: Socket })._sock;
+        if (sock) startups.get(sock)?.();
         const p = principal as Principal;
         perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 0) + 1);
         counted = true;
         opened = core.tree.sessionOpened(p, id).catch((err: unknown) => clog.error({ err }, 'could not record the session'));
         clog.info({ account: p.email, auth: p.auth }, 'sftp session started');
-        const sock = (client as unknown as { _sock?: Socket })._sock;
         if (sock && cfg.idleTimeoutSeconds > 0) {
           sock.setTimeout(cfg.idleTimeoutSeconds * 1000, () => {
             clog.info('idle session closed');
@@ -176,7 +175,6 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         clog.info({ error: err.message }, 'connection error');
       });
       client.on('close', () => {
-        clearTimeout(authTimer);
         clients.delete(client);
         const p = principal;
         if (!p || !counted) return;
@@ -194,21 +192,48 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   );
   server.on('error', (err: Error) => slog.error({ err }, 'sftp server error'));
 
+  // Connections are accepted here and handed to ssh2 (injectSocket), so that the time to log in
+  // and the number of connections not logged in yet count from the TCP connection on: ssh2 only
+  // reports a connection once the client sent its SSH version line, and one that never does would
+  // hold its socket for good. Too many at once are closed at once, as OpenSSH's MaxStartups does.
+  const tcp = net.createServer((socket) => {
+    socket.on('error', () => undefined); // ssh2 reports the errors of the sockets it got
+    if (startups.size >= cfg.maxUnauthenticated) {
+      refusedStarts++;
+      if (refusedStarts === 1 || refusedStarts % 1000 === 0) slog.warn({ max: cfg.maxUnauthenticated, refused: refusedStarts }, 'connection refused: too many connections not logged in yet');
+      socket.destroy();
+      return;
+    }
+    const timer = setTimeout(() => {
+      slog.info({ ip: socket.remoteAddress }, 'authentication timed out');
+      socket.destroy();
+    }, cfg.authTimeoutSeconds * 1000);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      startups.delete(socket);
+    };
+    startups.set(socket, done);
+    socket.once('close', done);
+    server.injectSocket(socket);
+  });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(cfg.port, cfg.host, () => {
-      server.off('error', reject);
+    tcp.once('error', reject);
+    tcp.listen(cfg.port, cfg.host, () => {
+      tcp.off('error', reject);
+      tcp.on('error', (err: Error) => slog.error({ err }, 'sftp listener error'));
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (tcp.address() as AddressInfo).port;
   for (const k of hostKeys) slog.info({ type: k.type, fingerprint: k.fingerprint }, 'SSH host key');
   return {
     port,
     hostKeys,
     async close(timeoutMs: number) {
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        tcp.close(() => resolve());
+        for (const socket of startups.keys()) socket.destroy();
         const deadline = setTimeout(() => {
           for (const c of clients) c.end();
           resolve();
