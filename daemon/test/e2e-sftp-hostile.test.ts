@@ -254,6 +254,29 @@ describe('hostile SFTP requests', () => {
     (await connect()).end();
   });
 
+  it('closes a connection after 6 failed log-in attempts', async () => {
+    const c = new ssh2.Client();
+    let tries = 0;
+    const ended = new Promise<string>((resolve) => {
+      c.on('ready', () => resolve('logged in'));
+      c.on('error', (err) => resolve(err.message));
+      c.on('close', () => resolve('closed'));
+    });
+    c.connect({
+      host: '127.0.0.1',
+      port: daemon.sftpPort,
+      username: USER,
+      hostVerifier: () => true,
+      authHandler: (_methods: unknown, _partial: unknown, next: (m: unknown) => void) => {
+        tries++;
+        next(tries > 20 ? false : { type: 'password', username: USER, password: `wrong ${tries}` });
+      },
+    } as ssh2.ConnectConfig);
+    expect(await ended).not.toBe('logged in');
+    expect(tries, 'the daemon ended the connection after the sixth wrong password').toBeLessThanOrEqual(7);
+    c.end();
+  });
+
   it('stays healthy, logged no internal error, and kept no blob or temp file of what it refused', async () => {
     const health = await new Api(daemon.url).call('GET', '/healthz');
     expect(health.status).toBe(200);

@@ -44,6 +44,8 @@ const YOUNG_GC_BYTES = 2 * 1024 * 1024;
 
 /** Session channels one connection may have open at once. */
 const MAX_CHANNELS = 10;
+/** Failed log-in attempts after which a connection is closed (OpenSSH's MaxAuthTries). */
+const MAX_AUTH_TRIES = 6;
 
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
@@ -91,6 +93,15 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       let channels = 0;
       const sessions: SftpSession[] = [];
 
+      /** Failed log-in attempts on this connection ("none" aside). */
+      let failures = 0;
+      const refuse = (ctx: AuthContext) => {
+        ctx.reject(['password', 'publickey'], false);
+        if (ctx.method !== 'none' && ++failures >= MAX_AUTH_TRIES) {
+          clog.info({ failures }, 'too many failed log-in attempts on one connection');
+          client.end();
+        }
+      };
       client.on('authentication', (ctx: AuthContext) => {
         authenticate(core, ctx, ip).then(
           (p) => {
@@ -106,7 +117,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           },
           (err: unknown) => {
             if (!isSealdropError(err)) clog.error({ err }, 'authentication failed with an error');
-            ctx.reject(['password', 'publickey'], false);
+            refuse(ctx);
           },
         );
       });
