@@ -30,6 +30,8 @@ export const SFTP_LIMITS = {
 /** Replies ssh2 may hold for window space before the client counts as not taking them. */
 const MAX_HELD_REPLIES = 1024;
 const MAX_HELD_REPLY_BYTES = 4 * 1024 * 1024;
+/** Up to this many held replies (OpenSSH keeps 64 requests outstanding) nothing is counted. */
+const HELD_REPLIES_UNCHECKED = 64;
 
 type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
 /**
@@ -146,7 +148,7 @@ export class SftpSession {
    */
   private repliesPiledUp(): boolean {
     const held = (this.sftp as unknown as { _buffer?: Array<{ length: number }> })._buffer;
-    if (!held || held.length <= 64) return false;
+    if (!held || held.length <= HELD_REPLIES_UNCHECKED) return false;
     let bytes = 0;
     for (const r of held) bytes += r.length;
     if (held.length <= MAX_HELD_REPLIES && bytes <= MAX_HELD_REPLY_BYTES) return false;
