@@ -155,6 +155,26 @@ describe('the virtual tree', () => {
     expect((await h.core.deliveries.list(alice, { box: 'outbox' })).map((d) => d.state)).toEqual(['sent', 'sent']);
   });
 
+  it('keeps at most deliveries.maxOpenPerSender unsent deliveries per sender, however they are made', async () => {
+    await h.close();
+    h = await createHarness({ SEALDROP_DELIVERIES__MAX_OPEN_PER_SENDER: '3' });
+    const alice = await member('alice@example.org', 'alice secupass long enough');
+    // A subject subfolder, a second one, and a file straight into an address folder: three.
+    await h.core.tree.mkdir(alice, '/outbox/x@example.org/one');
+    await h.core.tree.mkdir(alice, '/outbox/x@example.org/two');
+    await put(alice, '/outbox/y@example.org/f.txt', Buffer.from('hi'));
+    await expectCode(h.core.tree.mkdir(alice, '/outbox/x@example.org/three'), 'SEALDROP_E_LIMIT');
+    await expectCode(put(alice, '/outbox/z@example.org/g.txt', Buffer.from('hi')), 'SEALDROP_E_LIMIT');
+    await expectCode(h.core.deliveries.create(alice, { to: ['x@example.org'], subject: 'API', level: 3 }), 'SEALDROP_E_LIMIT');
+    // Files into the open ones still go; another sender has a bound of its own.
+    await put(alice, '/outbox/x@example.org/one/a.txt', Buffer.from('a'));
+    const bob = await member('bob@example.org', 'bob secupass long enough');
+    await h.core.tree.mkdir(bob, '/outbox/x@example.org/one');
+    // Removing an empty one makes room again.
+    await h.core.tree.rmdir(alice, '/outbox/x@example.org/two');
+    await h.core.tree.mkdir(alice, '/outbox/x@example.org/three');
+  });
+
   it('sends idle folders after the configured time', async () => {
     const idle = await createHarness({ SEALDROP_TREE__IDLE_SEND_SECONDS: '60' });
     const prev = h;

@@ -232,6 +232,8 @@ export const configSchema = z.strictObject({
       maxExpiryDays: int(1, 3650).default(365),
       maxFileBytes: int(0, Number.MAX_SAFE_INTEGER).default(20 * 1024 * 1024 * 1024),
       maxFilesPerDelivery: int(1, 100_000).default(1000),
+      /** Unsent (open) deliveries one sender may have at once. */
+      maxOpenPerSender: int(1, 1_000_000).default(1000),
       maxRecipients: int(1, 1000).default(50),
       maxSubjectLength: int(1, 1000).default(200),
       maxMessageBytes: int(0, 10 * 1024 * 1024).default(64 * 1024),

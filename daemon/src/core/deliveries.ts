@@ -297,6 +297,10 @@ export class DeliveryService {
 
   /** Inserts an open delivery for `spec` inside the caller's transaction. */
   private async insertOpen(em: Em, p: Principal, spec: DeliverySpec): Promise<Delivery> {
+    // Each open delivery is rows that stay until it is sent or discarded: without a bound, one
+    // account could make them by the thousand (an SFTP mkdir of a subject subfolder makes one).
+    const open = await em.count(DeliverySchema, { senderId: p.accountId, state: 'open' });
+    if (open >= this.cfg.maxOpenPerSender) throw fail('SEALDROP_E_LIMIT', `at most ${this.cfg.maxOpenPerSender} unsent deliveries at once; send or discard some first`);
     const now = this.now();
     const id = randomUUID();
     const deliveryKey = spec.level <= 3 ? newKey() : null;
