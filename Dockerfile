@@ -8,13 +8,13 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 builds its native module from source when no prebuilt binary is reachable, and
-# daemon/native/malloc-trim and daemon/native/cfb-sha1 always do.
+# daemon/native/malloc-trim, daemon/native/cfb-sha1 and daemon/native/direct-io always do.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 COPY daemon/patches daemon/patches
-# Local optional dependencies (file:): the malloc_trim and cfb-sha1 addons, compiled by node-gyp with the tools above.
+# Local optional dependencies (file:): the malloc_trim, cfb-sha1 and direct-io addons, compiled by node-gyp with the tools above.
 COPY daemon/native daemon/native
 COPY daemon/scripts daemon/scripts
 COPY daemon/bin daemon/bin

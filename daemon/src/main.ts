@@ -65,7 +65,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   const kek = await Kek.load(paths.kekFile, (file) =>
     log.warn({ file }, 'generated a new key-encryption key: back it up and keep it outside the data folder; without it level 1/2 deliveries and queued mail cannot be read'),
   );
-  const blobs = new FsBlobStore(paths.blobDir);
+  const blobs = new FsBlobStore(paths.blobDir, { directWrites: config.storage.directWrites });
   await blobs.init();
   const events = new CoreEvents((event, err) => log.error({ err, event }, 'event listener failed'));
   const metrics = config.metrics.enabled ? new Metrics({ orm, log: log.child({ component: 'metrics' }) }) : undefined;
@@ -136,6 +136,9 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
   const cfb = nativeCfbStatus();
   if (cfb.native) log.info('encrypting with the native AES-256-CFB + SHA-1 addon (AES-NI, SHA extensions)');
   else log.info({ reason: cfb.reason }, 'encrypting with node:crypto: the native AES-256-CFB + SHA-1 addon is not in use');
+  const direct = blobs.directWrites;
+  if (direct.on) log.info({ blobDir: paths.blobDir }, 'writing blobs past the page cache (O_DIRECT)');
+  else log.info({ blobDir: paths.blobDir, reason: direct.reason }, 'writing blobs through the page cache');
 
   let http: HttpServer | undefined;
   let sftp: SftpServer | undefined;

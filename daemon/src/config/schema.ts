@@ -131,6 +131,11 @@ export const configSchema = z.strictObject({
        * leftovers at once (one process); other instances on a shared store are spared by it.
        */
       orphanGraceSeconds: int(1, 7 * 86_400).default(3900),
+      /**
+       * Write blobs past the page cache (O_DIRECT) where the filesystem allows it (probed at
+       * start; otherwise, and with false, through the page cache, fdatasync every 32 MiB).
+       */
+      directWrites: bool().default(true),
     })
     .prefault({}),
   database: z

@@ -158,8 +158,8 @@ class WorkerEncryptor extends Duplex {
   /** Output chunks that came out of a buffer the worker reuses (for tests and measurements). */
   reusedChunks = 0;
   private inFlight = 0;
-  /** Pooled output buffers lent to the consumer and not given back yet. */
-  private readonly lent = new Set<ArrayBuffer>();
+  /** Pooled output buffers lent to the consumer and not given back yet, with the chunk's offset. */
+  private readonly lent = new Map<ArrayBuffer, number>();
   /** Copied input not posted yet (see _write), in stage[0, staged). */
   private stage: Buffer | null = null;
   private staged = 0;
@@ -183,7 +183,7 @@ class WorkerEncryptor extends Duplex {
     // to the worker for a later flush instead of a new one per MiB in both threads.
     lendsChunks(this, (chunk) => {
       const buffer = chunk.buffer as ArrayBuffer;
-      if (chunk.byteOffset !== 0 || !this.lent.delete(buffer)) return;
+      if (this.lent.get(buffer) !== chunk.byteOffset || !this.lent.delete(buffer)) return;
       const msg: ToWorker = { t: 'return', buffer };
       this.worker.postMessage(msg, [buffer]);
     });
@@ -278,7 +278,7 @@ class WorkerEncryptor extends Duplex {
   onMessage(m: FromWorker): void {
     switch (m.t) {
       case 'out':
-        if (m.pooled) this.lent.add(m.chunk.buffer as ArrayBuffer);
+        if (m.pooled) this.lent.set(m.chunk.buffer as ArrayBuffer, m.chunk.byteOffset);
         if (m.reused) this.reusedChunks++;
         this.push(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.length));
         break;

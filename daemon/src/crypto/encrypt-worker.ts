@@ -7,15 +7,16 @@
  * goes back with its ack, so no buffer is dropped here (see StageBuffers in encrypt-pool.ts).
  */
 import { parentPort } from 'node:worker_threads';
+import { allocAligned, alignedView, DIRECT_ALIGN } from '../util/direct-io.ts';
 import { createSeipdV1Encryptor, type SeipdV1Encryptor } from './seipd-v1.ts';
 import type { ToWorker } from './encrypt-pool.ts';
 
-const OUT_CHUNK = 1024 * 1024;
 /**
- * Capacity of a pooled output buffer: it is posted once it holds OUT_CHUNK bytes (or at the
- * end); the margin lets most encoder output go in whole.
+ * A pooled output buffer: posted once full (or at the end). Its memory starts at a multiple of
+ * DIRECT_ALIGN where the direct-io addon is built (util/direct-io.ts), so a full one goes to
+ * the disk with O_DIRECT as it is.
  */
-const OUT_CAP = OUT_CHUNK + 256 * 1024;
+const OUT_CHUNK = 1024 * 1024;
 /**
  * A stream's first output buffer when no pooled one is free: small, so that many uploads of
  * small files at once do not hold a pooled buffer each; posted when full, like the others.
@@ -50,7 +51,7 @@ function take(id: number, s: Output, unit: Uint8Array): void {
     if (s.out === null) {
       const reused = free.pop();
       s.reused = reused !== undefined;
-      s.out = Buffer.from(reused ?? (Buffer.allocUnsafeSlow(s.started ? OUT_CAP : FIRST_CAP).buffer as ArrayBuffer));
+      s.out = reused ? outputView(reused) : newOutput(s.started ? OUT_CHUNK : FIRST_CAP);
       s.outLength = 0;
       s.started = true;
     }
@@ -58,23 +59,38 @@ function take(id: number, s: Output, unit: Uint8Array): void {
     s.out.set(offset === 0 && n === unit.length ? unit : unit.subarray(offset, offset + n), s.outLength);
     s.outLength += n;
     offset += n;
-    if (s.outLength >= Math.min(OUT_CHUNK, s.out.length)) post(id, s);
+    if (s.outLength === s.out.length) post(id, s);
   }
+}
+
+/** A new output buffer of `size` bytes, aligned if it can be. */
+function newOutput(size: number): Buffer {
+  return allocAligned(size) ?? Buffer.allocUnsafeSlow(size);
+}
+
+/** The output buffer in a pooled ArrayBuffer that came back (made by newOutput(OUT_CHUNK)). */
+function outputView(buffer: ArrayBuffer): Buffer {
+  return alignedView(buffer, OUT_CHUNK) ?? Buffer.from(buffer, 0, OUT_CHUNK);
+}
+
+/** Whether an ArrayBuffer holds a pooled output buffer. */
+function isPooled(buffer: ArrayBuffer): boolean {
+  return buffer.byteLength === OUT_CHUNK || buffer.byteLength === OUT_CHUNK + DIRECT_ALIGN;
 }
 
 /** Moves the filled part of the output buffer to the main thread, which gives it back once written. */
 function post(id: number, s: Output): void {
   if (s.out === null || s.outLength === 0) return;
   const backing = s.out.buffer as ArrayBuffer;
-  const chunk = Buffer.from(backing, 0, s.outLength);
+  const chunk = s.out.subarray(0, s.outLength);
   const reused = s.reused;
   s.out = null;
   s.outLength = 0;
-  port?.postMessage({ t: 'out', id, chunk, pooled: backing.byteLength === OUT_CAP, reused }, [backing]);
+  port?.postMessage({ t: 'out', id, chunk, pooled: isPooled(backing), reused }, [backing]);
 }
 
 function giveBack(buffer: ArrayBuffer): void {
-  if (free.length < FREE_KEEP && buffer.byteLength === OUT_CAP) free.push(buffer);
+  if (free.length < FREE_KEEP && isPooled(buffer)) free.push(buffer);
 }
 
 /** A failed or aborted stream's output buffer goes back to the pool unsent. */

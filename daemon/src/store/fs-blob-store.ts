@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../core/errors.ts';
+import { allocAligned, alignedBuffersStatus, alignUp, DIRECT_ALIGN, isAligned } from '../util/direct-io.ts';
 import { BufferPool, lendsChunks, recyclerOf, type Recycle } from '../util/recycle.ts';
 import { isBlobKey, type BlobInfo, type BlobStore, type GetOptions, type PutOptions } from './blob-store.ts';
 
@@ -26,13 +27,56 @@ const SYNC_EVERY = 32 * 1024 * 1024;
  */
 export const READ_BYTES = 2 * 1024 * 1024;
 
+/** Whether blobs are written with O_DIRECT, or why not. */
+export type DirectWrites = { on: true } | { on: false; reason: string };
+
 /** A BlobStore on the local (or a shared) filesystem. */
 export class FsBlobStore implements BlobStore {
-  constructor(readonly root: string) {}
+  private readonly wantDirect: boolean;
+  private direct: DirectWrites;
 
-  /** Creates the folder layout (mode 0700). */
+  /**
+   * `directWrites` (default true): write blobs past the page cache (O_DIRECT) where the
+   * filesystem and the addon allow it; init() finds out.
+   */
+  constructor(
+    readonly root: string,
+    options: { directWrites?: boolean } = {},
+  ) {
+    this.wantDirect = options.directWrites !== false;
+    this.direct = { on: false, reason: this.wantDirect ? 'init() has not run' : 'turned off (storage.directWrites: false)' };
+  }
+
+  /** How blobs are written: past the page cache (O_DIRECT) or through it, and why. */
+  get directWrites(): DirectWrites {
+    return this.direct;
+  }
+
+  /** Creates the folder layout (mode 0700) and finds out whether direct writes work here. */
   async init(): Promise<void> {
     await fs.mkdir(path.join(this.root, TMP), { recursive: true, mode: 0o700 });
+    if (this.wantDirect) this.direct = await this.probeDirect();
+  }
+
+  /** Writes one aligned block with O_DIRECT into a file in tmp/ (then removed). */
+  private async probeDirect(): Promise<DirectWrites> {
+    const addon = alignedBuffersStatus();
+    if (!addon.available) return { on: false, reason: addon.reason };
+    if (!fsConstants.O_DIRECT) return { on: false, reason: 'this platform has no O_DIRECT' };
+    const probe = path.join(this.root, TMP, `direct-probe.${randomBytes(6).toString('hex')}.part`);
+    try {
+      const fh = await fs.open(probe, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_DIRECT, 0o600);
+      try {
+        await fh.write((allocAligned(DIRECT_ALIGN) as Buffer).fill(0), 0, DIRECT_ALIGN, 0);
+      } finally {
+        await fh.close();
+      }
+      return { on: true };
+    } catch (err) {
+      return { on: false, reason: `the filesystem of ${this.root} refused an O_DIRECT write (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+    } finally {
+      await fs.rm(probe, { force: true });
+    }
   }
 
   private pathOf(key: string): string {
@@ -73,7 +117,7 @@ export class FsBlobStore implements BlobStore {
       },
     });
     // A source that lends its chunks (the encryption pool) gets each back once it is written.
-    const sink = new DurableFile(tmp, recyclerOf(data));
+    const sink = new DurableFile(tmp, this.direct.on, recyclerOf(data));
     try {
       await pipeline(data, meter, sink, options.signal ? { signal: options.signal } : {});
       await fs.rename(tmp, final);
@@ -198,66 +242,137 @@ class BlobReadStream extends Readable {
 }
 
 /**
- * A file sink that is durable when it finishes: writes with writev, starts an fdatasync every
- * SYNC_EVERY bytes while writing goes on (so the final fsync has little left to flush), and
- * fsyncs before 'finish'.
+ * A file sink that is durable when it finishes, and writes with writev in one of two ways:
+ * - Direct (O_DIRECT, past the page cache; see util/direct-io.ts), where FsBlobStore.init()
+ *   found that the filesystem takes such writes: a chunk whose memory and length are aligned
+ *   (the encryption pool's output) goes to the disk as it is; other bytes are copied into an
+ *   aligned carry buffer first, written once it ends on an aligned length. The last partial
+ *   block is written zero-padded and the file cut back to its length.
+ * - Through the page cache: an fdatasync starts every SYNC_EVERY bytes while writing goes on, so
+ *   the final fsync has little left to flush.
+ * Either way it fsyncs before 'finish'.
  */
 class DurableFile extends Writable {
   private fh: FileHandle | undefined;
+  /** Bytes in the file; in direct mode a multiple of DIRECT_ALIGN until the last write. */
   private written = 0;
   private synced = 0;
   private syncing: Promise<void> | undefined;
+  /** Direct mode: bytes copied and not written yet, in carry[0, carried). */
+  private carry: Buffer | null = null;
+  private carried = 0;
 
   constructor(
     private readonly file: string,
+    private readonly direct: boolean,
     private readonly giveBack?: Recycle,
   ) {
     super({ highWaterMark: COALESCE_BYTES });
   }
 
   override _construct(cb: (err?: Error | null) => void): void {
-    fs.open(this.file, 'wx', 0o600).then((fh) => {
+    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (this.direct ? fsConstants.O_DIRECT : 0);
+    fs.open(this.file, flags, 0o600).then((fh) => {
       this.fh = fh;
       cb();
     }, cb);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
-    const fh = this.fh as FileHandle;
     const buffers = chunks.map((c) => c.chunk);
-    fh.writev(buffers).then(({ bytesWritten }) => {
-      this.written += bytesWritten;
+    const out = this.direct ? this.alignedWrites(buffers) : buffers;
+    this.writeOut(out).then(() => {
       if (this.giveBack) for (const b of buffers) this.giveBack(b);
-      if (!this.syncing && this.written - this.synced >= SYNC_EVERY) {
-        const upTo = this.written;
-        this.syncing = fh.datasync().then(
-          () => {
-            this.synced = upTo;
-            this.syncing = undefined;
-          },
-          () => {
-            this.syncing = undefined;
-          },
-        );
-      }
+      if (!this.direct && !this.syncing && this.written - this.synced >= SYNC_EVERY) this.startSync();
       cb();
     }, cb);
   }
 
+  /**
+   * Direct mode: what to write now for these chunks, in order; the bytes of a last piece that
+   * does not end on an aligned length stay in the carry (copied: their chunk goes back).
+   */
+  private alignedWrites(chunks: Buffer[]): Buffer[] {
+    const out: Buffer[] = [];
+    for (const chunk of chunks) {
+      if (this.carried === 0 && isAligned(chunk)) {
+        out.push(chunk);
+        continue;
+      }
+      for (let off = 0; off < chunk.length; ) {
+        this.carry ??= allocAligned(COALESCE_BYTES) as Buffer;
+        const n = chunk.copy(this.carry, this.carried, off);
+        this.carried += n;
+        off += n;
+        if (this.carried === this.carry.length) out.push(this.takeCarry());
+      }
+      if (this.carried % DIRECT_ALIGN === 0 && this.carried > 0) out.push(this.takeCarry());
+    }
+    return out;
+  }
+
+  /** The carried bytes as one buffer to write; a new carry is made when needed. */
+  private takeCarry(): Buffer {
+    const filled = (this.carry as Buffer).subarray(0, this.carried);
+    this.carry = null;
+    this.carried = 0;
+    return filled;
+  }
+
+  /** Writes buffers at the end of the file, all of them (writev may write less than asked). */
+  private async writeOut(buffers: Buffer[]): Promise<void> {
+    let rest = buffers;
+    while (rest.length > 0) {
+      const total = rest.reduce((n, b) => n + b.length, 0);
+      const { bytesWritten } = await (this.fh as FileHandle).writev(rest, this.written);
+      this.written += bytesWritten;
+      if (bytesWritten === total) return;
+      rest = skipBytes(rest, bytesWritten);
+    }
+  }
+
+  private startSync(): void {
+    const upTo = this.written;
+    this.syncing = (this.fh as FileHandle).datasync().then(
+      () => {
+        this.synced = upTo;
+        this.syncing = undefined;
+      },
+      () => {
+        this.syncing = undefined;
+      },
+    );
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
+    this.finish().then(() => cb(), cb);
+  }
+
+  private async finish(): Promise<void> {
+    if (this.carried > 0) {
+      // The last partial block, zero-padded to an aligned length, then the file cut back.
+      const length = this.written + this.carried;
+      const padded = alignUp(this.carried);
+      const last = (this.carry as Buffer).fill(0, this.carried, padded).subarray(0, padded);
+      this.carry = null;
+      this.carried = 0;
+      await this.writeOut([last]);
+      if (this.written !== length) {
+        await (this.fh as FileHandle).truncate(length);
+        this.written = length;
+      }
+    }
     const fh = this.fh as FileHandle;
-    Promise.resolve(this.syncing)
-      .then(() => fh.sync())
-      .then(() => fh.close())
-      .then(() => {
-        this.fh = undefined;
-        cb();
-      }, cb);
+    await this.syncing;
+    await fh.sync();
+    await fh.close();
+    this.fh = undefined;
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     const fh = this.fh;
     this.fh = undefined;
+    this.carry = null;
     if (!fh) return cb(err);
     Promise.resolve(this.syncing)
       .then(() => fh.close())
@@ -266,6 +381,15 @@ class DurableFile extends Writable {
         () => cb(err),
       );
   }
+}
+
+/** The buffers after their first `n` bytes (views, no copy). */
+function skipBytes(buffers: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (n >= (buffers[i] as Buffer).length) n -= (buffers[i++] as Buffer).length;
+  const rest = buffers.slice(i);
+  rest[0] = (rest[0] as Buffer).subarray(n);
+  return rest;
 }
 
 async function exists(file: string): Promise<boolean> {
