@@ -6,7 +6,7 @@
  * beside `openssl enc` as the cipher ceiling. A benchmark, not a test: it prints a Markdown report
  * on stdout, progress on stderr.
  *
- *   npm run bench -- [--only sftp|webdav] [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
+ *   npm run bench -- [--only sftp|webdav] [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep] [--direct-writes]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -48,9 +48,10 @@ interface Options {
   runs: number;
   dir: string;
   keep: boolean;
+  directWrites: boolean;
 }
 
-const HELP = `Usage: npm run bench -- [--only sftp|webdav] [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep]
+const HELP = `Usage: npm run bench -- [--only sftp|webdav] [--size MiB] [--runs N] [--quick] [--dir DIR] [--keep] [--direct-writes]
 
   --only PART  run one part: sftp (sealdrop vs OpenSSH) or webdav (sealdrop vs nginx, and
                openssl enc as the cipher ceiling); default: both, SFTP first
@@ -58,7 +59,10 @@ const HELP = `Usage: npm run bench -- [--only sftp|webdav] [--size MiB] [--runs 
   --runs N     runs per measure; the median is reported (default 3)
   --quick      smoke run: --size 256 --runs 1 (explicit --size/--runs win)
   --dir DIR    create the temporary work folder in DIR (default: the OS temp folder)
-  --keep       keep the work folder (logs, configs) instead of deleting it`;
+  --keep       keep the work folder (logs, configs) instead of deleting it
+  --direct-writes
+               run the daemon with storage.directWrites: true (blobs written and read with
+               O_DIRECT, past the page cache) instead of the default (through it)`;
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -69,6 +73,7 @@ function parseOptions(): Options {
       quick: { type: 'boolean', default: false },
       dir: { type: 'string' },
       keep: { type: 'boolean', default: false },
+      'direct-writes': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -90,6 +95,7 @@ function parseOptions(): Options {
     runs: int(values.runs, 'runs', values.quick ? 1 : 3),
     dir: path.resolve(values.dir ?? os.tmpdir()),
     keep: values.keep ?? false,
+    directWrites: values['direct-writes'] ?? false,
   };
 }
 
@@ -172,7 +178,7 @@ function ensureBundleFresh(when: string): void {
   }
 }
 
-function machineInfo(parts: ReadonlySet<Part>): string[] {
+function machineInfo(parts: ReadonlySet<Part>, directWrites: boolean): string[] {
   const cmd = (c: string, args: string[]) => {
     try {
       return execFileSync(c, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT }).trim();
@@ -203,6 +209,7 @@ function machineInfo(parts: ReadonlySet<Part>): string[] {
     `- node ${process.version}; ${sshVersion}`,
     `- load average at the start: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `- sealdrop: git ${cmd('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` plus ${dirty} uncommitted change(s) in daemon/src, daemon/bin, daemon/patches` : ''}; entry ${entry}`,
+    `- sealdrop storage.directWrites: ${directWrites ? 'true (--direct-writes: blobs written and read with O_DIRECT, past the page cache)' : 'false (the default: blobs go through the page cache)'}`,
     ...(parts.has('webdav') ? webdavVersions() : []),
   ];
 }
@@ -221,7 +228,7 @@ async function main(): Promise<number> {
     const built = spawnSync(process.execPath, [path.join(ROOT, 'daemon/scripts/build.mjs')], { cwd: ROOT, encoding: 'utf8' });
     if (built.status !== 0) throw new Error(`npm run build failed:\n${built.stderr}`);
   }
-  const header = machineInfo(opt.parts);
+  const header = machineInfo(opt.parts, opt.directWrites);
   for (const line of header) progress(line.slice(2));
 
   await mkdir(opt.dir, { recursive: true });
@@ -256,7 +263,7 @@ async function main(): Promise<number> {
     servers.push(ossh);
   }
   ensureBundleFresh('before starting the daemon');
-  const sd: SealdropServer = await startSealdrop(work, { sender: senderKey, receiver: receiverKey }, 2 ** 40);
+  const sd: SealdropServer = await startSealdrop(work, { sender: senderKey, receiver: receiverKey }, 2 ** 40, opt.directWrites);
   servers.push(sd);
   // The bin chose between the bundle and the sources as the daemon started.
   ensureBundleFresh('as the daemon started');

@@ -121,7 +121,7 @@ function npmStartLaunch(): { flags: string[]; env: Record<string, string> } {
  * Creates the accounts and SSH keys with the CLI, starts `sealdrop serve`, waits for the SFTP
  * port and /healthz, and activates both SecuPasses over the HTTP API.
  */
-export async function startSealdrop(work: string, keys: { sender: string; receiver: string }, maxFileBytes: number): Promise<SealdropServer> {
+export async function startSealdrop(work: string, keys: { sender: string; receiver: string }, maxFileBytes: number, directWrites = false): Promise<SealdropServer> {
   const dir = path.join(work, 'sd');
   const cwd = path.join(dir, 'cwd');
   mkdirSync(cwd, { recursive: true });
@@ -139,6 +139,7 @@ export async function startSealdrop(work: string, keys: { sender: string; receiv
     SEALDROP_ACCOUNTS__PASSWORD_HASH__MEMORY_COST: '256',
     SEALDROP_ACCOUNTS__PASSWORD_HASH__TIME_COST: '1',
     SEALDROP_DELIVERIES__MAX_FILE_BYTES: String(maxFileBytes),
+    SEALDROP_STORAGE__DIRECT_WRITES: String(directWrites),
     SEALDROP_TREE__SEND_ON_SESSION_END: 'false',
     // 8 parallel sessions of one account is exactly the default limit; leave headroom for
     // sessions of the previous round that the server has not counted down yet.

@@ -132,10 +132,10 @@ export const configSchema = z.strictObject({
        */
       orphanGraceSeconds: int(1, 7 * 86_400).default(3900),
       /**
-       * Write blobs past the page cache (O_DIRECT) where the filesystem allows it (probed at
-       * start; otherwise, and with false, through the page cache, fdatasync every 32 MiB).
+       * Write and read blobs past the page cache (O_DIRECT) where the filesystem allows it
+       * (probed at start). Off by default: through the page cache, fdatasync every 32 MiB.
        */
-      directWrites: bool().default(true),
+      directWrites: bool().default(false),
     })
     .prefault({}),
   database: z

@@ -36,15 +36,15 @@ export class FsBlobStore implements BlobStore {
   private direct: DirectWrites;
 
   /**
-   * `directWrites` (default true): write blobs past the page cache (O_DIRECT) where the
-   * filesystem and the addon allow it; init() finds out.
+   * `directWrites`: write and read blobs past the page cache (O_DIRECT) where the filesystem
+   * and the addon allow it; init() finds out. Off by default (storage.directWrites).
    */
   constructor(
     readonly root: string,
     options: { directWrites?: boolean } = {},
   ) {
-    this.wantDirect = options.directWrites !== false;
-    this.direct = { on: false, reason: this.wantDirect ? 'init() has not run' : 'turned off (storage.directWrites: false)' };
+    this.wantDirect = options.directWrites === true;
+    this.direct = { on: false, reason: this.wantDirect ? 'init() has not run' : 'not asked for (storage.directWrites: false)' };
   }
 
   /** How blobs are written: past the page cache (O_DIRECT) or through it, and why. */
@@ -138,11 +138,12 @@ export class FsBlobStore implements BlobStore {
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const file = this.pathOf(key);
     // Open first so a missing blob is an error here, not later on the stream.
-    const handle = await fs.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+    const direct = this.direct.on;
+    const handle = await fs.open(file, fsConstants.O_RDONLY | (direct ? fsConstants.O_DIRECT : 0)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') throw fail('SEALDROP_E_NOT_FOUND', 'the stored file is gone');
       throw err;
     });
-    return new BlobReadStream(handle, options.head);
+    return new BlobReadStream(handle, options.head, direct);
   }
 
   async stat(key: string): Promise<{ size: number; modifiedAt: Date } | undefined> {
@@ -193,18 +194,45 @@ export class FsBlobStore implements BlobStore {
 /**
  * A blob's bytes (after an optional head) in chunks of READ_BYTES read into pooled buffers:
  * a consumer that gives the chunks back (util/recycle.ts) moves the whole file through a few
- * buffers; one that does not gets a new buffer per chunk, as from fs.createReadStream.
+ * buffers; one that does not gets a new buffer per chunk, as from fs.createReadStream. The next
+ * chunk is read while one is sent (one read ahead: 1 GiB WebDAV GETs from the page cache went
+ * from ~1.5-2 to 2.9-3.4 GB/s here). With direct writes the file is read with O_DIRECT into
+ * aligned buffers too: it is not in the page cache, and filling the cache costs what writing
+ * past it saved (util/direct-io.ts).
  */
 class BlobReadStream extends Readable {
-  private readonly pool = new BufferPool(READ_BYTES, 8);
+  private readonly pool: BufferPool;
   private position = 0;
+  /** The next chunk's read, started while the last one is consumed. */
+  private ahead: Promise<Buffer | null> | undefined;
 
   constructor(
     private readonly fh: FileHandle,
     private head: Buffer | undefined,
+    direct: boolean,
   ) {
     super({ highWaterMark: READ_BYTES });
+    this.pool = new BufferPool(READ_BYTES, 8, direct ? (n) => allocAligned(n) as Buffer : undefined);
     lendsChunks(this, (chunk) => this.pool.give(chunk));
+  }
+
+  /** Reads the next READ_BYTES (fewer at the end; null past it) into a pooled buffer. */
+  private readNext(): Promise<Buffer | null> {
+    const buf = this.pool.take();
+    const at = this.position;
+    this.position += READ_BYTES;
+    const read = this.fh.read(buf, 0, buf.length, at).then(
+      ({ bytesRead }) => {
+        if (bytesRead > 0) return buf.subarray(0, bytesRead);
+        this.pool.give(buf);
+        return null;
+      },
+      (err: Error) => {
+        this.pool.give(buf);
+        throw err;
+      },
+    );
+    return read;
   }
 
   override _read(): void {
@@ -214,21 +242,22 @@ class BlobReadStream extends Readable {
       this.push(head);
       return;
     }
-    const buf = this.pool.take();
-    this.fh.read(buf, 0, buf.length, this.position).then(
-      ({ bytesRead }) => {
-        if (bytesRead === 0) {
-          this.pool.give(buf);
+    const current = this.ahead ?? this.readNext();
+    this.ahead = undefined;
+    current.then(
+      (chunk) => {
+        if (chunk === null) {
           this.push(null);
           return;
         }
-        this.position += bytesRead;
-        this.push(buf.subarray(0, bytesRead));
+        if (chunk.length === READ_BYTES && !this.destroyed) {
+          // Read ahead while this chunk is sent: with O_DIRECT nothing else does.
+          this.ahead = this.readNext();
+          this.ahead.catch(() => undefined);
+        }
+        this.push(chunk);
       },
-      (err: Error) => {
-        this.pool.give(buf);
-        this.destroy(err);
-      },
+      (err: Error) => this.destroy(err),
     );
   }
 

@@ -2,14 +2,15 @@
  * Buffers whose memory is aligned for O_DIRECT writes, through the optional addon
  * daemon/native/direct-io (Node gives JavaScript no address of a buffer).
  *
- * Why the blob store writes past the page cache (store/fs-blob-store.ts): on this kind of VM
- * (Firecracker, whose balloon reports freed pages to the host), a write that grows the page
- * cache into memory the guest has not touched lately costs a host fault per page: measured
- * here, 1 GiB written in 1 MiB writes with fdatasync every 32 MiB cost 0.24 s of system CPU when
- * the pages had just been freed and 2.7-3.1 s when they had not, at 300-340 MB/s instead of
- * 1.7-1.8 GB/s. The same writes with O_DIRECT cost 0.09 s at 1.8-2.0 GB/s, whatever the memory
- * did before. An encrypted blob is read back once or twice, much later, so caching it on the
- * way in buys nothing.
+ * Why the blob store can write past the page cache (store/fs-blob-store.ts, with
+ * storage.directWrites): on some VMs (this Firecracker one: lazily initialised memory, a balloon
+ * that reports freed pages to the host) a write that grows the page cache into memory the
+ * guest has not used lately is expensive: measured here, 1 GiB written in 1 MiB writes with
+ * fdatasync every 32 MiB cost 0.24 s of system CPU when the pages had just been freed and
+ * 2.7-3.9 s when they had not, at 240-340 MB/s instead of 1.6-1.8 GB/s. The same writes with
+ * O_DIRECT cost 0.09 s at 1.8-2.0 GB/s, whatever the memory did before. The price: the blob is
+ * not cached, so a download soon after reads it from the disk (here ~1 GB/s at most). It is
+ * off by default: see README, "Disk writes".
  */
 import { createRequire } from 'node:module';
 

@@ -46,23 +46,27 @@ export function recyclerOf(stream: Readable): Recycle | undefined {
  */
 export class BufferPool {
   private readonly free: Buffer[] = [];
-  private readonly out = new Set<ArrayBuffer>();
+  /** Lent buffers' memory, with where in it each buffer starts. */
+  private readonly out = new Map<ArrayBuffer, number>();
 
+  /** `alloc` makes a new buffer of `size` bytes (it may start anywhere in its ArrayBuffer). */
   constructor(
     readonly size: number,
     private readonly keep: number,
+    private readonly alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow,
   ) {}
 
   take(): Buffer {
-    const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
-    this.out.add(buf.buffer as ArrayBuffer);
+    const buf = this.free.pop() ?? this.alloc(this.size);
+    this.out.set(buf.buffer as ArrayBuffer, buf.byteOffset);
     return buf;
   }
 
   give(chunk: Buffer): void {
     const ab = chunk.buffer as ArrayBuffer;
-    if (chunk.byteOffset !== 0 || !this.out.delete(ab)) return;
-    if (this.free.length < this.keep) this.free.push(Buffer.from(ab, 0, this.size));
+    const offset = this.out.get(ab);
+    if (offset !== chunk.byteOffset || !this.out.delete(ab)) return;
+    if (this.free.length < this.keep) this.free.push(Buffer.from(ab, offset, this.size));
   }
 
   /** Forgets every buffer: lent ones are not taken back any more. */
