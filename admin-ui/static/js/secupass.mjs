@@ -72,3 +72,6 @@ form.addEventListener('submit', async (ev) => {
     button.disabled = false;
   }
 });
+
+// The form is handled here from now on (the page renders the button disabled: see secupass.njk).
+button.disabled = false;

@@ -75,3 +75,6 @@ form.addEventListener('submit', async (ev) => {
     button.disabled = false;
   }
 });
+
+// The form is handled here from now on (the page renders the button disabled: see send.njk).
+button.disabled = false;
