@@ -81,7 +81,7 @@ export async function startDaemon(loaded: LoadedConfig, options: StartOptions = 
     log.info({ metricsUrl: `http://${host}:${metricsServer.port}/metrics`, port: metricsServer.port }, 'metrics listening');
   }
   const threads = config.crypto.encryptionThreads;
-  const encryptPool = threads === 0 ? undefined : new EncryptPool(threads > 0 ? threads : undefined);
+  const encryptPool = threads === 0 ? undefined : new EncryptPool(threads > 0 ? threads : undefined, blobs.directWrites.on);
   const core = new Core({ orm, config, blobs, kek, log: log.child({ component: 'core' }), clock: { now: () => new Date() }, events, encryptPool });
 
   // Recovery: with SQLite only this process uses the data folder, so anything half-written is stale.

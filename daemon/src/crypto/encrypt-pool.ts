@@ -15,7 +15,8 @@ import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 
 /** Messages to a worker. */
 export type ToWorker =
-  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; externalMdc: boolean }
+  /** `aligned`: page-aligned output buffers of exactly 1 MiB, for O_DIRECT (see encrypt-worker.ts). */
+  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; externalMdc: boolean; aligned: boolean }
   /** A staging buffer's bytes; the worker moves the buffer back with the ack, for reuse. */
   | { t: 'data'; id: number; chunk: Uint8Array }
   /** With `externalMdc`, the MDC's SHA-1 value computed in the main thread. */
@@ -76,7 +77,15 @@ export class EncryptPool {
   private closed = false;
   private readonly stages = new StageBuffers();
 
-  constructor(readonly size = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length) - 1)) {}
+  /**
+   * `alignedOutput`: output in page-aligned buffers of exactly 1 MiB, which a blob store that
+   * writes with O_DIRECT takes without a copy (storage.directWrites); through the page cache the
+   * default gathering is cheaper (see OUT_CAP in encrypt-worker.ts).
+   */
+  constructor(
+    readonly size = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length) - 1),
+    private readonly alignedOutput = false,
+  ) {}
 
   private worker(): { worker: Worker; streams: Map<number, WorkerEncryptor> } {
     if (this.workers.length < this.size) {
@@ -122,6 +131,7 @@ export class EncryptPool {
       date: (plain?.date ?? options.date)?.getTime(),
       prefix: plain?.prefix ?? options.prefix,
       externalMdc: plain !== null,
+      aligned: this.alignedOutput,
     };
     entry.worker.postMessage(msg);
     return enc;

@@ -11,12 +11,20 @@ import { allocAligned, alignedView, DIRECT_ALIGN } from '../util/direct-io.ts';
 import { createSeipdV1Encryptor, type SeipdV1Encryptor } from './seipd-v1.ts';
 import type { ToWorker } from './encrypt-pool.ts';
 
-/**
- * A pooled output buffer: posted once full (or at the end). Its memory starts at a multiple of
- * DIRECT_ALIGN where the direct-io addon is built (util/direct-io.ts), so a full one goes to
- * the disk with O_DIRECT as it is.
- */
 const OUT_CHUNK = 1024 * 1024;
+/**
+ * Capacity of a pooled output buffer. Gathered output (the default) is posted once it holds
+ * OUT_CHUNK bytes or more: the margin lets most encoder output go in whole, and the chunks come
+ * in sizes that are not multiples of the page size. Aligned output (`aligned`, for a blob store
+ * that writes with O_DIRECT) fills buffers of exactly OUT_CHUNK bytes whose memory starts at a
+ * multiple of DIRECT_ALIGN (util/direct-io.ts), so each full one goes to the disk as it is.
+ *
+ * Why not aligned always: on this VM, 1 MiB writes through the page cache at page-aligned file
+ * offsets cost 2.4-2.6 s of system CPU per GiB (the kernel caches them in large folios, whose
+ * memory comes back from the host each time), against 0.31-0.34 s for the same writes at any
+ * other offsets (Python, 1 GiB files written and deleted in turn; daemon/bench/README.md).
+ */
+const OUT_CAP = OUT_CHUNK + 256 * 1024;
 /**
  * A stream's first output buffer when no pooled one is free: small, so that many uploads of
  * small files at once do not hold a pooled buffer each; posted when full, like the others.
@@ -41,6 +49,9 @@ interface StreamState {
   output: Output;
 }
 
+/** Whether output buffers are aligned and filled to exactly OUT_CHUNK (see OUT_CAP). */
+let aligned = false;
+
 const streams = new Map<number, StreamState>();
 const port = parentPort;
 if (!port) throw new Error('encrypt-worker must run in a worker thread');
@@ -51,7 +62,7 @@ function take(id: number, s: Output, unit: Uint8Array): void {
     if (s.out === null) {
       const reused = free.pop();
       s.reused = reused !== undefined;
-      s.out = reused ? outputView(reused) : newOutput(s.started ? OUT_CHUNK : FIRST_CAP);
+      s.out = reused ? outputView(reused) : newOutput(s.started ? (aligned ? OUT_CHUNK : OUT_CAP) : FIRST_CAP);
       s.outLength = 0;
       s.started = true;
     }
@@ -59,23 +70,24 @@ function take(id: number, s: Output, unit: Uint8Array): void {
     s.out.set(offset === 0 && n === unit.length ? unit : unit.subarray(offset, offset + n), s.outLength);
     s.outLength += n;
     offset += n;
-    if (s.outLength === s.out.length) post(id, s);
+    if (s.outLength >= Math.min(OUT_CHUNK, s.out.length)) post(id, s);
   }
 }
 
-/** A new output buffer of `size` bytes, aligned if it can be. */
+/** A new output buffer of `size` bytes, aligned in aligned mode (if the addon is built). */
 function newOutput(size: number): Buffer {
-  return allocAligned(size) ?? Buffer.allocUnsafeSlow(size);
+  return (aligned ? allocAligned(size) : null) ?? Buffer.allocUnsafeSlow(size);
 }
 
-/** The output buffer in a pooled ArrayBuffer that came back (made by newOutput(OUT_CHUNK)). */
+/** The output buffer in a pooled ArrayBuffer that came back. */
 function outputView(buffer: ArrayBuffer): Buffer {
+  if (buffer.byteLength === OUT_CAP) return Buffer.from(buffer);
   return alignedView(buffer, OUT_CHUNK) ?? Buffer.from(buffer, 0, OUT_CHUNK);
 }
 
-/** Whether an ArrayBuffer holds a pooled output buffer. */
+/** Whether an ArrayBuffer holds a pooled output buffer of the current mode. */
 function isPooled(buffer: ArrayBuffer): boolean {
-  return buffer.byteLength === OUT_CHUNK || buffer.byteLength === OUT_CHUNK + DIRECT_ALIGN;
+  return aligned ? buffer.byteLength === OUT_CHUNK || buffer.byteLength === OUT_CHUNK + DIRECT_ALIGN : buffer.byteLength === OUT_CAP;
 }
 
 /** Moves the filled part of the output buffer to the main thread, which gives it back once written. */
@@ -103,6 +115,7 @@ function drop(s: Output): void {
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'open': {
+      aligned = m.aligned;
       try {
         const output: Output = { out: null, outLength: 0, reused: false, started: false };
         // The encoder hands its output over synchronously (its ciphertext buffer is reused), and

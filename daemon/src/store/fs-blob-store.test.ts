@@ -80,10 +80,9 @@ describe('FsBlobStore direct writes (O_DIRECT)', () => {
     expect(readdirSync(path.join(store.root, 'tmp'))).toEqual([]);
   });
 
-  it('store the encryption pool\'s output as it is, the same bytes as the encoder in this thread', async () => {
+  it('store the encryption pool\'s output, aligned (as it is) or not (copied), the same bytes as the encoder in this thread', async () => {
     const store = await fresh({ directWrites: true });
-    const pool = new EncryptPool(1);
-    try {
+    for (const pool of [new EncryptPool(1, true), new EncryptPool(1, false)]) try {
       const options = { sessionKey: randomBytes(32), prefix: Buffer.alloc(18, 7), date: new Date('2026-01-02T03:04:05Z') };
       for (const size of [0, 5000, 3 * MiB + 17]) {
         const plain = randomBytes(size);
