@@ -196,9 +196,9 @@ export class FsBlobStore implements BlobStore {
  * a consumer that gives the chunks back (util/recycle.ts) moves the whole file through a few
  * buffers; one that does not gets a new buffer per chunk, as from fs.createReadStream. The next
  * chunk is read while one is sent (one read ahead: 1 GiB WebDAV GETs from the page cache, the
- * same build with and without it, 3.18-3.49 against 2.50-2.51 GB/s here). With direct writes the file is read with O_DIRECT into
- * aligned buffers too: it is not in the page cache, and filling the cache costs what writing
- * past it saved (util/direct-io.ts).
+ * same build with and without it, 3.18-3.49 against 2.50-2.51 GB/s here). With direct writes
+ * the file is read with O_DIRECT into aligned buffers too: it is not in the page cache, and
+ * filling the cache would cost what writing past it saved (util/direct-io.ts).
  */
 class BlobReadStream extends Readable {
   private readonly pool: BufferPool;
@@ -221,7 +221,7 @@ class BlobReadStream extends Readable {
     const buf = this.pool.take();
     const at = this.position;
     this.position += READ_BYTES;
-    const read = this.fh.read(buf, 0, buf.length, at).then(
+    return this.fh.read(buf, 0, buf.length, at).then(
       ({ bytesRead }) => {
         if (bytesRead > 0) return buf.subarray(0, bytesRead);
         this.pool.give(buf);
@@ -232,7 +232,6 @@ class BlobReadStream extends Readable {
         throw err;
       },
     );
-    return read;
   }
 
   override _read(): void {
