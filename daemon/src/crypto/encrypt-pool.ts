@@ -15,8 +15,7 @@ import { SeipdV1Plaintext, type SeipdV1Options } from './seipd-v1.ts';
 
 /** Messages to a worker. */
 export type ToWorker =
-  /** `aligned`: page-aligned output buffers of exactly 1 MiB, for O_DIRECT (see encrypt-worker.ts). */
-  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; externalMdc: boolean; aligned: boolean }
+  | { t: 'open'; id: number; sessionKey: Uint8Array; filename?: string | undefined; date?: number | undefined; prefix?: Uint8Array | undefined; externalMdc: boolean }
   /** A staging buffer's bytes; the worker moves the buffer back with the ack, for reuse. */
   | { t: 'data'; id: number; chunk: Uint8Array }
   /** With `externalMdc`, the MDC's SHA-1 value computed in the main thread. */
@@ -24,6 +23,11 @@ export type ToWorker =
   | { t: 'abort'; id: number }
   /** An output buffer given back (transferred) once written; the worker reuses it. */
   | { t: 'return'; buffer: ArrayBuffer };
+
+/** A worker's settings: `aligned`, page-aligned output buffers of exactly 1 MiB, for O_DIRECT (see encrypt-worker.ts). */
+export interface EncryptWorkerData {
+  aligned: boolean;
+}
 
 /** Messages from a worker. */
 type FromWorker = { t: 'out'; id: number; chunk: Uint8Array; pooled: boolean; reused: boolean } | { t: 'ack'; id: number; bytes: number; buffer?: ArrayBuffer | undefined } | { t: 'done'; id: number } | { t: 'error'; id: number; message: string };
@@ -89,7 +93,8 @@ export class EncryptPool {
 
   private worker(): { worker: Worker; streams: Map<number, WorkerEncryptor> } {
     if (this.workers.length < this.size) {
-      const worker = new Worker(workerEntry(import.meta.url, 'encrypt-worker'));
+      const data: EncryptWorkerData = { aligned: this.alignedOutput };
+      const worker = new Worker(workerEntry(import.meta.url, 'encrypt-worker'), { workerData: data });
       worker.unref();
       const slot = { worker, streams: new Map<number, WorkerEncryptor>() };
       worker.on('message', (m: FromWorker) => slot.streams.get(m.id)?.onMessage(m));
@@ -131,7 +136,6 @@ export class EncryptPool {
       date: (plain?.date ?? options.date)?.getTime(),
       prefix: plain?.prefix ?? options.prefix,
       externalMdc: plain !== null,
-      aligned: this.alignedOutput,
     };
     entry.worker.postMessage(msg);
     return enc;

@@ -6,10 +6,10 @@
  * Acknowledges each input chunk once the encoder took it; a staging buffer
  * goes back with its ack, so no buffer is dropped here (see StageBuffers in encrypt-pool.ts).
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { allocAligned, alignedView, DIRECT_ALIGN } from '../util/direct-io.ts';
 import { createSeipdV1Encryptor, type SeipdV1Encryptor } from './seipd-v1.ts';
-import type { ToWorker } from './encrypt-pool.ts';
+import type { EncryptWorkerData, ToWorker } from './encrypt-pool.ts';
 
 const OUT_CHUNK = 1024 * 1024;
 /**
@@ -50,7 +50,7 @@ interface StreamState {
 }
 
 /** Whether output buffers are aligned and filled to exactly OUT_CHUNK (see OUT_CAP). */
-let aligned = false;
+const aligned = (workerData as EncryptWorkerData | null)?.aligned === true;
 
 const streams = new Map<number, StreamState>();
 const port = parentPort;
@@ -115,7 +115,6 @@ function drop(s: Output): void {
 port.on('message', (m: ToWorker) => {
   switch (m.t) {
     case 'open': {
-      aligned = m.aligned;
       try {
         const output: Output = { out: null, outLength: 0, reused: false, started: false };
         // The encoder hands its output over synchronously (its ciphertext buffer is reused), and
