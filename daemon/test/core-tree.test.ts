@@ -396,6 +396,51 @@ describe('the virtual tree', () => {
     expect(await h.core.deliveries.folderDelivery(alice, 'outbox/bob@example.org/Contract')).toBeNull();
     await expectCode(h.core.tree.removeTree(alice, '/outbox/bob@example.org'), 'SEALDROP_E_FORBIDDEN');
   });
+
+  it('sends a renamed subject folder at the clean session end, under its new name; refuses the rename while an upload into it runs', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    await h.core.tree.sessionOpened(alice, 's1');
+    await put(alice, '/outbox/bob@example.org/Sub1/a.txt', Buffer.from('a'));
+    const w = (await h.core.tree.openWrite(alice, '/outbox/bob@example.org/Sub1/b.txt')) as TreeWrite & { kind: 'upload' };
+    await expectCode(h.core.tree.rename(alice, '/outbox/bob@example.org/Sub1', '/outbox/bob@example.org/Sub2', false), 'SEALDROP_E_WRONG_STATE');
+    await h.core.tree.abortWrite(alice, w);
+    await h.core.tree.rename(alice, '/outbox/bob@example.org/Sub1', '/outbox/bob@example.org/Sub2', false);
+    await h.core.tree.sessionClosed(alice, 's1', true);
+    const out = await h.core.deliveries.list(alice, { box: 'outbox' });
+    expect(out.map((d) => [d.subject, d.state])).toEqual([['Sub2', 'sent']]);
+  });
+
+  it('keeps a folder delivery whose first upload failed while another upload into it still runs', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    const first = (await h.core.tree.openWrite(alice, '/outbox/dave@example.org/f1.bin')) as TreeWrite & { kind: 'upload' };
+    const second = (await h.core.tree.openWrite(alice, '/outbox/dave@example.org/f2.bin')) as TreeWrite & { kind: 'upload' };
+    await new Promise<void>((resolve, reject) => second.upload.input.write(Buffer.from('second file'), (err) => (err ? reject(err) : resolve())));
+    // The upload that created the delivery fails: the one still running keeps it.
+    await h.core.tree.abortWrite(alice, first);
+    await h.core.tree.closeWrite(alice, second);
+    expect((await h.core.tree.list(alice, '/outbox/dave@example.org')).map((e) => [e.name, e.size])).toEqual([['f2.bin', 11]]);
+    // Alone, a failed first upload still leaves no delivery behind.
+    const lone = (await h.core.tree.openWrite(alice, '/outbox/erin@example.org/f.bin')) as TreeWrite & { kind: 'upload' };
+    await h.core.tree.abortWrite(alice, lone);
+    expect(await h.orm.em.fork().count(DeliverySchema, { folderKey: 'outbox/erin@example.org' })).toBe(0);
+  });
+
+  it('lists only the subfolders of that very address: `_` and `%` in an address are not wildcards', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    await put(alice, '/outbox/xzy@example.org/SecretSub/a.txt', Buffer.from('a'));
+    await put(alice, '/outbox/x_y@example.org/Own/b.txt', Buffer.from('b'));
+    expect((await h.core.tree.list(alice, '/outbox/x_y@example.org')).map((e) => e.name)).toEqual(['Own']);
+    expect(await h.core.tree.list(alice, '/outbox/%@example.org')).toEqual([]);
+  });
+
+  it('refuses an exclusive open of an existing file as a conflict, and names with bidirectional controls', async () => {
+    const alice = await member('alice@example.org', 'alice secupass long');
+    await put(alice, '/outbox/bob@example.org/a.txt', Buffer.from('a'));
+    await expectCode(h.core.tree.openWrite(alice, '/outbox/bob@example.org/a.txt', { append: true, exclusive: true }), 'SEALDROP_E_CONFLICT');
+    for (const c of ['\u202e', '\u202d', '\u2066', '\u2069', '\u200f', '\u061c']) {
+      await expectCode(h.core.tree.openWrite(alice, `/outbox/bob@example.org/invoice${c}fdp.exe`), 'SEALDROP_E_INVALID_NAME');
+    }
+  });
 });
 
 describe('SFTP-style writes through the encryption pool', () => {

@@ -142,6 +142,11 @@ export interface BeginUploadOptions {
    * hashing here, off the worker that encrypts (the bytes are the same).
    */
   mdcInWorker?: boolean;
+  /**
+   * Whether other uploads into the same delivery are running: an upload that created the
+   * delivery and fails removes it only when this says no (default: nothing else runs).
+   */
+  othersUploading?: () => Promise<boolean>;
 }
 
 /** What a delivery is made of. */
@@ -519,7 +524,7 @@ export class DeliveryService {
           return file;
         },
         discarded: async () => {
-          if (created) await this.discardIfEmpty(deliveryId);
+          if (created && !(await options.othersUploading?.())) await this.discardIfEmpty(deliveryId);
         },
         finished: () => {
           share.leave();

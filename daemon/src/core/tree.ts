@@ -392,8 +392,14 @@ export class TreeService {
         const d = await this.deliveries.folderDelivery(p, node.folder.key);
         const out = d ? this.childrenOf(await this.rowsOf(d.id), '', rowEntry, d.lastActivityAt ?? d.createdAt) : [];
         if (node.folder.key.startsWith('outbox/') && node.folder.key.split('/').length === 2) {
+          // `_` and `%` are LIKE wildcards and may be part of an address: only the rows that
+          // really lie under this folder count (x_y@… would otherwise list xzy@…'s subfolders).
+          const prefix = `${node.folder.key}/`;
           const subs = await em.find(DeliverySchema, { senderId: p.accountId, state: 'open', folderKey: { $like: `${node.folder.key}/%` } });
-          for (const sub of subs) out.push(dir((sub.folderKey as string).slice(node.folder.key.length + 1), sub.lastActivityAt ?? sub.createdAt));
+          for (const sub of subs) {
+            const key = sub.folderKey as string;
+            if (key.startsWith(prefix) && !key.includes('/', prefix.length)) out.push(dir(key.slice(prefix.length), sub.lastActivityAt ?? sub.createdAt));
+          }
         }
         return out;
       }
@@ -567,8 +573,13 @@ export class TreeService {
     const target = this.outboxFolder(p, seg[1] as string, seg[2]);
     const d = await this.deliveries.folderDelivery(p, folder.key);
     if (!d) throw fail('SEALDROP_E_NOT_FOUND', 'no such folder');
+    // An upload in progress would complete under the old name, where nothing finds it.
+    if (await this.transferOpen(p.accountId, folder.key, await this.liveInstances())) throw fail('SEALDROP_E_WRONG_STATE', 'an upload into the folder is in progress; rename it once the upload is done');
     const spec = await target.spec();
     await this.deliveries.renameFolder(p, d.id, target.key, spec.subject);
+    // What the account's sessions wrote there is sent at their clean end under the new name.
+    await inTx(this.deps, (em) => em.nativeUpdate(FolderActivitySchema, { accountId: p.accountId, folderKey: folder.key, kind: 'touched' }, { folderKey: target.key }));
+    await this.touch(p, target.key);
     return false;
   }
 
@@ -599,13 +610,17 @@ export class TreeService {
     const folder = node.t === 'missing' ? node.parent : node.folder;
     const name = node.t === 'missing' ? node.name : node.file.name;
     if (!folder) throw fail('SEALDROP_E_FORBIDDEN', 'files can be written only into /outbox/<e-mail address>/ and drop folders');
-    if (options.append) throw fail('SEALDROP_E_WRONG_STATE', 'appending and resuming are not supported: upload the whole file again');
     if (node.t === 'folderFile' && options.exclusive) throw fail('SEALDROP_E_CONFLICT', 'the file exists');
+    if (options.append) throw fail('SEALDROP_E_WRONG_STATE', 'appending and resuming are not supported: upload the whole file again');
     if (name === this.cfg.triggerName) return { kind: 'trigger', folderKey: folder.key, folder, bytes: 0 };
     const base = name.split('/').pop() as string;
     const temp = options.placeholder === true || this.isTempName(base);
+    const transfer: { id?: string } = {};
     const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, {
       temp,
+      // A failed first upload removes the delivery it created only if no other upload into the
+      // folder is running (on any instance): that one would lose its file at commit.
+      othersUploading: async () => this.transferOpen(p.accountId, folder.key, await this.liveInstances(), transfer.id),
       literalName: this.finalNameOf(base),
       readBack: options.readBack ?? false,
       path: true,
@@ -613,6 +628,7 @@ export class TreeService {
       ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
     });
     const transferId = await this.transferStarted(p, folder.key);
+    transfer.id = transferId;
     return { kind: 'upload', upload, folderKey: folder.key, name, transferId };
   }
 
@@ -746,9 +762,10 @@ export class TreeService {
     await inTx(this.deps, (em) => em.nativeDelete(FolderActivitySchema, { id }));
   }
 
-  /** Whether an upload into the folder is in progress on a live instance. */
-  private async transferOpen(accountId: string, folderKey: string, live: string[]): Promise<boolean> {
-    return (await readEm(this.deps).count(FolderActivitySchema, { accountId, folderKey, kind: 'transfer', instanceId: { $in: live } })) > 0;
+  /** Whether an upload into the folder is in progress on a live instance (other than transfer `except`). */
+  private async transferOpen(accountId: string, folderKey: string, live: string[], except?: string): Promise<boolean> {
+    const where = { accountId, folderKey, kind: 'transfer' as const, instanceId: { $in: live }, ...(except ? { id: { $ne: except } } : {}) };
+    return (await readEm(this.deps).count(FolderActivitySchema, where)) > 0;
   }
 
   /** A protocol session of the account began. */
@@ -826,10 +843,15 @@ export class TreeService {
     return n;
   }
 
-  /** The account of a principal still exists and is active (long sessions re-check). */
-  async stillActive(p: Principal): Promise<boolean> {
-    const a = await readEm(this.deps).findOne(AccountSchema, { id: p.accountId });
-    return Boolean(a && a.state === 'active');
+  /**
+   * Of these accounts, the ones that are no longer active (disabled or gone): long protocol
+   * sessions re-check, since an account is disabled by another process (the CLI) or instance.
+   */
+  async inactiveAmong(accountIds: readonly string[]): Promise<string[]> {
+    if (accountIds.length === 0) return [];
+    const active = await readEm(this.deps).find(AccountSchema, { id: { $in: [...accountIds] }, state: 'active' }, { fields: ['id'] });
+    const ok = new Set(active.map((a) => a.id));
+    return accountIds.filter((id) => !ok.has(id));
   }
 }
 

@@ -36,8 +36,8 @@ export const MAX_NAME_BYTES = 255;
 
 /**
  * Validates a file name from a client: NFC-normalized, 1-255 UTF-8 bytes, no path separators,
- * no control characters (NUL included), not "." or "..", no leading or trailing space, no
- * trailing dot. Returns the normalized name.
+ * no control characters (NUL included), no bidirectional controls, not "." or "..", no leading
+ * or trailing space, no trailing dot. Returns the normalized name.
  */
 export function validateFileName(input: unknown, field = 'name'): string {
   if (typeof input !== 'string') throw fail('SEALDROP_E_INVALID_NAME', `${field} must be a string`);
@@ -50,6 +50,9 @@ export function validateFileName(input: unknown, field = 'name'): string {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) throw bad('contains control characters');
   if (/[/\\]/.test(name)) throw bad('contains a path separator');
+  // Bidirectional controls make a name read differently from what it is ("…exe.pdf" shown for
+  // "…fdp.exe"): a classic way to disguise a file for its recipient.
+  if (/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(name)) throw bad('contains bidirectional control characters');
   if (name === '.' || name === '..') throw bad('is a relative path');
   if (/^\s|\s$/.test(name)) throw bad('starts or ends with white space');
   if (name.endsWith('.')) throw bad('ends with a dot');
