@@ -4,7 +4,7 @@
  * status with the core's error code in its message, the daemon logs no internal error, stays
  * up, and keeps no blob, temp file or delivery of anything it refused.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import path from 'node:path';
 import ssh2 from 'ssh2';
@@ -48,12 +48,37 @@ function refused(o: Outcome<unknown>, code: number, sealdropCode?: RegExp): void
 const open = (p: string, flags: number) => call<Buffer>((cb) => sftp.open(p, flags, {}, cb));
 const WRITE_NEW = OPEN_MODE.WRITE | OPEN_MODE.CREAT | OPEN_MODE.TRUNC;
 
-function connect(): Promise<ssh2.Client> {
+function connect(username = USER, password = PW): Promise<ssh2.Client> {
   const c = new ssh2.Client();
   return new Promise((resolve, reject) => {
     c.on('ready', () => resolve(c)).on('error', reject);
-    c.connect({ host: '127.0.0.1', port: daemon.sftpPort, username: USER, password: PW, hostVerifier: () => true });
+    c.connect({ host: '127.0.0.1', port: daemon.sftpPort, username, password, hostVerifier: () => true });
   });
+}
+
+/** Ends a connection and waits until it is closed. */
+async function hangUp(c: ssh2.Client): Promise<void> {
+  const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+  c.end();
+  await closed;
+}
+
+/** Opens `n` new files for writing, one byte written to each; returns their handles. */
+async function openUploads(s: SFTPWrapper, folder: string, n: number): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = await call<Buffer>((cb) => s.open(`${folder}/u${out.length}-${i}.bin`, WRITE_NEW, {}, cb));
+    expect(o.ok, JSON.stringify(o)).toBe(true);
+    if (!o.ok) break;
+    expect((await call((cb) => s.write(o.value, Buffer.from('x'), 0, 1, 0, cb))).ok).toBe(true);
+    out.push(o.value);
+  }
+  return out;
+}
+
+/** Open files of the daemon process (its file descriptors). */
+function openFds(): number {
+  return readdirSync(`/proc/${daemon.child.pid}/fd`).length;
 }
 
 function sftpOf(c: ssh2.Client): Promise<SFTPWrapper> {
@@ -61,7 +86,7 @@ function sftpOf(c: ssh2.Client): Promise<SFTPWrapper> {
 }
 
 beforeAll(async () => {
-  sb = sandbox({ SEALDROP_SFTP__MAX_UNAUTHENTICATED: '4', SEALDROP_SFTP__AUTH_TIMEOUT_SECONDS: '3' });
+  sb = sandbox({ SEALDROP_SFTP__MAX_UNAUTHENTICATED: '4', SEALDROP_SFTP__AUTH_TIMEOUT_SECONDS: '3', SEALDROP_SFTP__MAX_OPEN_FILES_PER_ACCOUNT: '20' });
   const r = await runCli(sb, ['account', 'add', '--email', USER, '--role', 'member', '--password-stdin'], PW);
   expect(r.code, r.stderr).toBe(0);
   daemon = await startDaemonProcess(sb);
@@ -277,6 +302,141 @@ describe('hostile SFTP requests', () => {
     c.end();
   });
 
+  it('releases the files of a closed channel at once, and caps the files an account has open (sftp.maxOpenFilesPerAccount)', async () => {
+    const c = await connect();
+    try {
+      const fds = openFds();
+      // Two channels share the account's 20 open files.
+      const a = await sftpOf(c);
+      const b = await sftpOf(c);
+      await openUploads(a, '/outbox/fd-a@example.org', 15);
+      await openUploads(b, '/outbox/fd-b@example.org', 5);
+      expect(openFds() - fds, 'each open upload holds a file').toBeGreaterThanOrEqual(15);
+      refused(await call((cb) => b.open('/outbox/fd-b@example.org/one-more.bin', WRITE_NEW, {}, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_LIMIT: at most 20 files open at once per account/);
+      // Closing channel a (its uploads unfinished) gives back its 15 files and removes their data.
+      const gone = new Promise<void>((resolve) => a.once('close', () => resolve()));
+      a.end();
+      await gone;
+      await until('the closed channel to release its files', () => openFds() - fds < 10);
+      const more = await openUploads(b, '/outbox/fd-b@example.org', 15);
+      expect(more).toHaveLength(15);
+      refused(await call((cb) => b.open('/outbox/fd-b@example.org/over.bin', WRITE_NEW, {}, cb)), STATUS_CODE.FAILURE, /SEALDROP_E_LIMIT/);
+    } finally {
+      await hangUp(c);
+    }
+    await until('the connection to release every file', () => readdirSync(path.join(sb.dataDir, 'blobs', 'tmp')).length === 0);
+  });
+
+  it('answers a READ past the end with EOF at once, skips forward to the bytes asked for, and closes a channel that piles up READs', async () => {
+    // A delivery to a second account, which reads it from /inbox.
+    const reader = 'reader@example.org';
+    const r = await runCli(sb, ['account', 'add', '--email', reader, '--role', 'member', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+    await (await new Api(daemon.url).login(reader, PW)).ok('POST', '/api/v1/secupass', { secupass: `${SECUPASS} reader` }, 201);
+    const content = Buffer.alloc(3 * 1024 * 1024 + 123);
+    for (let i = 0; i + 4 <= content.length; i += 4) content.writeUInt32BE(i, i);
+    const up = await open(`/outbox/${reader}/big.bin`, WRITE_NEW);
+    expect(up.ok).toBe(true);
+    if (!up.ok) return;
+    for (let off = 0; off < content.length; off += 65536) {
+      const n = Math.min(65536, content.length - off);
+      expect((await call((cb) => sftp.write(up.value, content, off, n, off, cb))).ok).toBe(true);
+    }
+    expect((await call((cb) => sftp.close(up.value, cb))).ok).toBe(true);
+    const ready = await open(`/outbox/${reader}/.ready`, WRITE_NEW);
+    expect(ready.ok).toBe(true);
+    if (ready.ok) expect((await call((cb) => sftp.close(ready.value, cb))).ok).toBe(true);
+
+    const c = await connect(reader, PW);
+    const s = await sftpOf(c);
+    const deliveries = await call<Array<{ filename: string }>>((cb) => s.readdir('/inbox', cb));
+    expect(deliveries.ok).toBe(true);
+    if (!deliveries.ok) return;
+    const file = `/inbox/${(deliveries.value[0] as { filename: string }).filename}/big.bin.pgp`;
+    const size = (await call<{ size: number }>((cb) => s.stat(file, cb))) as { ok: true; value: { size: number } };
+    expect(size.ok).toBe(true);
+    const whole = await call<Buffer>((cb) => s.readFile(file, cb));
+    expect(whole.ok).toBe(true);
+    if (!whole.ok) return;
+    expect(whole.value.length).toBe(size.value.size);
+
+    const h = await call<Buffer>((cb) => s.open(file, OPEN_MODE.READ, {}, cb));
+    expect(h.ok).toBe(true);
+    if (!h.ok) return;
+    const readAt = (offset: number, n: number) =>
+      new Promise<{ eof: boolean; data: Buffer }>((resolve, reject) => {
+        const buf = Buffer.alloc(n);
+        s.read(h.value, buf, 0, n, offset, (err, got) => {
+          // ssh2 reports the EOF status as a read of 0 bytes.
+          if (!err) resolve({ eof: got === 0, data: buf.subarray(0, got) });
+          else if ((err as Error & { code?: number }).code === STATUS_CODE.EOF) resolve({ eof: true, data: Buffer.alloc(0) });
+          else reject(err);
+        });
+      });
+    const rss0 = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8'))?.[1]) * 1024;
+    expect((await readAt(2 ** 40, 16)).eof, 'far past the end: EOF').toBe(true);
+    expect((await readAt(size.value.size, 16)).eof, 'at the end: EOF').toBe(true);
+    // Forward jumps: the bytes there, as a whole read gave them.
+    expect((await readAt(10, 100)).data).toEqual(whole.value.subarray(10, 110));
+    expect((await readAt(2 * 1024 * 1024 + 5, 1000)).data).toEqual(whole.value.subarray(2 * 1024 * 1024 + 5, 2 * 1024 * 1024 + 1005));
+    expect((await readAt(size.value.size - 7, 100)).data).toEqual(whole.value.subarray(size.value.size - 7));
+    const rss1 = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8'))?.[1]) * 1024;
+    expect(rss1 - rss0, 'the jumps did not collect the file in memory').toBeLessThan(64 * 1024 * 1024);
+    expect((await call((cb) => s.close(h.value, cb))).ok).toBe(true);
+    await hangUp(c);
+
+    // READs sent without end while the client never re-opens its window: each waits for its
+    // answer in the daemon, so the channel is closed once too many wait.
+    const c2 = await connect(reader, PW);
+    const s2 = await sftpOf(c2);
+    const h2 = await call<Buffer>((cb) => s2.open(file, OPEN_MODE.READ, {}, cb));
+    expect(h2.ok).toBe(true);
+    if (!h2.ok) return;
+    (c2 as unknown as { _protocol: { channelWindowAdjust: () => void } })._protocol.channelWindowAdjust = () => undefined;
+    let settled = 0;
+    const sent = 20_000;
+    const buf = Buffer.alloc(32 * 1024);
+    for (let i = 0; i < sent; i++) {
+      s2.read(h2.value, buf, 0, buf.length, i * buf.length, () => settled++);
+      if (i % 2000 === 1999) await delay(10);
+    }
+    await until('the daemon to close that channel', () => daemon.output().includes('requests waiting for an answer'));
+    await hangUp(c2);
+    expect(settled, 'most READs were never answered').toBeLessThan(sent);
+
+    // A client that goes away with READs queued: the daemon just drops them.
+    const c3 = await connect(reader, PW);
+    const s3 = await sftpOf(c3);
+    const h3 = await call<Buffer>((cb) => s3.open(file, OPEN_MODE.READ, {}, cb));
+    expect(h3.ok).toBe(true);
+    if (!h3.ok) return;
+    for (let i = 0; i < 64; i++) s3.read(h3.value, Buffer.alloc(65536), 0, 65536, i * 65536, () => undefined);
+    (c3 as unknown as { _sock: Socket })._sock.destroy();
+    await delay(500);
+  });
+
+  it('closes the SFTP sessions of an account disabled while logged in, and never counts that end as clean', async () => {
+    const victim = 'disabled-later@example.org';
+    const r = await runCli(sb, ['account', 'add', '--email', victim, '--role', 'member', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+    const c = await connect(victim, PW);
+    const s = await sftpOf(c);
+    expect((await call((cb) => s.stat('/outbox', cb))).ok).toBe(true);
+    const closed = new Promise<number>((resolve) => c.once('close', () => resolve(Date.now())));
+    const d = await runCli(sb, ['account', 'disable', victim]);
+    expect(d.code, d.stderr).toBe(0);
+    const t0 = Date.now();
+    expect((await closed) - t0, 'closed within the check interval (5 s)').toBeLessThan(8000);
+    await until('the log line', () => daemon.output().includes('the account is no longer active: session closed'));
+    const ended = () =>
+      daemon
+        .output()
+        .split('\n')
+        .find((l) => l.includes('sftp session ended') && l.includes(victim));
+    await until('the session end to be recorded', () => ended() !== undefined);
+    expect(ended()).toContain('"clean":false');
+  });
+
   it('stays healthy, logged no internal error, and kept no blob or temp file of what it refused', async () => {
     const health = await new Api(daemon.url).call('GET', '/healthz');
     expect(health.status).toBe(200);
@@ -285,10 +445,10 @@ describe('hostile SFTP requests', () => {
       .split('\n')
       .filter((l) => l.includes('SEALDROP_E_INTERNAL') || /"level":"(error|fatal)"/.test(l));
     expect(internal, internal.join('\n')).toEqual([]);
-    // Only the two files written whole above are stored; the refused and failed ones left nothing.
+    // Only the three files written whole above are stored; the refused and failed ones left nothing.
     const blobDir = path.join(sb.dataDir, 'blobs');
     const blobs = filesUnder(blobDir).map((f) => path.relative(blobDir, f));
-    expect(blobs.filter((f) => !f.startsWith(`tmp${path.sep}`))).toHaveLength(2);
+    expect(blobs.filter((f) => !f.startsWith(`tmp${path.sep}`))).toHaveLength(3);
     expect(readdirSync(path.join(blobDir, 'tmp')), 'no temporary file left').toEqual([]);
   });
 });

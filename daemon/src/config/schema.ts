@@ -255,6 +255,8 @@ export const configSchema = z.strictObject({
       hostKeyDir: z.string().min(1).optional(),
       /** Concurrent SFTP sessions per account. */
       maxSessionsPerAccount: int(1, 1000).default(8),
+      /** Files (uploads and downloads) open at once per account, over all its SFTP sessions. */
+      maxOpenFilesPerAccount: int(1, 100_000).default(256),
       /** Seconds a connection may take to authenticate. */
       authTimeoutSeconds: int(1, 600).default(30),
       /** Connections not authenticated yet, at most (more are closed at once: OpenSSH's MaxStartups). */

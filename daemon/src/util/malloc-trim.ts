@@ -68,7 +68,15 @@ export class MallocTrimmer {
   /** Starts the checks (the timer does not keep the process alive). */
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.check(), this.options.intervalMs);
+    this.timer = setInterval(() => {
+      // Reading the resident size opens /proc/self/stat: with every file descriptor in use that
+      // throws EMFILE, which must not end the daemon (the next check tries again).
+      try {
+        this.check();
+      } catch {
+        // nothing trimmed this time
+      }
+    }, this.options.intervalMs);
     this.timer.unref();
   }
 

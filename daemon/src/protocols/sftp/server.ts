@@ -14,7 +14,7 @@ import { fail, isSealdropError } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import { loadGc, YoungGcPacer } from '../../util/gc.ts';
 import { loadHostKeys, type HostKey } from './host-keys.ts';
-import { SftpSession } from './session.ts';
+import { SftpSession, type OpenFileBudget } from './session.ts';
 
 /** Options of startSftpServer. */
 export interface SftpOptions {
@@ -46,6 +46,11 @@ const YOUNG_GC_BYTES = 2 * 1024 * 1024;
 const MAX_CHANNELS = 10;
 /** Failed log-in attempts after which a connection is closed (OpenSSH's MaxAuthTries). */
 const MAX_AUTH_TRIES = 6;
+/**
+ * How often the accounts logged in over SFTP are checked: a disabled (or deleted) account's
+ * connections are closed. Disabling happens in another process (the CLI) or instance.
+ */
+const ACCOUNT_CHECK_MS = 5000;
 
 const CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 
@@ -55,6 +60,32 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   const hostKeys = loadHostKeys(hostKeyDir, (k) => slog.info({ type: k.type, file: k.file, fingerprint: k.fingerprint }, 'generated SSH host key'));
   const clients = new Set<Connection>();
   const perAccount = new Map<string, number>();
+  /** Files open per account, over all its sessions (see sftp.maxOpenFilesPerAccount). */
+  const openFiles = new Map<string, number>();
+  const budgetOf = (accountId: string): OpenFileBudget => ({
+    take() {
+      const n = openFiles.get(accountId) ?? 0;
+      if (n >= cfg.maxOpenFilesPerAccount) throw fail('SEALDROP_E_LIMIT', `at most ${cfg.maxOpenFilesPerAccount} files open at once per account`);
+      openFiles.set(accountId, n + 1);
+    },
+    give() {
+      const n = (openFiles.get(accountId) ?? 1) - 1;
+      if (n <= 0) openFiles.delete(accountId);
+      else openFiles.set(accountId, n);
+    },
+  });
+  /** Logged-in connections by account, each with what ends it when the account is disabled. */
+  const loggedIn = new Map<string, Map<Connection, () => void>>();
+  const accountCheck = setInterval(() => {
+    if (loggedIn.size === 0) return;
+    core.tree.inactiveAmong([...loggedIn.keys()]).then(
+      (gone) => {
+        for (const accountId of gone) for (const end of loggedIn.get(accountId)?.values() ?? []) end();
+      },
+      (err: unknown) => slog.warn({ err }, 'could not check the logged-in accounts'),
+    );
+  }, ACCOUNT_CHECK_MS);
+  accountCheck.unref();
   const cfg = config.sftp;
   const gc = loadGc();
   if ('reason' in gc) slog.info({ reason: gc.reason }, 'young collections are not paced by upload bytes');
@@ -91,7 +122,19 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       let violated = false;
       /** Session channels open on this connection. */
       let channels = 0;
-      const sessions: SftpSession[] = [];
+      /** The SFTP sessions of channels still open. */
+      const sessions = new Set<SftpSession>();
+      /** Uploads abandoned when their channel closed, and those abandonments. */
+      let abortedUploads = 0;
+      let abandoning: Promise<void> = Promise.resolve();
+      const abandon = (s: SftpSession) => {
+        sessions.delete(s);
+        abandoning = abandoning.then(async () => {
+          abortedUploads += await s.abandon();
+        });
+      };
+      /** The account was disabled while logged in: the connection ends, never cleanly. */
+      let revoked = false;
 
       /** Failed log-in attempts on this connection ("none" aside). */
       let failures = 0;
@@ -128,6 +171,14 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         const p = principal as Principal;
         perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 0) + 1);
         counted = true;
+        const mine = loggedIn.get(p.accountId) ?? new Map<Connection, () => void>();
+        loggedIn.set(p.accountId, mine);
+        mine.set(client, () => {
+          if (revoked) return;
+          revoked = true;
+          clog.info({ account: p.email }, 'the account is no longer active: session closed');
+          client.end();
+        });
         opened = core.tree.sessionOpened(p, id).catch((err: unknown) => clog.error({ err }, 'could not record the session'));
         clog.info({ account: p.email, auth: p.auth }, 'sftp session started');
         if (sock && cfg.idleTimeoutSeconds > 0) {
@@ -155,8 +206,14 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           session.once('close', release);
           session.on('sftp', (acceptSftp) => {
             const sftp = acceptSftp();
-            sftp.once('close', release);
-            sessions.push(new SftpSession(core, p, sftp, clog, batch, hold, pacer));
+            const s = new SftpSession(core, p, sftp, clog, batch, hold, pacer, budgetOf(p.accountId));
+            sessions.add(s);
+            // A closed channel's open files are released now, not when the connection ends: a
+            // client could otherwise open and close channels and keep every file they held open.
+            sftp.once('close', () => {
+              release();
+              abandon(s);
+            });
             // ssh2 emits this for a malformed packet (a handle over 256 bytes, a truncated
             // request) and closes the channel itself. Without a listener the event would throw
             // inside ssh2's parser, which then drops the whole connection with its other channels.
@@ -179,7 +236,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
 
       client.on('end', () => {
         // The client closed the connection after ending its SFTP channel: a clean end.
-        clean = channelEnded && !violated;
+        clean = channelEnded && !violated && !revoked;
       });
       client.on('error', (err: Error) => {
         clean = false;
@@ -191,12 +248,16 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         if (!p || !counted) return;
         perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 1) - 1);
         if ((perAccount.get(p.accountId) ?? 0) <= 0) perAccount.delete(p.accountId);
+        const mine = loggedIn.get(p.accountId);
+        mine?.delete(client);
+        if (mine?.size === 0) loggedIn.delete(p.accountId);
         void (async () => {
-          let aborted = 0;
-          for (const s of sessions) aborted += await s.abandon();
+          for (const s of [...sessions]) abandon(s);
+          await abandoning;
           await opened;
-          await core.tree.sessionClosed(p, id, clean && aborted === 0);
-          clog.info({ account: p.email, clean, abortedUploads: aborted }, 'sftp session ended');
+          const ended = clean && !revoked;
+          await core.tree.sessionClosed(p, id, ended && abortedUploads === 0);
+          clog.info({ account: p.email, clean: ended, abortedUploads }, 'sftp session ended');
         })().catch((err: unknown) => clog.error({ err }, 'ending the session failed'));
       });
     },
@@ -242,6 +303,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
     port,
     hostKeys,
     async close(timeoutMs: number) {
+      clearInterval(accountCheck);
       await new Promise<void>((resolve) => {
         tcp.close(() => resolve());
         for (const socket of startups.keys()) socket.destroy();

@@ -32,6 +32,19 @@ const MAX_HELD_REPLIES = 1024;
 const MAX_HELD_REPLY_BYTES = 4 * 1024 * 1024;
 /** Up to this many held replies (OpenSSH keeps 64 requests outstanding) nothing is counted. */
 const HELD_REPLIES_UNCHECKED = 64;
+/**
+ * Requests of one session not answered yet, at most: more is a client that does not wait for
+ * its answers (READs behind a shut channel window each wait here, not in ssh2's buffer).
+ */
+const MAX_IN_FLIGHT = 1024;
+
+/** Open files an account may still have (shared by its sessions): take() throws SEALDROP_E_LIMIT. */
+export interface OpenFileBudget {
+  take(): void;
+  give(): void;
+}
+
+const UNLIMITED: OpenFileBudget = { take: () => undefined, give: () => undefined };
 
 type WriteHandle = { kind: 'write'; path: string; tw: TreeWrite; offset: number; chain: Promise<void>; failed: Error | null };
 /**
@@ -78,6 +91,10 @@ export class SftpSession {
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   private closed = false;
+  /** Requests received and not answered yet. */
+  private inFlight = 0;
+  /** OPENs under way: their handles count against the limit before they exist. */
+  private opening = 0;
   /** Set while ssh2 holds replies for channel window space; settles on its 'drain'. */
   private windowWait: Promise<void> | undefined;
   private windowOpen: () => void = () => undefined;
@@ -93,12 +110,21 @@ export class SftpSession {
     private readonly hold: (until: Promise<unknown>) => void = () => undefined,
     /** Paces young collections by the WRITE data taken (ssh2's buffers of it are garbage then). */
     private readonly pacer?: YoungGcPacer,
+    /** The account's open files (shared with its other sessions). */
+    private readonly files: OpenFileBudget = UNLIMITED,
   ) {
     const on = <A extends unknown[]>(event: string, fn: (reqid: number, ...args: A) => Promise<void>) => {
       sftp.on(event, (reqid: number, ...args: A) => {
         // Requests that still arrive on a closed channel are dropped unanswered.
         if (this.closed || this.repliesPiledUp()) return;
-        fn.call(this, reqid, ...args).catch((err: unknown) => this.fail(reqid, err));
+        if (this.inFlight >= MAX_IN_FLIGHT) {
+          this.violated(`the client has more than ${MAX_IN_FLIGHT} requests waiting for an answer`);
+          return;
+        }
+        this.inFlight++;
+        fn.call(this, reqid, ...args)
+          .catch((err: unknown) => this.fail(reqid, err))
+          .finally(() => this.inFlight--);
       });
     };
     // The ssh2 patch then assembles each WRITE that arrives in pieces in one reused buffer
@@ -152,10 +178,16 @@ export class SftpSession {
     let bytes = 0;
     for (const r of held) bytes += r.length;
     if (held.length <= MAX_HELD_REPLIES && bytes <= MAX_HELD_REPLY_BYTES) return false;
-    this.closed = true;
-    this.sftp.emit('error', new Error(`the client does not take its replies (${held.length} replies, ${bytes} bytes waiting for window space)`));
-    this.sftp.destroy();
+    this.violated(`the client does not take its replies (${held.length} replies, ${bytes} bytes waiting for window space)`);
     return true;
+  }
+
+  /** Closes the channel as an SFTP protocol error (the connection's server logs it). */
+  private violated(why: string): void {
+    this.closed = true;
+    this.windowOpen();
+    this.sftp.emit('error', new Error(why));
+    this.sftp.destroy();
   }
 
   private ok(reqid: number): void {
@@ -165,9 +197,13 @@ export class SftpSession {
   }
 
   private fail(reqid: number, err: unknown): void {
+    if (this.closed) {
+      // The session ended under the request (its streams were closed): nobody waits for it.
+      this.log.debug({ error: (err as Error | undefined)?.message }, 'sftp request ended with its session');
+      return;
+    }
     if (!isSealdropError(err)) this.log.error({ err, code: 'SEALDROP_E_INTERNAL' }, 'sftp request failed');
     else this.log.info({ code: err.code, error: err.message }, 'sftp request refused');
-    if (this.closed) return;
     const { code, message } = sftpStatus(err);
     this.sftp.status(reqid, code, message);
   }
@@ -178,8 +214,13 @@ export class SftpSession {
     return h;
   }
 
+  /** Throws unless another handle may be opened in this session (checked before opening anything). */
+  private roomForHandle(): void {
+    if (this.handles.size + this.opening >= SFTP_LIMITS.maxOpenHandles) throw fail('SEALDROP_E_LIMIT', `at most ${SFTP_LIMITS.maxOpenHandles} open files per session`);
+  }
+
+  /** Registers a handle (its room was checked with roomForHandle before anything was opened). */
   private newHandle(h: Handle): Buffer {
-    if (this.handles.size >= SFTP_LIMITS.maxOpenHandles) throw fail('SEALDROP_E_LIMIT', `at most ${SFTP_LIMITS.maxOpenHandles} open files per session`);
     const id = this.nextHandle++;
     this.handles.set(id, h);
     const buf = Buffer.alloc(4);
@@ -187,20 +228,50 @@ export class SftpSession {
     return buf;
   }
 
+  /**
+   * OPEN. The handle limits are checked before the file is opened (an upload or download opened
+   * and then refused a handle would stay open with no way to close it), and the file counts
+   * against the account's open files until it is closed or the session ends.
+   */
   private async open(reqid: number, path: string, flags: number): Promise<void> {
+    this.roomForHandle();
+    this.files.take();
+    this.opening++;
+    let handle: Buffer;
+    try {
+      handle = await this.openFile(path, flags);
+    } catch (err) {
+      this.files.give();
+      throw err;
+    } finally {
+      this.opening--;
+    }
+    if (this.closed) return; // abandon() has released it with the session's other handles
+    this.sftp.handle(reqid, handle);
+  }
+
+  private async openFile(path: string, flags: number): Promise<Buffer> {
     const writing = (flags & OPEN_MODE.WRITE) !== 0;
     if (!writing) {
       const download = await this.core.tree.openRead(this.p, path);
       const stream = download.stream as Readable;
       const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
       const handle: ReadHandle = { kind: 'read', path, download, position: 0, pending: [], origins: [], pendingBytes: 0, taken: [], giveBack: recyclerOf(stream), iterator, done: false, chain: Promise.resolve() };
-      this.sftp.handle(reqid, this.newHandle(handle));
-      return;
+      if (this.closed) {
+        stream.destroy();
+        throw fail('SEALDROP_E_ABORTED', 'the session ended');
+      }
+      return this.newHandle(handle);
     }
     if ((flags & OPEN_MODE.READ) !== 0) throw fail('SEALDROP_E_VALIDATION', 'files are opened either for reading or for writing');
     const append = (flags & OPEN_MODE.APPEND) !== 0 || (flags & OPEN_MODE.TRUNC) === 0 && (await this.exists(path));
     const tw = await this.core.tree.openWrite(this.p, path, { append, exclusive: (flags & OPEN_MODE.EXCL) !== 0 });
-    this.sftp.handle(reqid, this.newHandle({ kind: 'write', path, tw, offset: 0, chain: Promise.resolve(), failed: null }));
+    const handle: WriteHandle = { kind: 'write', path, tw, offset: 0, chain: Promise.resolve(), failed: null };
+    if (this.closed) {
+      await this.abortWrite(handle);
+      throw fail('SEALDROP_E_ABORTED', 'the session ended');
+    }
+    return this.newHandle(handle);
   }
 
   private async exists(path: string): Promise<boolean> {
@@ -274,15 +345,18 @@ export class SftpSession {
     const h = this.handleOf(hbuf);
     if (h.kind !== 'read') throw fail('SEALDROP_E_VALIDATION', 'the file is not open for reading');
     const run = h.chain.then(async () => {
+      if (this.closed) return;
+      if (h.download.size !== undefined && offset >= h.download.size) {
+        this.sftp.status(reqid, STATUS_CODE.EOF);
+        return;
+      }
       if (offset < h.position) throw fail('SEALDROP_E_WRONG_STATE', 'reading backwards is not supported; read the file from the start');
-      await this.fill(h, offset - h.position + Math.min(length, SFTP_LIMITS.maxReadLength));
+      await this.skipTo(h, offset);
+      await this.fill(h, Math.min(length, SFTP_LIMITS.maxReadLength));
       // Replies wait while ssh2 holds earlier ones for channel window space: they would only
       // queue up there (copied, up to the client's 64 outstanding READs of 255 KiB).
       while (this.windowWait) await this.windowWait;
       if (this.closed) return;
-      const skip = Math.min(offset - h.position, h.pendingBytes);
-      this.take(h, skip);
-      h.position += skip;
       if (h.pendingBytes === 0) {
         if (!this.closed) this.sftp.status(reqid, STATUS_CODE.EOF);
         return;
@@ -304,6 +378,25 @@ export class SftpSession {
     await run;
   }
 
+  /**
+   * Reads forward to `offset`, dropping what lies before it as it comes (a READ far ahead must
+   * not collect the whole file in memory); stops early at the end of the file.
+   */
+  private async skipTo(h: ReadHandle, offset: number): Promise<void> {
+    while (h.position < offset) {
+      if (h.pendingBytes === 0) {
+        await this.fill(h, 1);
+        if (h.pendingBytes === 0) return;
+      }
+      const n = Math.min(offset - h.position, h.pendingBytes);
+      this.take(h, n, false);
+      h.position += n;
+      // Chunks dropped whole go back to the download's pool at once: no reply holds them.
+      if (h.giveBack) for (const c of h.taken) h.giveBack(c);
+      h.taken.length = 0;
+    }
+  }
+
   private async fill(h: ReadHandle, want: number): Promise<void> {
     while (h.pendingBytes < want && !h.done) {
       const next = await h.iterator.next();
@@ -316,19 +409,20 @@ export class SftpSession {
     }
   }
 
-  private take(h: ReadHandle, n: number): Buffer {
+  /** Takes `n` pending bytes: returns them as one buffer, or with `keep` false only drops them. */
+  private take(h: ReadHandle, n: number, keep = true): Buffer {
     const out: Buffer[] = [];
     let left = Math.min(n, h.pendingBytes);
     while (left > 0) {
       const head = h.pending[0] as Buffer;
       if (head.length <= left) {
-        out.push(head);
+        if (keep) out.push(head);
         h.pending.shift();
         h.taken.push(h.origins.shift() as Buffer);
         left -= head.length;
         h.pendingBytes -= head.length;
       } else {
-        out.push(head.subarray(0, left));
+        if (keep) out.push(head.subarray(0, left));
         h.pending[0] = head.subarray(left);
         h.pendingBytes -= left;
         left = 0;
@@ -340,16 +434,20 @@ export class SftpSession {
   private async close(reqid: number, hbuf: Buffer): Promise<void> {
     const h = this.handleOf(hbuf);
     this.handles.delete(hbuf.readUInt32BE(0));
-    if (h.kind === 'write') {
-      await h.chain.catch(() => undefined);
-      if (h.failed) {
-        await this.abortWrite(h);
-        throw h.failed;
+    try {
+      if (h.kind === 'write') {
+        await h.chain.catch(() => undefined);
+        if (h.failed) {
+          await this.abortWrite(h);
+          throw h.failed;
+        }
+        await this.core.tree.closeWrite(this.p, h.tw);
+      } else if (h.kind === 'read') {
+        await h.iterator.return?.();
+        (h.download.stream as Readable).destroy();
       }
-      await this.core.tree.closeWrite(this.p, h.tw);
-    } else if (h.kind === 'read') {
-      await h.iterator.return?.();
-      (h.download.stream as Readable).destroy();
+    } finally {
+      if (h.kind !== 'dir') this.files.give();
     }
     this.ok(reqid);
   }
@@ -371,7 +469,9 @@ export class SftpSession {
   }
 
   private async opendir(reqid: number, path: string): Promise<void> {
+    this.roomForHandle();
     const entries = await this.core.tree.list(this.p, path);
+    this.roomForHandle();
     this.sftp.handle(reqid, this.newHandle({ kind: 'dir', path, entries, sent: false }));
   }
 
@@ -416,18 +516,23 @@ export class SftpSession {
     this.sftp.status(reqid, STATUS_CODE.OP_UNSUPPORTED, `${name} is not supported`);
   }
 
-  /** Abandons every open upload (the session ended); returns how many there were. */
+  /**
+   * Abandons every open upload and closes every download (the channel or the connection ended;
+   * a second call finds nothing); returns how many uploads there were.
+   */
   async abandon(): Promise<number> {
     this.closed = true;
     this.windowOpen();
     let n = 0;
-    for (const h of this.handles.values()) {
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    for (const h of handles) {
       if (h.kind === 'write') {
         n++;
         await this.abortWrite(h);
       } else if (h.kind === 'read') (h.download.stream as Readable).destroy();
+      if (h.kind !== 'dir') this.files.give();
     }
-    this.handles.clear();
     return n;
   }
 }
