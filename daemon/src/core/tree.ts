@@ -125,10 +125,12 @@ export class TreeService {
     return this.deps.config.tree;
   }
 
-  /** True for names stored but never delivered: `*.filepart`, `*.part`, `*.tmp`, dotfiles, desktop noise. */
+  /**
+   * True for names stored but never delivered: `*.filepart`, `*.part`, `*.tmp`, dotfiles (the
+   * trigger name too where it is no trigger: in a folder inside a delivery), desktop noise.
+   */
   isTempName(name: string): boolean {
     const lower = name.toLowerCase();
-    if (name === this.cfg.triggerName) return false;
     return name.startsWith('.') || name.startsWith('~$') || NOISE.has(lower) || TEMP_SUFFIXES.some((s) => lower.endsWith(s) && lower.length > s.length);
   }
 
