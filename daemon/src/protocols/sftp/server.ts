@@ -60,6 +60,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   const hostKeys = loadHostKeys(hostKeyDir, (k) => slog.info({ type: k.type, file: k.file, fingerprint: k.fingerprint }, 'generated SSH host key'));
   const clients = new Set<Connection>();
   const perAccount = new Map<string, number>();
+  const cfg = config.sftp;
   /** Files open per account, over all its sessions (see sftp.maxOpenFilesPerAccount). */
   const openFiles = new Map<string, number>();
   const budgetOf = (accountId: string): OpenFileBudget => ({
@@ -86,7 +87,6 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
     );
   }, ACCOUNT_CHECK_MS);
   accountCheck.unref();
-  const cfg = config.sftp;
   const gc = loadGc();
   if ('reason' in gc) slog.info({ reason: gc.reason }, 'young collections are not paced by upload bytes');
   const pacer = new YoungGcPacer('collector' in gc ? gc.collector : null, YOUNG_GC_BYTES);
@@ -129,9 +129,11 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       let abandoning: Promise<void> = Promise.resolve();
       const abandon = (s: SftpSession) => {
         sessions.delete(s);
-        abandoning = abandoning.then(async () => {
-          abortedUploads += await s.abandon();
-        });
+        abandoning = abandoning
+          .then(async () => {
+            abortedUploads += await s.abandon();
+          })
+          .catch((err: unknown) => clog.error({ err }, 'closing the files of an SFTP channel failed'));
       };
       /** The account was disabled while logged in: the connection ends, never cleanly. */
       let revoked = false;
