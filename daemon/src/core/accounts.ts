@@ -18,14 +18,14 @@ import {
 } from '../store/entities.ts';
 import { audit } from './audit.ts';
 import type { DeliveryService } from './deliveries.ts';
-import { actorOf, inTx, readEm, requireScope, ROLE_SCOPES, SCOPES, type Actor, type CoreDeps, type Em, type Principal, type Scope, type Via } from './context.ts';
-import { fail } from './errors.ts';
+import { actorOf, inTx, readEm, requireLogin, requireScope, ROLE_SCOPES, SCOPES, type Actor, type CoreDeps, type Em, type Principal, type Scope, type Via } from './context.ts';
+import { fail, isSealdropError } from './errors.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail } from './outbox.ts';
 import { burnVerification, hashPassword, verifyPassword } from './passwords.ts';
 import { clearHits, countHit, currentCount, retryAfterSeconds } from './rate-limit.ts';
 import { hashToken, looksLikeToken, newToken, safeEqual } from './tokens.ts';
-import { checkPasswordPolicy, normalizeEmail } from './validation.ts';
+import { checkPasswordPolicy, isUuid, normalizeEmail } from './validation.ts';
 
 const DAY = 86_400_000;
 
@@ -273,6 +273,7 @@ export class AccountService {
       if (!account) throw fail('SEALDROP_E_NOT_FOUND', `no account ${email}`);
       if (account.role === 'service') throw fail('SEALDROP_E_WRONG_STATE', 'a service account keeps its role');
       if (account.role === role) return account;
+      if (account.role === 'admin') await this.keepAnAdmin(em, account, 'demoted');
       const from = account.role;
       account.role = role;
       await em.nativeDelete(SessionSchema, { accountId: account.id });
@@ -454,25 +455,34 @@ export class AccountService {
     });
   }
 
-  /** Changes the login password with the current one; other sessions end. */
-  async changePassword(p: Principal, input: { currentPassword: unknown; newPassword: unknown }): Promise<void> {
+  /**
+   * Changes the login password with the current one, from a login session (not with an API
+   * token). Wrong current passwords count towards the address's lockout like failed logins; the
+   * account's other login sessions end (the caller's, given by `bearer`, stays).
+   */
+  async changePassword(p: Principal, input: { currentPassword: unknown; newPassword: unknown }, bearer?: string): Promise<void> {
+    requireLogin(p, 'the password is changed');
     const em = readEm(this.deps);
     const account = await em.findOneOrFail(AccountSchema, { id: p.accountId });
-    if (typeof input.currentPassword !== 'string' || !account.passwordHash || !(await verifyPassword(account.passwordHash, input.currentPassword))) {
-      throw fail('SEALDROP_E_LOGIN_FAILED', 'the current password is wrong');
+    try {
+      await this.verifyCredentials({ email: account.email, password: input.currentPassword }, p.ip, p.via);
+    } catch (err) {
+      if (isSealdropError(err, 'SEALDROP_E_LOGIN_FAILED')) throw fail('SEALDROP_E_LOGIN_FAILED', 'the current password is wrong');
+      throw err;
     }
     const password = checkPasswordPolicy(input.newPassword, { minLength: this.cfg.passwordMinLength, email: account.email, field: 'newPassword' });
     const passwordHash = await this.hash(password);
     const now = this.now();
     await inTx(this.deps, async (tem) => {
       await tem.nativeUpdate(AccountSchema, { id: account.id }, { passwordHash, passwordChangedAt: now });
+      await tem.nativeDelete(SessionSchema, { accountId: account.id, ...(bearer ? { tokenHash: { $ne: hashToken(bearer) } } : {}) });
       await audit(tem, { action: 'password.changed', actor: actorOf(p), targetType: 'account', targetId: account.id }, now);
     });
   }
 
   /** Creates an API token for the caller (from a login session only); the token is returned once. */
   async createApiToken(p: Principal, input: { name?: unknown; scopes?: unknown; expiresInDays?: unknown }): Promise<{ token: string; tokenInfo: ApiTokenView }> {
-    if (p.auth !== 'session' && p.auth !== 'cli') throw fail('SEALDROP_E_FORBIDDEN', 'API tokens are created from a login session, not with another API token');
+    requireLogin(p, 'API tokens are created');
     const name = input.name === undefined ? 'api token' : input.name;
     if (typeof name !== 'string' || name.trim().length === 0 || name.length > 100) throw fail('SEALDROP_E_VALIDATION', 'name must be 1-100 characters');
     if (!Array.isArray(input.scopes) || input.scopes.length === 0) throw fail('SEALDROP_E_VALIDATION', `scopes must be a non-empty list of ${SCOPES.join(', ')}`);
@@ -531,7 +541,7 @@ export class AccountService {
   /** Revokes one of the caller's API tokens. */
   async revokeApiToken(p: Principal, id: unknown): Promise<void> {
     await inTx(this.deps, async (em) => {
-      const row = typeof id === 'string' ? await em.findOne(ApiTokenSchema, { id, accountId: p.accountId }) : null;
+      const row = isUuid(id) ? await em.findOne(ApiTokenSchema, { id, accountId: p.accountId }) : null;
       if (!row) throw fail('SEALDROP_E_NOT_FOUND', 'no such API token');
       if (row.revokedAt) return;
       row.revokedAt = this.now();
@@ -569,6 +579,7 @@ export class AccountService {
       if (!account) throw fail('SEALDROP_E_NOT_FOUND', `no account ${email}`);
       if (disabled) {
         if (account.state === 'disabled') return account;
+        if (account.role === 'admin') await this.keepAnAdmin(em, account, 'disabled');
         account.state = 'disabled';
         account.disabledAt = now;
         await em.nativeDelete(SessionSchema, { accountId: account.id });
@@ -581,6 +592,13 @@ export class AccountService {
       return account;
     });
     return this.view(account, undefined, await this.ownerEmails(account));
+  }
+
+  /** Refuses to take away the last active admin (nobody could manage accounts in the UI or API then). */
+  private async keepAnAdmin(em: Em, account: Account, what: string): Promise<void> {
+    if (account.state !== 'active') return;
+    const others = await em.count(AccountSchema, { role: 'admin', state: 'active', id: { $ne: account.id } });
+    if (others === 0) throw fail('SEALDROP_E_WRONG_STATE', `the last active admin cannot be ${what}; make another admin first (sealdrop account add --role admin)`);
   }
 
   /** The owner's address of a service account, for view(). */

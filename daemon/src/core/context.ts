@@ -58,6 +58,15 @@ export function requireScope(p: Principal, scope: Scope): void {
   if (!p.scopes.has(scope)) throw fail('SEALDROP_E_SCOPE', `this needs the "${scope}" scope`);
 }
 
+/**
+ * Throws SEALDROP_E_FORBIDDEN unless the caller logged in (a login session, or the server's
+ * CLI): credentials — the password, SSH keys, API tokens, the SecuPass's protection — are not
+ * changed with an API token, whatever its scopes. `what` says what, e.g. "SSH keys are managed".
+ */
+export function requireLogin(p: Principal, what: string): void {
+  if (p.auth !== 'session' && p.auth !== 'cli') throw fail('SEALDROP_E_FORBIDDEN', `${what} from a login session, not with an API token`);
+}
+
 /** A wall clock (replaceable in tests). */
 export interface Clock {
   now(): Date;

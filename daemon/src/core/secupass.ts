@@ -9,7 +9,7 @@ import { inspectClientKeyPair, type KeyMaterial } from '../crypto/keys.ts';
 import { AccountSchema, SecuPassKeySchema, type Account, type SecuPassKey } from '../store/entities.ts';
 import { scrubDeleted } from '../store/orm.ts';
 import { audit } from './audit.ts';
-import { actorOf, inTx, readEm, type Actor, type CoreDeps, type Em, type Principal } from './context.ts';
+import { actorOf, inTx, readEm, requireLogin, type Actor, type CoreDeps, type Em, type Principal } from './context.ts';
 import type { DeliveryService } from './deliveries.ts';
 import { fail } from './errors.ts';
 import { verifyPassword } from './passwords.ts';
@@ -106,6 +106,7 @@ export class SecuPassService {
    * newSecupass}` on the server, or `{privateKey}` re-encrypted by the client.
    */
   async change(p: Principal, input: { currentSecupass?: unknown; newSecupass?: unknown; privateKey?: unknown }): Promise<KeyView> {
+    requireLogin(p, 'the SecuPass is changed');
     const em0 = readEm(this.deps);
     const account = await this.account(em0, p);
     const key = await this.activeKey(em0, account.id);

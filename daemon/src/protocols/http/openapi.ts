@@ -483,10 +483,11 @@ const paths: Record<string, PathItemObject> = {
     post: {
       operationId: 'changePassword',
       summary: 'Change the login password',
+      description: "From a login session only (403 with an API token). The account's other login sessions end; wrong current passwords count towards the address's login lockout (429).",
       tags: ['session'],
       security: needs(),
       requestBody: jsonBody(object({ currentPassword: PASSWORD, newPassword: PASSWORD }, [], { additionalProperties: true })),
-      responses: { '204': noContent('Changed'), ...authErrors(400, 413) },
+      responses: { '204': noContent('Changed'), ...authErrors(400, 403, 413, 429) },
     },
   },
   '/tokens': {
@@ -617,10 +618,11 @@ const paths: Record<string, PathItemObject> = {
     post: {
       operationId: 'addSshKey',
       summary: 'Add an SSH key for SFTP login',
+      description: 'From a login session only (403 with an API token): a key is a login of its own, with the full rights of the account over SFTP.',
       tags: ['ssh-keys'],
       security: needs(),
       requestBody: jsonBody(object({ publicKey: { type: 'string', maxLength: 16384, description: 'one OpenSSH public key line (`ssh-ed25519 AAAA... comment`)' } }, [], { additionalProperties: true })),
-      responses: { '201': ok('Added', wrapped('key', schemaRef('SshKey'))), ...authErrors(400, 404, 409, 413) },
+      responses: { '201': ok('Added', wrapped('key', schemaRef('SshKey'))), ...authErrors(400, 403, 404, 409, 413) },
     },
     get: {
       operationId: 'listSshKeys',

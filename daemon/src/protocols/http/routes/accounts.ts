@@ -46,7 +46,7 @@ export function accountRoutes(router: Router, { core, config }: ApiContext): voi
 
   router.post('/password', async (ctx) => {
     const body = await readJson(ctx, config.http.maxJsonBytes);
-    await core.accounts.changePassword(principalOf(ctx), { currentPassword: body.currentPassword, newPassword: body.newPassword });
+    await core.accounts.changePassword(principalOf(ctx), { currentPassword: body.currentPassword, newPassword: body.newPassword }, (ctx.state as ApiState).bearer);
     ctx.status = 204;
   });
 
