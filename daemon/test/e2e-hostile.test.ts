@@ -212,6 +212,93 @@ describe('hostile input over HTTP', () => {
   });
 });
 
+describe('credentials, odd characters and the UI message route (found by a hostile-input probe)', () => {
+  it('changes credentials only from a login session: an API token cannot add SSH keys, change the password or the SecuPass', async () => {
+    const token = (await alice.ok<{ token: string }>('POST', '/api/v1/tokens', { name: 'fetch only', scopes: ['fetch'], expiresInDays: 1 }, 201)).token;
+    const fetchOnly = alice.as(token);
+    const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl probe';
+    expect(await fetchOnly.fails('POST', '/api/v1/ssh-keys', { publicKey }, 403, 'SEALDROP_E_FORBIDDEN')).toMatch(/login session/);
+    await fetchOnly.fails('POST', '/api/v1/password', { currentPassword: PW, newPassword: 'another long password 2' }, 403, 'SEALDROP_E_FORBIDDEN');
+    await fetchOnly.fails('PUT', '/api/v1/secupass', { currentSecupass: 'alice secupass long', newSecupass: 'another alice secupass' }, 403, 'SEALDROP_E_FORBIDDEN');
+    await fetchOnly.fails('POST', '/api/v1/tokens', { name: 'x', scopes: ['fetch'] }, 403, 'SEALDROP_E_FORBIDDEN');
+    // The login session still can.
+    const key = await alice.ok<{ key: { id: string } }>('POST', '/api/v1/ssh-keys', { publicKey }, 201);
+    await fetchOnly.fails('DELETE', `/api/v1/ssh-keys/${key.key.id}`, undefined, 403, 'SEALDROP_E_FORBIDDEN');
+    await alice.ok('DELETE', `/api/v1/ssh-keys/${key.key.id}`, undefined, 204);
+  });
+
+  it('ends the other login sessions when the password changes, and counts wrong current passwords like failed logins', async () => {
+    const email = 'changer@example.org';
+    const r = await runCli(sb, ['account', 'add', '--email', email, '--role', 'member', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+    const one = await anon.login(email, PW);
+    const two = await anon.login(email, PW);
+    const next = 'the next long password 3';
+    await one.ok('POST', '/api/v1/password', { currentPassword: PW, newPassword: next }, 204);
+    await one.ok('GET', '/api/v1/me');
+    await two.fails('GET', '/api/v1/me', undefined, 401, 'SEALDROP_E_UNAUTHENTICATED');
+    // accounts.loginMaxFailures is 3 here: the fourth wrong guess is refused before checking.
+    for (let i = 0; i < 3; i++) await one.fails('POST', '/api/v1/password', { currentPassword: `wrong ${i}`, newPassword: 'whatever long password 4' }, 401, 'SEALDROP_E_LOGIN_FAILED');
+    await one.fails('POST', '/api/v1/password', { currentPassword: next, newPassword: 'whatever long password 4' }, 429, 'SEALDROP_E_RATE_LIMITED');
+  });
+
+  it('refuses NUL characters in paths, queries, JSON and WebDAV XML with 400, not an internal error', async () => {
+    await alice.fails('DELETE', '/api/v1/tokens/%00', undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    await alice.fails('DELETE', '/api/v1/ssh-keys/a%00b', undefined, 404, 'SEALDROP_E_NOT_FOUND');
+    await alice.fails('GET', '/api/v1/deliveries?state=%00', undefined, 400, 'SEALDROP_E_VALIDATION');
+    await alice.fails('POST', '/api/v1/tokens', { name: 'a\u0000b', scopes: ['fetch'], expiresInDays: 1 }, 400, 'SEALDROP_E_VALIDATION');
+    await alice.fails('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'S', level: 3, extra: { deep: ['x\u0000'] } }, 400, 'SEALDROP_E_VALIDATION');
+    const basic = `Basic ${Buffer.from(`alice@example.org:${PW}`).toString('base64')}`;
+    for (const body of ['<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>x&#0;y</D:owner></D:lockinfo>',
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:p>&#xD800;</Z:p></D:prop></D:set></D:propertyupdate>']) {
+      const method = body.includes('lockinfo') ? 'LOCK' : 'PROPPATCH';
+      const res = await fetch(`${daemon.url}/dav/outbox/nul@example.org/`, { method, headers: { authorization: basic, 'content-type': 'application/xml' }, body });
+      expect(res.status, `${method}: ${await res.text()}`).toBe(400);
+    }
+    const internal = daemon.output().split('\n').filter((l) => l.includes('SEALDROP_E_INTERNAL'));
+    expect(internal, internal.join('\n')).toEqual([]);
+  });
+
+  it('lists an inbox whose delivery subject is cut inside an emoji, and refuses bidirectional controls in subjects', async () => {
+    const rcpt = 'emoji@example.org';
+    const r = await runCli(sb, ['account', 'add', '--email', rcpt, '--role', 'member', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+    await alice.fails('POST', '/api/v1/deliveries', { to: [rcpt], subject: 'invoice \u202egpj.exe', level: 2 }, 400, 'SEALDROP_E_VALIDATION');
+    const subject = `${'a'.repeat(79)}\u{1F600}tail`;
+    const id = (await alice.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: [rcpt], subject, level: 2 }, 201)).id;
+    await alice.ok('PUT', `/api/v1/deliveries/${id}/files/f.txt`, Buffer.from('emoji'), 201);
+    await alice.ok('POST', `/api/v1/deliveries/${id}/send`);
+    const basic = `Basic ${Buffer.from(`${rcpt}:${PW}`).toString('base64')}`;
+    const res = await fetch(`${daemon.url}/dav/inbox/`, { method: 'PROPFIND', headers: { authorization: basic, depth: '1' } });
+    const xml = await res.text();
+    expect(res.status, xml).toBe(207);
+    expect(decodeURIComponent(xml)).toContain(`${'a'.repeat(79)}\u{1F600} [${id.slice(0, 8)}]`);
+  });
+
+  it('takes a level-4 message from the web UI only for level 4 and within deliveries.maxMessageBytes', async () => {
+    const login = await fetch(`${daemon.url}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ email: 'alice@example.org', password: PW }).toString(), redirect: 'manual' });
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(await (await fetch(`${daemon.url}/inbox`, { headers: { cookie } })).text())?.[1] ?? '';
+    const put = (id: string, body: Buffer) => fetch(`${daemon.url}/ui/api/deliveries/${id}/message`, { method: 'PUT', headers: { cookie, 'x-csrf-token': csrf, origin: daemon.url, 'content-type': 'application/pgp-encrypted' }, body: new Uint8Array(body) });
+    const level3 = (await alice.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'L3', message: 'text', level: 3 }, 201)).id;
+    const refused = await put(level3, Buffer.from('not a message'));
+    expect([refused.status, (await refused.json()).error.code]).toEqual([409, 'SEALDROP_E_WRONG_STATE']);
+    const level4 = (await alice.ok<{ id: string }>('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'L4', level: 4 }, 201)).id;
+    const big = await put(level4, randomBytes(200 * 1024));
+    expect([big.status, (await big.json()).error.code]).toEqual([413, 'SEALDROP_E_TOO_LARGE']);
+  });
+
+  it('keeps at least one active admin: the last one cannot demote or disable itself', async () => {
+    const r = await runCli(sb, ['account', 'add', '--email', 'root@example.org', '--role', 'admin', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+    const root = await anon.login('root@example.org', PW);
+    expect(await root.fails('POST', '/api/v1/admin/accounts/root@example.org/disable', undefined, 409, 'SEALDROP_E_WRONG_STATE')).toMatch(/last active admin/);
+    const d = await runCli(sb, ['account', 'disable', 'root@example.org']);
+    expect(d.code).not.toBe(0);
+    expect(d.stderr).toMatch(/last active admin/);
+  });
+});
+
 describe('pages behind e-mailed links', () => {
   it('moves the registration token from the address into a cookie and shows errors next to the form, escaped', async () => {
     const xss = '"><script>alert(1)</script>';

@@ -8,7 +8,7 @@ import { AccountSchema, SshKeySchema, type Account, type SshKey } from '../store
 import { audit } from './audit.ts';
 import { inTx, readEm, type Actor, type CoreDeps, type Principal } from './context.ts';
 import { fail } from './errors.ts';
-import { normalizeEmail } from './validation.ts';
+import { isUuid, normalizeEmail } from './validation.ts';
 
 /** Key types accepted for login. */
 const ACCEPTED = new Set(['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com']);
@@ -117,7 +117,8 @@ export class SshKeyService {
 
   /** Removes a key by id or fingerprint; only the owner's own keys unless `admin`. */
   async remove(by: Actor, idOrFingerprint: unknown, owner: { accountId?: string; admin?: boolean }): Promise<void> {
-    if (typeof idOrFingerprint !== 'string' || idOrFingerprint.length > 100) throw fail('SEALDROP_E_NOT_FOUND', 'no such key');
+    // An id is a UUID and a fingerprint SHA256:<base64>: anything else (a NUL, say) is no key.
+    if (typeof idOrFingerprint !== 'string' || !(isUuid(idOrFingerprint) || /^SHA256:[A-Za-z0-9+/]{43}$/.test(idOrFingerprint))) throw fail('SEALDROP_E_NOT_FOUND', 'no such key');
     await inTx(this.deps, async (em) => {
       const row = await em.findOne(SshKeySchema, idOrFingerprint.startsWith('SHA256:') ? { fingerprint: idOrFingerprint } : { id: idOrFingerprint });
       if (!row || (!owner.admin && row.accountId !== owner.accountId)) throw fail('SEALDROP_E_NOT_FOUND', 'no such key');

@@ -34,7 +34,7 @@ import { actorOf, inTx, readEm, type CoreDeps, type Principal, type Via } from '
 import { renderSubject, type DeliveryService, type DeliverySpec, type Download } from './deliveries.ts';
 import { fail, isSealdropError } from './errors.ts';
 import type { Upload } from './uploads.ts';
-import { normalizeEmail, validateFileName, validateRelativePath, validateSubject } from './validation.ts';
+import { normalizeEmail, validateFileName, validateRelativePath, validateSubject, wellFormed } from './validation.ts';
 
 /** A directory entry or stat result. */
 export interface TreeEntry {
@@ -280,8 +280,11 @@ export class TreeService {
   /** The folder name of a delivery in /inbox: `YYYY-MM-DD subject [id8]`. */
   inboxName(d: Delivery): string {
     const date = (d.sentAt ?? d.createdAt).toISOString().slice(0, 10);
+    // Control and bidirectional characters become "_"; the subject is cut after 80 characters
+    // (code points: a cut through an emoji's surrogate pair made the name unencodable).
     // eslint-disable-next-line no-control-regex
-    const subject = d.subject.replace(/[/\\\u0000-\u001f\u007f]/g, '_').replace(/\s+/g, ' ').trim().slice(0, 80).replace(/\.+$/, '');
+    const cleaned = wellFormed(d.subject).replace(/[/\\\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_').replace(/\s+/g, ' ').trim();
+    const subject = Array.from(cleaned).slice(0, 80).join('').trim().replace(/\.+$/, '');
     return `${date} ${subject} [${d.id.slice(0, 8)}]`;
   }
 

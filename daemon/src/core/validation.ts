@@ -31,6 +31,14 @@ export function normalizeEmail(input: unknown, field = 'email'): string {
   return email;
 }
 
+/** Bidirectional control characters (embeddings, overrides, isolates and marks). */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+
+/** `s` with every lone surrogate (half of a character cut apart) replaced by U+FFFD. */
+export function wellFormed(s: string): string {
+  return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
 /** Longest file name in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 255;
 
@@ -52,7 +60,7 @@ export function validateFileName(input: unknown, field = 'name'): string {
   if (/[/\\]/.test(name)) throw bad('contains a path separator');
   // Bidirectional controls make a name read differently from what it is ("…exe.pdf" shown for
   // "…fdp.exe"): a classic way to disguise a file for its recipient.
-  if (/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(name)) throw bad('contains bidirectional control characters');
+  if (BIDI_CONTROLS.test(name)) throw bad('contains bidirectional control characters');
   if (name === '.' || name === '..') throw bad('is a relative path');
   if (/^\s|\s$/.test(name)) throw bad('starts or ends with white space');
   if (name.endsWith('.')) throw bad('ends with a dot');
@@ -86,6 +94,9 @@ export function validateSubject(input: unknown, max: number): string {
   if (subject.length > max) throw fail('SEALDROP_E_VALIDATION', `subject is longer than ${max} characters`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(subject)) throw fail('SEALDROP_E_VALIDATION', 'subject must be one line without control characters');
+  // The subject names the recipient's inbox folder and the mail: as with file names, no
+  // bidirectional controls that make it read differently.
+  if (BIDI_CONTROLS.test(subject)) throw fail('SEALDROP_E_VALIDATION', 'subject must not contain bidirectional control characters');
   return subject;
 }
 

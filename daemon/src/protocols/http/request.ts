@@ -34,6 +34,8 @@ export async function readJson(ctx: Context, limit: number): Promise<Record<stri
     throw fail('SEALDROP_E_VALIDATION', 'the request body is not valid JSON');
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw fail('SEALDROP_E_VALIDATION', 'the request body must be a JSON object');
+  // No field of any route means a NUL, and the database refuses it with an internal error.
+  if (hasNul(parsed)) throw fail('SEALDROP_E_VALIDATION', 'strings in the request body must not contain NUL characters');
   return parsed as Record<string, unknown>;
 }
 
@@ -51,6 +53,24 @@ export function bearerAuth(core: Core) {
 }
 
 /** The authenticated principal of a request. */
+/** Whether a parsed JSON value holds a NUL character in a string or a key (walked without recursion). */
+export function hasNul(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return true;
+    } else if (Array.isArray(v)) stack.push(...v);
+    else if (v !== null && typeof v === 'object') {
+      for (const [k, inner] of Object.entries(v)) {
+        if (k.includes('\u0000')) return true;
+        stack.push(inner);
+      }
+    }
+  }
+  return false;
+}
+
 export function principalOf(ctx: Context): Principal {
   return (ctx.state as ApiState).principal;
 }

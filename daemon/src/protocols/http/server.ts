@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.ts';
+import { fail } from '../../core/errors.ts';
 import type { Core } from '../../core/index.ts';
 import { apiRouter } from './api.ts';
 import { settleUnreadBody } from './body.ts';
@@ -90,6 +91,9 @@ export function createApp({ core, config, log, ready, onRequest }: HttpOptions):
   });
 
   app.use(async (ctx, next) => {
+    // A NUL in the query means nothing to any route; the database would refuse it in a filter
+    // with an internal error. (Paths: names are validated, ids checked for their form.)
+    if (/%00/.test(ctx.querystring) || ctx.querystring.includes('\u0000')) throw fail('SEALDROP_E_VALIDATION', 'the query contains a NUL character');
     if (ctx.path === '/healthz') {
       ctx.body = { status: 'ok' };
       return;

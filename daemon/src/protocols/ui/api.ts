@@ -62,8 +62,13 @@ export function uiApiRoutes(ui: UiContext): Router {
   });
 
   router.put('/deliveries/:id/message', async (ctx) => {
-    const upload = await core.deliveries.beginUpload(me(ctx), { deliveryId: param(ctx, 'id') }, 'message.txt', { kind: 'message', clientEncrypted: {} });
-    await upload.fromStream(detachedBody(ctx.req));
+    // The same rules as the API's route: level 4 only, within deliveries.maxMessageBytes.
+    const declared = ctx.get('content-length');
+    const plain = ctx.get('x-plaintext-size');
+    await core.deliveries.addClientMessage(me(ctx), param(ctx, 'id'), detachedBody(ctx.req), {
+      ...(/^\d{1,16}$/.test(declared) ? { declaredSize: Number(declared) } : {}),
+      ...(/^\d{1,16}$/.test(plain) ? { plaintextSize: Number(plain) } : {}),
+    });
     ctx.status = 204;
   });
 

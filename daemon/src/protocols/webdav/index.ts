@@ -16,6 +16,7 @@ import type { LockInfo, PropPatch } from '../../core/dav.ts';
 import { fail, isSealdropError, type SealdropError } from '../../core/errors.ts';
 import type { Core, Principal } from '../../core/index.ts';
 import type { TreeEntry } from '../../core/tree.ts';
+import { wellFormed } from '../../core/validation.ts';
 import { detachedBody, hasBody } from '../http/body.ts';
 import { HTTP_STATUS } from '../http/errors.ts';
 import { evaluateIf, parseIf, submittedTokens, type IfResource } from './if-header.ts';
@@ -68,7 +69,8 @@ function etagOf(path: string, e: TreeEntry): string {
 }
 
 function hrefOf(segments: string[], dir: boolean): string {
-  const path = segments.map((s) => encodeURIComponent(s)).join('/');
+  // A lone surrogate would make encodeURIComponent throw: such a name is shown with U+FFFD.
+  const path = segments.map((s) => encodeURIComponent(wellFormed(s))).join('/');
   return `${DAV_PREFIX}/${path}${dir && path ? '/' : ''}`;
 }
 

@@ -45,6 +45,8 @@ export function parseXml(body: Buffer): Element | null {
   const text = body.toString('utf8');
   if (text.trim() === '') return null;
   if (/<!DOCTYPE|<!ENTITY/i.test(text)) throw fail('SEALDROP_E_VALIDATION', 'XML with a document type declaration is not accepted');
+  const ref = forbiddenCharRef(text);
+  if (ref) throw fail('SEALDROP_E_VALIDATION', `the XML body refers to a character XML does not allow (${ref})`);
   let error: string | null = null;
   let doc: ReturnType<InstanceType<Xmldom['DOMParser']>['parseFromString']>;
   try {
@@ -60,6 +62,21 @@ export function parseXml(body: Buffer): Element | null {
   if (error || !doc.documentElement) throw fail('SEALDROP_E_VALIDATION', `the XML body is not well-formed: ${String(error ?? 'no root element').slice(0, 200)}`);
   checkNamespaces(doc.documentElement);
   return doc.documentElement;
+}
+
+/**
+ * The first character reference (`&#0;`, `&#xD800;`) to a character XML 1.0 does not allow, or
+ * null. The parser accepts them, and a NUL or a lone surrogate would then reach a property
+ * value or a lock owner, and the database.
+ */
+function forbiddenCharRef(text: string): string | null {
+  for (const m of text.matchAll(/&#(x[0-9a-f]+|[0-9]+);/gi)) {
+    const digits = m[1] as string;
+    const cp = digits[0] === 'x' || digits[0] === 'X' ? parseInt(digits.slice(1), 16) : parseInt(digits, 10);
+    const allowed = cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
+    if (!allowed) return m[0].slice(0, 20);
+  }
+  return null;
 }
 
 /** Deepest element nesting accepted in a request body. */
