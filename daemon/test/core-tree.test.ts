@@ -426,6 +426,16 @@ describe('the virtual tree', () => {
     expect(await h.orm.em.fork().count(DeliverySchema, { folderKey: 'outbox/erin@example.org' })).toBe(0);
   });
 
+  it('names inbox folders within 80 characters and 160 bytes of subject, never cutting a character apart', () => {
+    const at = new Date('2026-12-01T00:00:00Z');
+    const name = (subject: string) => h.core.tree.inboxName({ subject, sentAt: at, createdAt: at, id: '12345678-aaaa-bbbb-cccc-000000000000' } as never);
+    expect(name(`${'a'.repeat(79)}\u{1F600}tail`)).toBe(`2026-12-01 ${'a'.repeat(79)}\u{1F600} [12345678]`);
+    const cjk = name('\u6f22'.repeat(80));
+    expect(cjk).toBe(`2026-12-01 ${'\u6f22'.repeat(53)} [12345678]`);
+    expect(Buffer.byteLength(cjk)).toBeLessThan(200);
+    expect(name('line\u202eevil/x')).toBe('2026-12-01 line_evil_x [12345678]');
+  });
+
   it('lists only the subfolders of that very address: `_` and `%` in an address are not wildcards', async () => {
     const alice = await member('alice@example.org', 'alice secupass long');
     await put(alice, '/outbox/xzy@example.org/SecretSub/a.txt', Buffer.from('a'));
@@ -438,9 +448,11 @@ describe('the virtual tree', () => {
     const alice = await member('alice@example.org', 'alice secupass long');
     await put(alice, '/outbox/bob@example.org/a.txt', Buffer.from('a'));
     await expectCode(h.core.tree.openWrite(alice, '/outbox/bob@example.org/a.txt', { append: true, exclusive: true }), 'SEALDROP_E_CONFLICT');
-    for (const c of ['\u202e', '\u202d', '\u2066', '\u2069', '\u200f', '\u061c']) {
+    for (const c of ['\u202e', '\u202d', '\u202a', '\u2066', '\u2069']) {
       await expectCode(h.core.tree.openWrite(alice, `/outbox/bob@example.org/invoice${c}fdp.exe`), 'SEALDROP_E_INVALID_NAME');
     }
+    // Direction marks are part of ordinary right-to-left names.
+    await put(alice, '/outbox/bob@example.org/\u05d3\u05d5\u05d7\u200f.pdf', Buffer.from('r'));
   });
 
   it('keeps a trigger name inside a folder of a delivery as a temporary file: never delivered, sends nothing', async () => {

@@ -250,7 +250,8 @@ describe('credentials, odd characters and the UI message route (found by a hosti
     await alice.fails('POST', '/api/v1/deliveries', { to: ['bob@example.org'], subject: 'S', level: 3, extra: { deep: ['x\u0000'] } }, 400, 'SEALDROP_E_VALIDATION');
     const basic = `Basic ${Buffer.from(`alice@example.org:${PW}`).toString('base64')}`;
     for (const body of ['<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>x&#0;y</D:owner></D:lockinfo>',
-      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:p>&#xD800;</Z:p></D:prop></D:set></D:propertyupdate>']) {
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:p>&#xD800;</Z:p></D:prop></D:set></D:propertyupdate>',
+      '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:z"><D:set><D:prop><Z:p>raw\u0000nul</Z:p></D:prop></D:set></D:propertyupdate>']) {
       const method = body.includes('lockinfo') ? 'LOCK' : 'PROPPATCH';
       const res = await fetch(`${daemon.url}/dav/outbox/nul@example.org/`, { method, headers: { authorization: basic, 'content-type': 'application/xml' }, body });
       expect(res.status, `${method}: ${await res.text()}`).toBe(400);

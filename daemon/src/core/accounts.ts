@@ -4,6 +4,7 @@
  * scopes and expiry, admin account management.
  */
 import { randomUUID } from 'node:crypto';
+import { LockMode } from '@mikro-orm/core';
 import {
   AccountSchema,
   AccountTokenSchema,
@@ -19,7 +20,7 @@ import {
 import { audit } from './audit.ts';
 import type { DeliveryService } from './deliveries.ts';
 import { actorOf, inTx, readEm, requireLogin, requireScope, ROLE_SCOPES, SCOPES, type Actor, type CoreDeps, type Em, type Principal, type Scope, type Via } from './context.ts';
-import { fail, isSealdropError } from './errors.ts';
+import { fail } from './errors.ts';
 import { publicLink } from './links.ts';
 import { enqueueMail } from './outbox.ts';
 import { burnVerification, hashPassword, verifyPassword } from './passwords.ts';
@@ -457,19 +458,30 @@ export class AccountService {
 
   /**
    * Changes the login password with the current one, from a login session (not with an API
-   * token). Wrong current passwords count towards the address's lockout like failed logins; the
+   * token). Wrong current passwords are counted per account (`accounts.loginMaxFailures` within
+   * `loginWindowSeconds`, then SEALDROP_E_RATE_LIMITED): a session cannot guess the password
+   * without limit, and strangers failing logins on the address do not block the change. The
    * account's other login sessions end (the caller's, given by `bearer`, stays).
    */
   async changePassword(p: Principal, input: { currentPassword: unknown; newPassword: unknown }, bearer?: string): Promise<void> {
     requireLogin(p, 'the password is changed');
     const em = readEm(this.deps);
     const account = await em.findOneOrFail(AccountSchema, { id: p.accountId });
-    try {
-      await this.verifyCredentials({ email: account.email, password: input.currentPassword }, p.ip, p.via);
-    } catch (err) {
-      if (isSealdropError(err, 'SEALDROP_E_LOGIN_FAILED')) throw fail('SEALDROP_E_LOGIN_FAILED', 'the current password is wrong');
-      throw err;
+    const key = `password-change:${account.id}`;
+    const now0 = this.now();
+    if ((await currentCount(em, key, this.cfg.loginWindowSeconds, now0)) >= this.cfg.loginMaxFailures) {
+      const retry = await retryAfterSeconds(em, key, this.cfg.loginWindowSeconds, now0);
+      throw fail('SEALDROP_E_RATE_LIMITED', `too many wrong current passwords; try again in ${retry} s`, { retryAfter: retry });
     }
+    const ok = typeof input.currentPassword === 'string' && input.currentPassword.length <= 1024 && Boolean(account.passwordHash) && (await verifyPassword(account.passwordHash as string, input.currentPassword));
+    if (!ok) {
+      await inTx(this.deps, async (tem) => {
+        await countHit(tem, key, this.cfg.loginWindowSeconds, now0);
+        await audit(tem, { action: 'password.change_failed', actor: actorOf(p), targetType: 'account', targetId: account.id }, now0);
+      });
+      throw fail('SEALDROP_E_LOGIN_FAILED', 'the current password is wrong');
+    }
+    await inTx(this.deps, (tem) => clearHits(tem, key));
     const password = checkPasswordPolicy(input.newPassword, { minLength: this.cfg.passwordMinLength, email: account.email, field: 'newPassword' });
     const passwordHash = await this.hash(password);
     const now = this.now();
@@ -597,8 +609,12 @@ export class AccountService {
   /** Refuses to take away the last active admin (nobody could manage accounts in the UI or API then). */
   private async keepAnAdmin(em: Em, account: Account, what: string): Promise<void> {
     if (account.state !== 'active') return;
-    const others = await em.count(AccountSchema, { role: 'admin', state: 'active', id: { $ne: account.id } });
-    if (others === 0) throw fail('SEALDROP_E_WRONG_STATE', `the last active admin cannot be ${what}; make another admin first (sealdrop account add --role admin)`);
+    // The active admins' rows are locked (PostgreSQL): two admins disabling each other at once
+    // would otherwise each count the other and leave none.
+    const admins = await em.find(AccountSchema, { role: 'admin', state: 'active' }, { lockMode: LockMode.PESSIMISTIC_WRITE, fields: ['id'] });
+    if (!admins.some((a) => a.id !== account.id)) {
+      throw fail('SEALDROP_E_WRONG_STATE', `the last active admin cannot be ${what}; make another active admin first (sealdrop account add --role admin --password-stdin)`);
+    }
   }
 
   /** The owner's address of a service account, for view(). */

@@ -131,7 +131,7 @@ export class TreeService {
    */
   isTempName(name: string): boolean {
     const lower = name.toLowerCase();
-    return name.startsWith('.') || name.startsWith('~$') || NOISE.has(lower) || TEMP_SUFFIXES.some((s) => lower.endsWith(s) && lower.length > s.length);
+    return name === this.cfg.triggerName || name.startsWith('.') || name.startsWith('~$') || NOISE.has(lower) || TEMP_SUFFIXES.some((s) => lower.endsWith(s) && lower.length > s.length);
   }
 
   /** The name a temporary name stands for (`report.pdf.filepart` → `report.pdf`). */
@@ -284,7 +284,16 @@ export class TreeService {
     // (code points: a cut through an emoji's surrogate pair made the name unencodable).
     // eslint-disable-next-line no-control-regex
     const cleaned = wellFormed(d.subject).replace(/[/\\\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_').replace(/\s+/g, ' ').trim();
-    const subject = Array.from(cleaned).slice(0, 80).join('').trim().replace(/\.+$/, '');
+    // At most 80 characters and 160 UTF-8 bytes: the whole name stays well under the 255 bytes
+    // a file name may have on the clients' disks.
+    let subject = '';
+    let bytes = 0;
+    for (const ch of Array.from(cleaned).slice(0, 80)) {
+      bytes += Buffer.byteLength(ch);
+      if (bytes > 160) break;
+      subject += ch;
+    }
+    subject = subject.trim().replace(/\.+$/, '');
     return `${date} ${subject} [${d.id.slice(0, 8)}]`;
   }
 
@@ -620,21 +629,25 @@ export class TreeService {
     if (name === this.cfg.triggerName) return { kind: 'trigger', folderKey: folder.key, folder, bytes: 0 };
     const base = name.split('/').pop() as string;
     const temp = options.placeholder === true || this.isTempName(base);
-    const transfer: { id?: string } = {};
-    const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, {
-      temp,
-      // A failed first upload removes the delivery it created only if no other upload into the
-      // folder is running (on any instance): that one would lose its file at commit.
-      othersUploading: async () => this.transferOpen(p.accountId, folder.key, await this.liveInstances(), transfer.id),
-      literalName: this.finalNameOf(base),
-      readBack: options.readBack ?? false,
-      path: true,
-      mdcInWorker: options.mdcInWorker ?? true,
-      ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
-    });
+    // The transfer is on record before the upload joins (or creates) the folder's delivery: a
+    // failed first upload removes the delivery it created only if no other upload into the
+    // folder runs (on any instance), and one that is still starting counts.
     const transferId = await this.transferStarted(p, folder.key);
-    transfer.id = transferId;
-    return { kind: 'upload', upload, folderKey: folder.key, name, transferId };
+    try {
+      const upload = await this.deliveries.beginUpload(p, { folder: await folder.spec() }, name, {
+        temp,
+        othersUploading: async () => this.transferOpen(p.accountId, folder.key, await this.liveInstances(), transferId),
+        literalName: this.finalNameOf(base),
+        readBack: options.readBack ?? false,
+        path: true,
+        mdcInWorker: options.mdcInWorker ?? true,
+        ...(options.declaredSize !== undefined ? { declaredSize: options.declaredSize } : {}),
+      });
+      return { kind: 'upload', upload, folderKey: folder.key, name, transferId };
+    } catch (err) {
+      await this.transferEnded(transferId);
+      throw err;
+    }
   }
 
   /**

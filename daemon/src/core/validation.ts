@@ -31,8 +31,12 @@ export function normalizeEmail(input: unknown, field = 'email'): string {
   return email;
 }
 
-/** Bidirectional control characters (embeddings, overrides, isolates and marks). */
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+/**
+ * Bidirectional embeddings, overrides and isolates: they reorder what follows them, the way to
+ * disguise a name. The marks (U+200E, U+200F, U+061C) only set a direction and are part of
+ * ordinary right-to-left names, so they stay allowed.
+ */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
 
 /** `s` with every lone surrogate (half of a character cut apart) replaced by U+FFFD. */
 export function wellFormed(s: string): string {

@@ -636,6 +636,7 @@ const paths: Record<string, PathItemObject> = {
     delete: {
       operationId: 'removeSshKey',
       summary: 'Remove one of the caller\'s SSH keys',
+      description: 'From a login session only (403 with an API token).',
       tags: ['ssh-keys'],
       security: needs(),
       parameters: [
@@ -647,7 +648,7 @@ const paths: Record<string, PathItemObject> = {
           schema: { type: 'string', anyOf: [{ format: 'uuid' }, { pattern: '^SHA256:' }] },
         },
       ],
-      responses: { '204': noContent('Removed'), ...authErrors(404) },
+      responses: { '204': noContent('Removed'), ...authErrors(403, 404) },
     },
   },
   '/deliveries': {

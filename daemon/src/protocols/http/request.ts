@@ -60,7 +60,9 @@ export function hasNul(value: unknown): boolean {
     const v = stack.pop();
     if (typeof v === 'string') {
       if (v.includes('\u0000')) return true;
-    } else if (Array.isArray(v)) stack.push(...v);
+    } else if (Array.isArray(v)) {
+      for (const x of v) stack.push(x); // not push(...v): a large array would overflow the call stack
+    }
     else if (v !== null && typeof v === 'object') {
       for (const [k, inner] of Object.entries(v)) {
         if (k.includes('\u0000')) return true;

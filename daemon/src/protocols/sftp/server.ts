@@ -77,14 +77,17 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
   });
   /** Logged-in connections by account, each with what ends it when the account is disabled. */
   const loggedIn = new Map<string, Map<Connection, () => void>>();
+  let checking = false;
   const accountCheck = setInterval(() => {
-    if (loggedIn.size === 0) return;
-    core.tree.inactiveAmong([...loggedIn.keys()]).then(
-      (gone) => {
-        for (const accountId of gone) for (const end of loggedIn.get(accountId)?.values() ?? []) end();
-      },
-      (err: unknown) => slog.warn({ err }, 'could not check the logged-in accounts'),
-    );
+    if (loggedIn.size === 0 || checking) return;
+    checking = true;
+    core.tree
+      .inactiveAmong([...loggedIn.keys()])
+      .then((gone) => {
+        for (const accountId of gone) for (const end of [...(loggedIn.get(accountId)?.values() ?? [])]) end();
+      })
+      .catch((err: unknown) => slog.warn({ err }, 'could not check the logged-in accounts'))
+      .finally(() => (checking = false));
   }, ACCOUNT_CHECK_MS);
   accountCheck.unref();
   const gc = loadGc();
@@ -179,14 +182,17 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
           if (revoked) return;
           revoked = true;
           clog.info({ account: p.email }, 'the account is no longer active: session closed');
-          client.end();
+          // Nothing more is served: its files are closed now, and the socket goes even if the
+          // client ignores the DISCONNECT (ssh2's end() only half-closes the connection).
+          for (const s of [...sessions]) abandon(s);
+          hangUp(client);
         });
         opened = core.tree.sessionOpened(p, id).catch((err: unknown) => clog.error({ err }, 'could not record the session'));
         clog.info({ account: p.email, auth: p.auth }, 'sftp session started');
         if (sock && cfg.idleTimeoutSeconds > 0) {
           sock.setTimeout(cfg.idleTimeoutSeconds * 1000, () => {
             clog.info('idle session closed');
-            client.end();
+            hangUp(client);
           });
         }
         client.on('session', (acceptSession, rejectSession) => {
@@ -319,6 +325,15 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       for (const c of clients) c.end();
     },
   };
+}
+
+/** Ends a connection (SSH DISCONNECT), and destroys its socket if it is still open a second later. */
+function hangUp(client: Connection): void {
+  client.end();
+  const sock = (client as unknown as { _sock?: Socket })._sock;
+  setTimeout(() => {
+    if (sock && !sock.destroyed) sock.destroy();
+  }, 1000).unref();
 }
 
 /**

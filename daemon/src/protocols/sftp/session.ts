@@ -34,9 +34,11 @@ const MAX_HELD_REPLY_BYTES = 4 * 1024 * 1024;
 const HELD_REPLIES_UNCHECKED = 64;
 /**
  * Requests of one session not answered yet, at most: more is a client that does not wait for
- * its answers (READs behind a shut channel window each wait here, not in ssh2's buffer).
+ * its answers (READs behind a shut channel window each wait here, not in ssh2's buffer). A
+ * client may share one session among many transfers (rclone puts a connection back in its pool
+ * once a file is open): 64 requests outstanding on each of 64 files, and some room.
  */
-const MAX_IN_FLIGHT = 1024;
+const MAX_IN_FLIGHT = 64 * 64 + 256;
 
 /** Open files an account may still have (shared by its sessions): take() throws SEALDROP_E_LIMIT. */
 export interface OpenFileBudget {
@@ -184,10 +186,10 @@ export class SftpSession {
 
   /** Closes the channel as an SFTP protocol error (the connection's server logs it). */
   private violated(why: string): void {
-    this.closed = true;
-    this.windowOpen();
     this.sftp.emit('error', new Error(why));
     this.sftp.destroy();
+    // Its files are closed now, not when the client answers the channel's close (it may never).
+    void this.abandon();
   }
 
   private ok(reqid: number): void {
@@ -199,7 +201,10 @@ export class SftpSession {
   private fail(reqid: number, err: unknown): void {
     if (this.closed) {
       // The session ended under the request (its streams were closed): nobody waits for it.
-      this.log.debug({ error: (err as Error | undefined)?.message }, 'sftp request ended with its session');
+      // Anything else than the end of its streams is still worth an error line.
+      const ended = isSealdropError(err) || ['ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED', 'ABORT_ERR'].includes((err as { code?: string } | undefined)?.code ?? '');
+      if (ended) this.log.debug({ error: (err as Error | undefined)?.message }, 'sftp request ended with its session');
+      else this.log.error({ err, code: 'SEALDROP_E_INTERNAL' }, 'sftp request failed after its session ended');
       return;
     }
     if (!isSealdropError(err)) this.log.error({ err, code: 'SEALDROP_E_INTERNAL' }, 'sftp request failed');

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { describe, expect, it } from 'vitest';
+import { generatePair } from './host-keys.ts';
 
 const { SFTP } = createRequire(import.meta.url)('ssh2/lib/protocol/SFTP.js') as { SFTP: new (...a: unknown[]) => SftpLike };
 
@@ -156,7 +157,8 @@ describe('ssh2 patch: WRITE assembly', () => {
 
 describe('ssh2 patch: channel window', () => {
   it('gives a client 3 MiB of window on a session channel, and refills it once half of it is used', async () => {
-    const hostKey = ssh2.utils.generateKeyPairSync('ed25519').private;
+    // Not ssh2's generator as is: 1 ed25519 key in ~256 does not parse (mscdex/ssh2#1513).
+    const hostKey = generatePair('ed25519', {}).private;
     const server = new ssh2.Server({ hostKeys: [hostKey] }, (client) => {
       client.on('authentication', (ctx) => ctx.accept());
       client.on('session', (accept) => {
