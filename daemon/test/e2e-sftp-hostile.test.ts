@@ -10,6 +10,7 @@ import path from 'node:path';
 import ssh2 from 'ssh2';
 import type { SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatePair } from '../src/protocols/sftp/host-keys.ts';
 import { Api } from './support/api.ts';
 import { filesUnder } from './support/canary.ts';
 import { runCli, sandbox, startDaemonProcess, type DaemonProcess, type Sandbox } from './support/daemon-process.ts';
@@ -427,7 +428,7 @@ describe('hostile SFTP requests', () => {
     expect(d.code, d.stderr).toBe(0);
     const t0 = Date.now();
     expect((await closed) - t0, 'closed within the check interval (5 s)').toBeLessThan(8000);
-    await until('the log line', () => daemon.output().includes('the account is no longer active: session closed'));
+    await until('the log line', () => daemon.output().includes('the login no longer holds: session closed'));
     const ended = () =>
       daemon
         .output()
@@ -435,6 +436,30 @@ describe('hostile SFTP requests', () => {
         .find((l) => l.includes('sftp session ended') && l.includes(victim));
     await until('the session end to be recorded', () => ended() !== undefined);
     expect(ended()).toContain('"clean":false');
+  });
+
+  it('closes an SFTP login whose SSH key is removed, and a password login once the password changed', async () => {
+    const email = 'rotating@example.org';
+    const r = await runCli(sb, ['account', 'add', '--email', email, '--role', 'member', '--password-stdin'], PW);
+    expect(r.code, r.stderr).toBe(0);
+    const pair = generatePair('ed25519', {});
+    const added = await runCli(sb, ['ssh-key', 'add', '--email', email, '--key-stdin'], pair.public);
+    expect(added.code, added.stderr).toBe(0);
+    const byKey = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      byKey.on('ready', () => resolve()).on('error', reject);
+      byKey.connect({ host: '127.0.0.1', port: daemon.sftpPort, username: email, privateKey: pair.private, hostVerifier: () => true });
+    });
+    const byPassword = await connect(email, PW);
+    const keyClosed = new Promise<void>((resolve) => byKey.once('close', () => resolve()));
+    const pwClosed = new Promise<void>((resolve) => byPassword.once('close', () => resolve()));
+    const fingerprint = /SHA256:[A-Za-z0-9+/]{43}/.exec(added.stdout)?.[0] as string;
+    expect(fingerprint, added.stdout).toBeDefined();
+    expect((await runCli(sb, ['ssh-key', 'remove', fingerprint])).code).toBe(0);
+    await keyClosed;
+    const api = await new Api(daemon.url).login(email, PW);
+    await api.ok('POST', '/api/v1/password', { currentPassword: PW, newPassword: 'a new long password 7' }, 204);
+    await pwClosed;
   });
 
   it('stays healthy, logged no internal error, and kept no blob or temp file of what it refused', async () => {

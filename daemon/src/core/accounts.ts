@@ -12,6 +12,7 @@ import {
   DeliveryRecipientSchema,
   DeliverySchema,
   SessionSchema,
+  SshKeySchema,
   type Account,
   type AccountTokenPurpose,
   type Role,
@@ -54,6 +55,16 @@ export interface ApiTokenView {
 }
 
 /** Accounts, authentication, tokens. */
+/** A protocol login to re-check (see AccountService.endedLogins). */
+export interface LiveLogin {
+  accountId: string;
+  auth: Principal['auth'];
+  /** When it logged in. */
+  since: Date;
+  /** The SSH key it logged in with (key logins). */
+  keyId?: string | undefined;
+}
+
 export class AccountService {
   private readonly basicCache = new Map<string, { accountId: string; passwordChangedAt: number; until: number }>();
 
@@ -604,6 +615,27 @@ export class AccountService {
       return account;
     });
     return this.view(account, undefined, await this.ownerEmails(account));
+  }
+
+  /**
+   * Which of these protocol logins no longer hold: the account disabled or gone, its password
+   * changed since a password login, or the SSH key of a key login removed. Long protocol
+   * sessions (SFTP) re-check with it: all of that is done by other processes (the CLI) or
+   * instances as well.
+   */
+  async endedLogins(logins: readonly LiveLogin[]): Promise<boolean[]> {
+    if (logins.length === 0) return [];
+    const em = readEm(this.deps);
+    const accountIds = [...new Set(logins.map((l) => l.accountId))];
+    const accounts = new Map((await em.find(AccountSchema, { id: { $in: accountIds } }, { fields: ['id', 'state', 'passwordChangedAt'] })).map((a) => [a.id, a]));
+    const keyIds = [...new Set(logins.flatMap((l) => (l.keyId ? [l.keyId] : [])))];
+    const keys = new Set(keyIds.length ? (await em.find(SshKeySchema, { id: { $in: keyIds } }, { fields: ['id'] })).map((k) => k.id) : []);
+    return logins.map((l) => {
+      const a = accounts.get(l.accountId);
+      if (!a || a.state !== 'active') return true;
+      if (l.auth === 'password' && a.passwordChangedAt && a.passwordChangedAt.getTime() > l.since.getTime()) return true;
+      return l.auth === 'ssh_key' && !(l.keyId && keys.has(l.keyId));
+    });
   }
 
   /** Refuses to take away the last active admin (nobody could manage accounts in the UI or API then). */

@@ -17,7 +17,6 @@ import os from 'node:os';
 import path from 'node:path/posix';
 import { Readable } from 'node:stream';
 import {
-  AccountSchema,
   DaemonInstanceSchema,
   DeliveryFileSchema,
   DeliveryRecipientSchema,
@@ -861,15 +860,5 @@ export class TreeService {
     return n;
   }
 
-  /**
-   * Of these accounts, the ones that are no longer active (disabled or gone): long protocol
-   * sessions re-check, since an account is disabled by another process (the CLI) or instance.
-   */
-  async inactiveAmong(accountIds: readonly string[]): Promise<string[]> {
-    if (accountIds.length === 0) return [];
-    const active = await readEm(this.deps).find(AccountSchema, { id: { $in: [...accountIds] }, state: 'active' }, { fields: ['id'] });
-    const ok = new Set(active.map((a) => a.id));
-    return accountIds.filter((id) => !ok.has(id));
-  }
 }
 

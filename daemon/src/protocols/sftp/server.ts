@@ -11,6 +11,7 @@ import ssh2, { type AuthContext, type Connection } from 'ssh2';
 import type { Config } from '../../config/schema.ts';
 import type { Principal } from '../../core/context.ts';
 import { fail, isSealdropError } from '../../core/errors.ts';
+import type { LiveLogin } from '../../core/accounts.ts';
 import type { Core } from '../../core/index.ts';
 import { loadGc, YoungGcPacer } from '../../util/gc.ts';
 import { loadHostKeys, type HostKey } from './host-keys.ts';
@@ -75,16 +76,19 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       else openFiles.set(accountId, n);
     },
   });
-  /** Logged-in connections by account, each with what ends it when the account is disabled. */
-  const loggedIn = new Map<string, Map<Connection, () => void>>();
+  /** Logged-in connections, each with its login and what ends it once that login no longer holds. */
+  const loggedIn = new Map<Connection, { login: LiveLogin; end: (why: string) => void }>();
   let checking = false;
   const accountCheck = setInterval(() => {
     if (loggedIn.size === 0 || checking) return;
     checking = true;
-    core.tree
-      .inactiveAmong([...loggedIn.keys()])
-      .then((gone) => {
-        for (const accountId of gone) for (const end of [...(loggedIn.get(accountId)?.values() ?? [])]) end();
+    const live = [...loggedIn.values()];
+    core.accounts
+      .endedLogins(live.map((l) => l.login))
+      .then((ended) => {
+        ended.forEach((gone, i) => {
+          if (gone) live[i]?.end('the account is disabled, its password changed or its SSH key removed');
+        });
       })
       .catch((err: unknown) => slog.warn({ err }, 'could not check the logged-in accounts'))
       .finally(() => (checking = false));
@@ -117,6 +121,8 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       const hold = holder(client);
       (client as unknown as { _sock?: Socket })._sock?.prependListener('data', batch);
       let principal: Principal | undefined;
+      /** The SSH key of a key login. */
+      let keyId: string | undefined;
       let counted = false;
       let opened: Promise<unknown> | undefined;
       let clean = false;
@@ -152,8 +158,9 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
       };
       client.on('authentication', (ctx: AuthContext) => {
         authenticate(core, ctx, ip).then(
-          (p) => {
-            if (!p) return;
+          (auth) => {
+            if (!auth) return;
+            const p = auth.principal;
             const n = perAccount.get(p.accountId) ?? 0;
             if (n >= cfg.maxSessionsPerAccount) {
               clog.warn({ account: p.email }, 'too many concurrent sessions for the account');
@@ -161,6 +168,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
               return;
             }
             principal = p;
+            keyId = auth.keyId;
             ctx.accept();
           },
           (err: unknown) => {
@@ -176,16 +184,17 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         const p = principal as Principal;
         perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 0) + 1);
         counted = true;
-        const mine = loggedIn.get(p.accountId) ?? new Map<Connection, () => void>();
-        loggedIn.set(p.accountId, mine);
-        mine.set(client, () => {
-          if (revoked) return;
-          revoked = true;
-          clog.info({ account: p.email }, 'the account is no longer active: session closed');
+        loggedIn.set(client, {
+          login: { accountId: p.accountId, auth: p.auth, since: new Date(), keyId },
+          end: (why) => {
+            if (revoked) return;
+            revoked = true;
+            clog.info({ account: p.email, why }, 'the login no longer holds: session closed');
           // Nothing more is served: its files are closed now, and the socket goes even if the
           // client ignores the DISCONNECT (ssh2's end() only half-closes the connection).
-          for (const s of [...sessions]) abandon(s);
-          hangUp(client);
+            for (const s of [...sessions]) abandon(s);
+            hangUp(client);
+          },
         });
         opened = core.tree.sessionOpened(p, id).catch((err: unknown) => clog.error({ err }, 'could not record the session'));
         clog.info({ account: p.email, auth: p.auth }, 'sftp session started');
@@ -256,9 +265,7 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
         if (!p || !counted) return;
         perAccount.set(p.accountId, (perAccount.get(p.accountId) ?? 1) - 1);
         if ((perAccount.get(p.accountId) ?? 0) <= 0) perAccount.delete(p.accountId);
-        const mine = loggedIn.get(p.accountId);
-        mine?.delete(client);
-        if (mine?.size === 0) loggedIn.delete(p.accountId);
+        loggedIn.delete(client);
         void (async () => {
           for (const s of [...sessions]) abandon(s);
           await abandoning;
@@ -372,11 +379,11 @@ function holder(client: Connection): (until: Promise<unknown>) => void {
   };
 }
 
-/** Authenticates one attempt; null means "answered already" (a key query accepted). */
-async function authenticate(core: Core, ctx: AuthContext, ip: string): Promise<Principal | null> {
+/** Authenticates one attempt (with the SSH key of a key login); null means "answered already" (a key query accepted). */
+async function authenticate(core: Core, ctx: AuthContext, ip: string): Promise<{ principal: Principal; keyId?: string } | null> {
   if (ctx.method === 'password') {
     const { principal } = await core.accounts.verifyCredentials({ email: ctx.username, password: ctx.password }, ip, 'sftp');
-    return principal;
+    return { principal };
   }
   if (ctx.method === 'publickey') {
     const found = await core.sshKeys.accountForKey(ctx.key.data);
@@ -399,7 +406,9 @@ async function authenticate(core: Core, ctx: AuthContext, ip: string): Promise<P
     }
     if (pub.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) throw fail('SEALDROP_E_UNAUTHENTICATED', 'bad signature');
     await core.sshKeys.touch(found.key.id);
-    return core.accounts.principalFor(found.account.id, 'ssh_key', 'sftp', ip);
+    const principal = await core.accounts.principalFor(found.account.id, 'ssh_key', 'sftp', ip);
+    if (!principal) throw fail('SEALDROP_E_UNAUTHENTICATED', 'the account is not active');
+    return { principal, keyId: found.key.id };
   }
   // "none" (every client's first try), keyboard-interactive, hostbased: not offered.
   throw fail('SEALDROP_E_UNAUTHENTICATED', `authentication method ${ctx.method} is not offered`);
