@@ -448,7 +448,7 @@ describe('the virtual tree', () => {
     const alice = await member('alice@example.org', 'alice secupass long');
     await put(alice, '/outbox/bob@example.org/a.txt', Buffer.from('a'));
     await expectCode(h.core.tree.openWrite(alice, '/outbox/bob@example.org/a.txt', { append: true, exclusive: true }), 'SEALDROP_E_CONFLICT');
-    for (const c of ['\u202e', '\u202d', '\u202a', '\u2066', '\u2069']) {
+    for (const c of ['\u202e', '\u202d', '\u202a', '\u2066', '\u2069', '\u0085', '\u2028', '\u2029', '\u200b', '\ufeff']) {
       await expectCode(h.core.tree.openWrite(alice, `/outbox/bob@example.org/invoice${c}fdp.exe`), 'SEALDROP_E_INVALID_NAME');
     }
     // Direction marks are part of ordinary right-to-left names.

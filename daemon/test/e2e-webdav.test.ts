@@ -116,6 +116,11 @@ describe('WebDAV', () => {
     const back = path.join(files, 'back.bin');
     expect((await curl([...alice, '-o', back, dav(`${folder}/report.bin`)])).status).toBe(200);
     expect(sha(readFileSync(back))).toBe(sha(data));
+    // A browser saves a file instead of rendering it (a delivered .html would be a page on this
+    // origin), and whatever it renders runs nothing, posts nothing and has an origin of its own.
+    const head = await curl([...alice, '-s', '-I', dav(`${folder}/report.bin`)]);
+    expect(head.body).toMatch(/content-disposition: attachment; filename="report.bin"/i);
+    expect(head.body).toMatch(/content-security-policy: default-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'; sandbox/i);
     // Chunked, as macOS Finder sends it, with the announced length checked.
     const chunk = randomBytes(1024 * 1024);
     const chunked = await curl([...alice, '-T', '-', '-H', 'Transfer-Encoding: chunked', '-H', `X-Expected-Entity-Length: ${chunk.length}`, dav(`${folder}/chunked.bin`)], chunk);

@@ -32,6 +32,15 @@ export function normalizeEmail(input: unknown, field = 'email'): string {
 }
 
 /**
+ * Control characters (C0, DEL, C1), the line and paragraph separators and the invisible zero
+ * width space and byte order mark: a name or subject with them can show as several lines (in a
+ * plain-text mail's file list, say) or hide what it is. The zero width joiner and non-joiner
+ * stay allowed: emoji sequences and Persian or Indic names need them.
+ */
+// eslint-disable-next-line no-control-regex
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200b\ufeff]/;
+
+/**
  * Bidirectional embeddings, overrides and isolates: they reorder what follows them, the way to
  * disguise a name. The marks (U+200E, U+200F, U+061C) only set a direction and are part of
  * ordinary right-to-left names, so they stay allowed.
@@ -59,8 +68,7 @@ export function validateFileName(input: unknown, field = 'name'): string {
   const bad = (why: string) => fail('SEALDROP_E_INVALID_NAME', `${field} ${shown} is not allowed: ${why}`);
   if (name.length === 0) throw bad('empty');
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) throw bad(`longer than ${MAX_NAME_BYTES} bytes`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) throw bad('contains control characters');
+  if (CONTROLS.test(name)) throw bad('contains control characters');
   if (/[/\\]/.test(name)) throw bad('contains a path separator');
   // Bidirectional controls make a name read differently from what it is ("…exe.pdf" shown for
   // "…fdp.exe"): a classic way to disguise a file for its recipient.
@@ -96,8 +104,7 @@ export function validateSubject(input: unknown, max: number): string {
   const subject = input.normalize('NFC').trim();
   if (subject.length === 0) throw fail('SEALDROP_E_VALIDATION', 'subject must not be empty');
   if (subject.length > max) throw fail('SEALDROP_E_VALIDATION', `subject is longer than ${max} characters`);
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(subject)) throw fail('SEALDROP_E_VALIDATION', 'subject must be one line without control characters');
+  if (CONTROLS.test(subject)) throw fail('SEALDROP_E_VALIDATION', 'subject must be one line without control characters');
   // The subject names the recipient's inbox folder and the mail: as with file names, no
   // bidirectional controls that make it read differently.
   if (BIDI_CONTROLS.test(subject)) throw fail('SEALDROP_E_VALIDATION', 'subject must not contain bidirectional control characters');

@@ -34,6 +34,9 @@ function safeNext(next: unknown, fallback = '/inbox'): string {
 }
 
 /** The UI page routes. */
+
+/** The notices /admin/accounts shows after an action (`?done=`); the catalogues have one for each. */
+const ADMIN_DONE = new Set(['invited', 'disable', 'enable', 'role', 'resend', 'reset']);
 export function pageRoutes(ui: UiContext): Router {
   const { core, config } = ui;
   const router = new Router();
@@ -228,7 +231,9 @@ export function pageRoutes(ui: UiContext): Router {
   router.get('/admin/accounts', async (ctx) => {
     const p = admin(ctx);
     if (!p) return;
-    render(ui, ctx, 'admin-accounts.njk', { accounts: await core.accounts.listAccounts(p), done: ctx.query.done ?? null });
+    // Only the notices this page knows (another value would be shown as its catalogue key).
+    const done = typeof ctx.query.done === 'string' && ADMIN_DONE.has(ctx.query.done) ? ctx.query.done : null;
+    render(ui, ctx, 'admin-accounts.njk', { accounts: await core.accounts.listAccounts(p), done });
   });
 
   router.post('/admin/accounts', async (ctx) => {

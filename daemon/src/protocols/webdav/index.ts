@@ -19,6 +19,7 @@ import type { TreeEntry } from '../../core/tree.ts';
 import { wellFormed } from '../../core/validation.ts';
 import { detachedBody, hasBody } from '../http/body.ts';
 import { HTTP_STATUS } from '../http/errors.ts';
+import { contentDisposition } from '../http/request.ts';
 import { evaluateIf, parseIf, submittedTokens, type IfResource } from './if-header.ts';
 import { child, children, DAV, emptyProp, errorBody, esc, innerXml, is, multistatus, nameOf, parseXml, propElement, propName, statusLine, type PropName } from './xml.ts';
 
@@ -355,6 +356,9 @@ class WebdavHandler {
       return;
     }
     ctx.set('Accept-Ranges', 'bytes');
+    // A browser saves the file instead of showing it: a delivered .html file would otherwise be
+    // a page on this origin (a fake log-in form), whoever sent it. WebDAV clients ignore this.
+    ctx.set('Content-Disposition', contentDisposition(e.name));
     if (head) {
       ctx.status = 200;
       ctx.type = contentType(e.name);
