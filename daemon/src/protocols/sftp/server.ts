@@ -293,6 +293,9 @@ export async function startSftpServer({ core, config, hostKeyDir, log }: SftpOpt
     }
     const timer = setTimeout(() => {
       slog.info({ ip: socket.remoteAddress }, 'authentication timed out');
+      // Its place is free before the client can see the close ('close' comes a turn later, and
+      // a client connecting again at once was refused as one too many).
+      startups.delete(socket);
       socket.destroy();
     }, cfg.authTimeoutSeconds * 1000);
     timer.unref();
