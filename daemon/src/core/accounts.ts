@@ -54,7 +54,6 @@ export interface ApiTokenView {
   revokedAt: string | null;
 }
 
-/** Accounts, authentication, tokens. */
 /** A protocol login to re-check (see AccountService.endedLogins). */
 export interface LiveLogin {
   accountId: string;
@@ -65,6 +64,7 @@ export interface LiveLogin {
   keyId?: string | undefined;
 }
 
+/** Accounts, authentication, tokens. */
 export class AccountService {
   private readonly basicCache = new Map<string, { accountId: string; passwordChangedAt: number; until: number }>();
 

@@ -52,7 +52,6 @@ export function bearerAuth(core: Core) {
   };
 }
 
-/** The authenticated principal of a request. */
 /** Whether a parsed JSON value holds a NUL character in a string or a key (walked without recursion). */
 export function hasNul(value: unknown): boolean {
   const stack: unknown[] = [value];
@@ -62,8 +61,7 @@ export function hasNul(value: unknown): boolean {
       if (v.includes('\u0000')) return true;
     } else if (Array.isArray(v)) {
       for (const x of v) stack.push(x); // not push(...v): a large array would overflow the call stack
-    }
-    else if (v !== null && typeof v === 'object') {
+    } else if (v !== null && typeof v === 'object') {
       for (const [k, inner] of Object.entries(v)) {
         if (k.includes('\u0000')) return true;
         stack.push(inner);
@@ -73,6 +71,7 @@ export function hasNul(value: unknown): boolean {
   return false;
 }
 
+/** The authenticated principal of a request. */
 export function principalOf(ctx: Context): Principal {
   return (ctx.state as ApiState).principal;
 }

@@ -33,10 +33,10 @@ function safeNext(next: unknown, fallback = '/inbox'): string {
   return typeof next === 'string' && /^\/[A-Za-z0-9/_\-.?=&%]*$/.test(next) && !next.startsWith('//') ? next : fallback;
 }
 
-/** The UI page routes. */
-
 /** The notices /admin/accounts shows after an action (`?done=`); the catalogues have one for each. */
 const ADMIN_DONE = new Set(['invited', 'disable', 'enable', 'role', 'resend', 'reset']);
+
+/** The UI page routes. */
 export function pageRoutes(ui: UiContext): Router {
   const { core, config } = ui;
   const router = new Router();
