@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { AccountSchema, SshKeySchema, type Account, type SshKey } from '../store/entities.ts';
 import { audit } from './audit.ts';
-import { inTx, readEm, type Actor, type CoreDeps, type Principal } from './context.ts';
+import { actorOf, inTx, readEm, requireLogin, type Actor, type CoreDeps, type Principal } from './context.ts';
 import { fail } from './errors.ts';
 import { isUuid, normalizeEmail } from './validation.ts';
 
@@ -77,6 +77,21 @@ export function parseSshPublicKey(line: unknown): ParsedSshKey {
 /** SSH keys of accounts. */
 export class SshKeyService {
   constructor(private readonly deps: CoreDeps) {}
+
+  /**
+   * The caller adds a key to their own account, from a login session only: a key is a login of
+   * its own, with the account's full rights over SFTP (an API token could otherwise make one).
+   */
+  async addOwn(p: Principal, publicKey: unknown): Promise<SshKeyView> {
+    requireLogin(p, 'SSH keys are managed');
+    return this.add(actorOf(p), { accountId: p.accountId }, publicKey);
+  }
+
+  /** The caller removes one of their own keys, from a login session only (see addOwn). */
+  async removeOwn(p: Principal, idOrFingerprint: unknown): Promise<void> {
+    requireLogin(p, 'SSH keys are managed');
+    await this.remove(actorOf(p), idOrFingerprint, { accountId: p.accountId });
+  }
 
   /** Adds a key to the caller's account, or (admin/CLI, with `email`) to another account. */
   async add(by: Actor, target: { accountId?: string; email?: unknown }, publicKey: unknown): Promise<SshKeyView> {
