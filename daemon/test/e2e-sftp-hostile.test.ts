@@ -394,16 +394,17 @@ describe('hostile SFTP requests', () => {
     expect(h2.ok).toBe(true);
     if (!h2.ok) return;
     (c2 as unknown as { _protocol: { channelWindowAdjust: () => void } })._protocol.channelWindowAdjust = () => undefined;
-    let settled = 0;
+    let answered = 0;
     const sent = 20_000;
     const buf = Buffer.alloc(32 * 1024);
     for (let i = 0; i < sent; i++) {
-      s2.read(h2.value, buf, 0, buf.length, i * buf.length, () => settled++);
+      // A READ without an error got its data; the rest fail when the channel or connection closes.
+      s2.read(h2.value, buf, 0, buf.length, i * buf.length, (err) => (err ? undefined : answered++));
       if (i % 2000 === 1999) await delay(10);
     }
     await until('the daemon to close that channel', () => daemon.output().includes('requests waiting for an answer'));
     await hangUp(c2);
-    expect(settled, 'most READs were never answered').toBeLessThan(sent);
+    expect(answered, 'most READs were never answered').toBeLessThan(sent / 2);
 
     // A client that goes away with READs queued: the daemon just drops them.
     const c3 = await connect(reader, PW);
