@@ -33,7 +33,7 @@ import { actorOf, inTx, readEm, type CoreDeps, type Principal, type Via } from '
 import { renderSubject, type DeliveryService, type DeliverySpec, type Download } from './deliveries.ts';
 import { fail, isSealdropError } from './errors.ts';
 import type { Upload } from './uploads.ts';
-import { normalizeEmail, validateFileName, validateRelativePath, validateSubject, wellFormed } from './validation.ts';
+import { displayName, normalizeEmail, validateFileName, validateRelativePath, validateSubject } from './validation.ts';
 
 /** A directory entry or stat result. */
 export interface TreeEntry {
@@ -279,10 +279,9 @@ export class TreeService {
   /** The folder name of a delivery in /inbox: `YYYY-MM-DD subject [id8]`. */
   inboxName(d: Delivery): string {
     const date = (d.sentAt ?? d.createdAt).toISOString().slice(0, 10);
-    // Control and bidirectional characters become "_"; the subject is cut after 80 characters
-    // (code points: a cut through an emoji's surrogate pair made the name unencodable).
-    // eslint-disable-next-line no-control-regex
-    const cleaned = wellFormed(d.subject).replace(/[/\\\u0000-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '_').replace(/\s+/g, ' ').trim();
+    // The subject is cut after 80 characters (code points: a cut through an emoji's surrogate
+    // pair made the name unencodable).
+    const cleaned = displayName(d.subject).replace(/\s+/g, ' ').trim();
     // At most 80 characters and 160 UTF-8 bytes: the whole name stays well under the 255 bytes
     // a file name may have on the clients' disks.
     let subject = '';

@@ -47,6 +47,18 @@ const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200b\ufeff]/;
  */
 const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
 
+/** Every character displayName replaces. */
+const NOT_IN_NAMES = new RegExp(`${CONTROLS.source}|${BIDI_CONTROLS.source}|[/\\\\]`, 'g');
+
+/**
+ * `s` shown safely as one name: lone surrogates become U+FFFD, and what a name may not hold
+ * (control characters as in CONTROLS, bidirectional embeddings, overrides and isolates, path
+ * separators) becomes "_". For names made from stored text (a subject), not for checking input.
+ */
+export function displayName(s: string): string {
+  return wellFormed(s).replace(NOT_IN_NAMES, '_');
+}
+
 /** `s` with every lone surrogate (half of a character cut apart) replaced by U+FFFD. */
 export function wellFormed(s: string): string {
   return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
